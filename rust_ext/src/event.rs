@@ -1,0 +1,40 @@
+//! One LHE event as the reader hands it out (reused between events: no allocation per event).
+
+/// One particle line of an event (LHA HEPEUP).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Particle {
+    /// PDG id (IDUP).
+    pub pid: i32,
+    /// Status (ISTUP): -1 incoming, 1 outgoing final state, 2 intermediate resonance.
+    pub status: i32,
+    /// 1-based indices of the mothers (MOTHUP).
+    pub mothers: [i32; 2],
+    /// Colour and anticolour tags (ICOLUP).
+    pub colors: [i32; 2],
+    /// Momentum px, py, pz, energy and mass in GeV (PUP).
+    pub px: f64,
+    pub py: f64,
+    pub pz: f64,
+    pub e: f64,
+    pub m: f64,
+    /// Proper lifetime c*tau in mm (VTIMUP).
+    pub lifetime: f64,
+    /// Cosine of the angle between spin and momentum (SPINUP).
+    pub spin: f64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Event {
+    /// 0-based index of the event in its file.
+    pub index: u64,
+    pub idprup: i64,
+    /// Nominal event weight (XWGTUP).
+    pub xwgtup: f64,
+    /// Scale in GeV (SCALUP).
+    pub scalup: f64,
+    pub aqedup: f64,
+    pub aqcdup: f64,
+    pub particles: Vec<Particle>,
+    /// Named weights, aligned with the reader's weight ids; `None` where the event lacks one.
+    pub weights: Vec<Option<f64>>,
+}

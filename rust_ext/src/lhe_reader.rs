@@ -1,0 +1,747 @@
+//! Streaming reader of Les Houches Event files (LHEF 1.0, 2.0 and 3.0).
+//!
+//! The reader walks the text line by line in bounded memory. It reads the header and the
+//! `<init>` block when opened, then hands out one [`Event`] at a time. Malformed input is an
+//! error naming the file, line and event; with [`OnError::Skip`] the bad event is recorded
+//! and skipped and reading resumes at the next event. Nothing is dropped silently.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use crate::error::{LheError, ParseError, Result};
+use crate::event::{Event, Particle};
+use crate::header::{lossy, parse_init_numbers, scan_declarations, FileHeader};
+use crate::line_source::{open_text, LineSource};
+use crate::numbers::{fields, parse_f64, parse_i32, parse_i64};
+use crate::xml_scan::{attr, next_tag, text_until_close};
+
+/// What to do with a malformed event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnError {
+    /// Stop at the first error (the default: nothing is lost without the user knowing).
+    Fail,
+    /// Skip the bad event, record it, and go on with the next one.
+    Skip,
+}
+
+/// Header text larger than this is not an LHE header.
+const MAX_HEADER_BYTES: usize = 256 << 20;
+/// More particles than this in one event is a corrupt NUP, not physics.
+const MAX_PARTICLES: i64 = 100_000;
+const PARTICLE_FIELDS: usize = 13;
+const PARTICLE_FIELD_NAMES: [&str; PARTICLE_FIELDS] = [
+    "IDUP", "ISTUP", "MOTHUP1", "MOTHUP2", "ICOLUP1", "ICOLUP2", "px", "py", "pz", "E", "M",
+    "VTIMUP", "SPINUP",
+];
+const EVENT_INFO_FIELD_NAMES: [&str; 6] = ["NUP", "IDPRUP", "XWGTUP", "SCALUP", "AQEDUP", "AQCDUP"];
+
+/// Where the line cursor stands after an error inside an event, so that skipping resumes
+/// at the right place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Resync {
+    /// Still inside the bad event: skip to its `</event>`.
+    SkipToEventEnd,
+    /// The bad event's `</event>` has been consumed.
+    AtEventEnd,
+    /// The line just read opens the next event.
+    AtNextEvent,
+    /// `</LesHouchesEvents>` has been read.
+    AtRootEnd,
+    /// The text cannot be read further.
+    AtEof,
+}
+
+struct EventFailure {
+    line: u64,
+    message: String,
+    resync: Resync,
+}
+
+fn fail<T>(line: u64, resync: Resync, message: impl Into<String>) -> std::result::Result<T, EventFailure> {
+    Err(EventFailure {
+        line,
+        message: message.into(),
+        resync,
+    })
+}
+
+pub struct LheReader {
+    path: String,
+    lines: LineSource,
+    header: FileHeader,
+    weight_ids: Vec<String>,
+    weight_lookup: HashMap<Box<[u8]>, usize>,
+    /// Which weight each value of a compact `<weights>` block is, in order.
+    compact_weight_slots: Vec<usize>,
+    on_error: OnError,
+    event: Event,
+    next_index: u64,
+    pending_event_start: bool,
+    in_comment: bool,
+    finished: bool,
+    /// `self.event` holds a parsed event not yet handed out.
+    buffered: bool,
+    /// While the first event is read, weights it names that the header did not declare
+    /// become columns; afterwards the set of weights is fixed.
+    learning_weights: bool,
+    tail: Vec<u8>,
+    skipped: Vec<ParseError>,
+    is_gzip: bool,
+}
+
+impl LheReader {
+    /// Opens a plain or gzip LHE file and reads its header, `<init>` and first event.
+    pub fn open(path: &Path, on_error: OnError) -> Result<Self> {
+        let display = path.display().to_string();
+        let (text, is_gzip) = open_text(path).map_err(|source| LheError::Io {
+            path: display.clone(),
+            source,
+        })?;
+        let mut reader = LheReader {
+            path: display,
+            lines: LineSource::new(text),
+            header: FileHeader::default(),
+            weight_ids: Vec::new(),
+            weight_lookup: HashMap::new(),
+            compact_weight_slots: Vec::new(),
+            on_error,
+            event: Event::default(),
+            next_index: 0,
+            pending_event_start: false,
+            in_comment: false,
+            finished: false,
+            buffered: false,
+            learning_weights: true,
+            tail: Vec::new(),
+            skipped: Vec::new(),
+            is_gzip,
+        };
+        reader.read_preamble()?;
+        reader.buffered = reader.advance()?;
+        reader.learning_weights = false;
+        Ok(reader)
+    }
+
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    pub fn header(&self) -> &FileHeader {
+        &self.header
+    }
+
+    pub fn is_gzip(&self) -> bool {
+        self.is_gzip
+    }
+
+    /// Ids of the named weights, in column order (declared first, then any the first
+    /// event added).
+    pub fn weight_ids(&self) -> &[String] {
+        &self.weight_ids
+    }
+
+    /// Events skipped (with [`OnError::Skip`]) and other recorded problems, in file order.
+    pub fn skipped(&self) -> &[ParseError] {
+        &self.skipped
+    }
+
+    /// Bytes of (decompressed) text read so far.
+    pub fn bytes_read(&self) -> u64 {
+        self.lines.bytes_consumed()
+    }
+
+    /// Number of events started so far, good or skipped.
+    pub fn events_seen(&self) -> u64 {
+        self.next_index
+    }
+
+    /// The next event, or `None` after the last.
+    pub fn next_event(&mut self) -> Result<Option<&Event>> {
+        if self.buffered {
+            self.buffered = false;
+            return Ok(Some(&self.event));
+        }
+        if self.advance()? {
+            Ok(Some(&self.event))
+        } else {
+            Ok(None)
+        }
+    }
+
+    fn parse_error(&self, line: u64, event: Option<u64>, message: impl Into<String>) -> LheError {
+        LheError::parse(&self.path, line, event, message)
+    }
+
+    // ---------------------------------------------------------------- header and init
+
+    fn read_preamble(&mut self) -> Result<()> {
+        self.read_root_tag()?;
+        let mut header_text = Vec::new();
+        let mut in_comment = false;
+        let (init_line, first_init_text) = loop {
+            let (n, line) = match self.lines.next_line() {
+                Ok(Some(l)) => l,
+                Ok(None) => {
+                    let n = self.lines.line_no();
+                    return Err(self.parse_error(n, None, "file ends before the <init> block"));
+                }
+                Err(e) => return Err(self.read_failure(None, &e)),
+            };
+            let trimmed = line.trim_ascii_start();
+            if !in_comment && is_open_tag(trimmed, b"init") {
+                let after = trimmed.iter().position(|&b| b == b'>').map_or(&b""[..], |i| &trimmed[i + 1..]);
+                break (n, after.to_vec());
+            }
+            if !in_comment && is_open_tag(trimmed, b"event") {
+                return Err(LheError::parse(&self.path, n, None, "<event> before the <init> block"));
+            }
+            in_comment = comment_state_after(line, in_comment);
+            if header_text.len() + line.len() > MAX_HEADER_BYTES {
+                return Err(LheError::parse(
+                    &self.path,
+                    n,
+                    None,
+                    "header larger than 256 MiB without an <init> block: not an LHE file",
+                ));
+            }
+            header_text.extend_from_slice(line);
+            header_text.push(b'\n');
+        };
+
+        // Collect <init> up to </init>; it is small.
+        let mut init_lines: Vec<Vec<u8>> = Vec::new();
+        let mut rest = first_init_text;
+        let mut first_line_no = init_line;
+        if rest.trim_ascii().is_empty() {
+            first_line_no = init_line + 1;
+        } else if let Some(end) = memchr::memmem::find(&rest, b"</init>") {
+            rest.truncate(end);
+            init_lines.push(rest);
+            return self.finish_init(&header_text, &init_lines, first_line_no);
+        } else {
+            init_lines.push(rest);
+        }
+        loop {
+            let (n, line) = match self.lines.next_line() {
+                Ok(Some(l)) => l,
+                Ok(None) => {
+                    return Err(LheError::parse(&self.path, self.lines.line_no(), None, "unterminated <init> block"));
+                }
+                Err(e) => return Err(self.read_failure(None, &e)),
+            };
+            if let Some(end) = memchr::memmem::find(line, b"</init>") {
+                init_lines.push(line[..end].to_vec());
+                break;
+            }
+            if is_open_tag(line.trim_ascii_start(), b"event") {
+                return Err(LheError::parse(&self.path, n, None, "unterminated <init> block"));
+            }
+            init_lines.push(line.to_vec());
+        }
+        self.finish_init(&header_text, &init_lines, first_line_no)
+    }
+
+    fn read_root_tag(&mut self) -> Result<()> {
+        let mut in_comment = false;
+        loop {
+            let (n, line) = match self.lines.next_line() {
+                Ok(Some(l)) => l,
+                Ok(None) => {
+                    let n = self.lines.line_no().max(1);
+                    return Err(self.parse_error(n, None, "empty file: no <LesHouchesEvents> tag"));
+                }
+                Err(e) => return Err(self.read_failure(None, &e)),
+            };
+            let trimmed = line.trim_ascii();
+            let was_in_comment = in_comment;
+            in_comment = comment_state_after(line, in_comment);
+            if trimmed.is_empty() || was_in_comment || trimmed.starts_with(b"<?") || trimmed.starts_with(b"<!--") {
+                continue;
+            }
+            if let Some(tag) = next_tag(trimmed, 0).filter(|t| t.start == 0 && t.name == b"LesHouchesEvents") {
+                let version = attr(tag.attrs, b"version").map(|v| String::from_utf8_lossy(v).into_owned());
+                self.header.lhef_version = version.unwrap_or_default();
+                return Ok(());
+            }
+            return Err(LheError::parse(
+                &self.path,
+                n,
+                None,
+                format!("not an LHE file: expected <LesHouchesEvents>, found {:?}", lossy(trimmed)),
+            ));
+        }
+    }
+
+    fn finish_init(&mut self, header_text: &[u8], init_lines: &[Vec<u8>], first_line_no: u64) -> Result<()> {
+        let views: Vec<&[u8]> = init_lines.iter().map(Vec::as_slice).collect();
+        let after_numbers = parse_init_numbers(&views, &mut self.header).map_err(|(i, msg)| {
+            LheError::parse(&self.path, first_line_no + i as u64, None, msg)
+        })?;
+        let mut weightinfo = Vec::new();
+        scan_declarations(header_text, &mut self.header, &mut weightinfo);
+        let init_rest = init_lines[after_numbers..].join(&b'\n');
+        scan_declarations(&init_rest, &mut self.header, &mut weightinfo);
+        if self.header.weights.is_empty() {
+            self.header.weights = weightinfo;
+        }
+        for decl in self.header.weights.clone() {
+            self.add_weight_column(decl.id.as_bytes());
+        }
+        self.compact_weight_slots = (0..self.weight_ids.len()).collect();
+        Ok(())
+    }
+
+    fn add_weight_column(&mut self, id: &[u8]) -> usize {
+        if let Some(&slot) = self.weight_lookup.get(id) {
+            return slot;
+        }
+        let slot = self.weight_ids.len();
+        self.weight_ids.push(String::from_utf8_lossy(id).into_owned());
+        self.weight_lookup.insert(id.into(), slot);
+        slot
+    }
+
+    /// A read error (corrupt or truncated gzip, I/O) located at the line reached.
+    fn read_failure(&self, event: Option<u64>, e: &std::io::Error) -> LheError {
+        let line = self.lines.line_no() + 1;
+        self.parse_error(line, event, format!("cannot read further (truncated or corrupt file?): {e}"))
+    }
+
+    // ---------------------------------------------------------------- events
+
+    /// Parses the next good event into `self.event`; `false` at the end.
+    fn advance(&mut self) -> Result<bool> {
+        loop {
+            if self.finished || !self.find_event_start()? {
+                return Ok(false);
+            }
+            let index = self.next_index;
+            self.next_index += 1;
+            match self.parse_event_body(index) {
+                Ok(()) => return Ok(true),
+                Err(failure) => {
+                    let error = ParseError {
+                        path: self.path.clone(),
+                        line: failure.line,
+                        event: Some(index),
+                        message: failure.message,
+                    };
+                    if failure.resync == Resync::AtEof || failure.resync == Resync::AtRootEnd {
+                        self.finished = true;
+                    }
+                    match self.on_error {
+                        OnError::Fail => {
+                            self.finished = true;
+                            return Err(LheError::Parse(error));
+                        }
+                        OnError::Skip => {
+                            self.skipped.push(error);
+                            self.resync(failure.resync)?;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads up to the next `<event>`; `false` at `</LesHouchesEvents>`.
+    fn find_event_start(&mut self) -> Result<bool> {
+        if self.pending_event_start {
+            self.pending_event_start = false;
+            return Ok(true);
+        }
+        loop {
+            let (_, line) = match self.lines.next_line() {
+                Ok(Some(l)) => l,
+                Ok(None) => {
+                    self.finished = true;
+                    let error = ParseError {
+                        path: self.path.clone(),
+                        line: self.lines.line_no(),
+                        event: None,
+                        message: format!(
+                            "file ends after {} events without </LesHouchesEvents>: truncated?",
+                            self.next_index
+                        ),
+                    };
+                    return self.record_or_fail(error).map(|()| false);
+                }
+                Err(e) => {
+                    self.finished = true;
+                    let LheError::Parse(error) = self.read_failure(None, &e) else { unreachable!() };
+                    return self.record_or_fail(error).map(|()| false);
+                }
+            };
+            let trimmed = line.trim_ascii_start();
+            if self.in_comment {
+                self.in_comment = comment_state_after(line, true);
+                continue;
+            }
+            if is_open_tag(trimmed, b"event") {
+                return Ok(true);
+            }
+            if trimmed.starts_with(b"</LesHouchesEvents") {
+                self.finished = true;
+                return Ok(false);
+            }
+            self.in_comment = comment_state_after(line, false);
+        }
+    }
+
+    fn record_or_fail(&mut self, error: ParseError) -> Result<()> {
+        match self.on_error {
+            OnError::Fail => Err(LheError::Parse(error)),
+            OnError::Skip => {
+                self.skipped.push(error);
+                Ok(())
+            }
+        }
+    }
+
+    fn resync(&mut self, resync: Resync) -> Result<()> {
+        match resync {
+            Resync::AtEventEnd | Resync::AtEof | Resync::AtRootEnd => Ok(()),
+            Resync::AtNextEvent => {
+                self.pending_event_start = true;
+                Ok(())
+            }
+            Resync::SkipToEventEnd => loop {
+                let line = match self.lines.next_line() {
+                    Ok(Some((_, l))) => l,
+                    // find_event_start reports the end of the text on the next call.
+                    Ok(None) | Err(_) => return Ok(()),
+                };
+                if memchr::memmem::find(line, b"</event>").is_some() {
+                    return Ok(());
+                }
+                let trimmed = line.trim_ascii_start();
+                if is_open_tag(trimmed, b"event") {
+                    self.pending_event_start = true;
+                    return Ok(());
+                }
+                if trimmed.starts_with(b"</LesHouchesEvents") {
+                    self.finished = true;
+                    return Ok(());
+                }
+            },
+        }
+    }
+
+    /// Advances to the next line inside an event that is not blank, a `#` line or an XML
+    /// comment, and returns its number; the line itself is `self.lines.current()`.
+    fn next_content_line(&mut self) -> std::result::Result<u64, EventFailure> {
+        let mut in_comment = false;
+        loop {
+            match self.lines.next_line() {
+                Ok(Some((n, line))) => {
+                    let trimmed = line.trim_ascii();
+                    if in_comment {
+                        in_comment = comment_state_after(line, true);
+                        continue;
+                    }
+                    if trimmed.is_empty() || trimmed[0] == b'#' {
+                        continue;
+                    }
+                    if trimmed.starts_with(b"<!--") {
+                        in_comment = comment_state_after(line, false);
+                        continue;
+                    }
+                    return Ok(n);
+                }
+                Ok(None) => {
+                    let n = self.lines.line_no();
+                    return fail(n, Resync::AtEof, "unterminated event: the file ends inside it");
+                }
+                Err(e) => {
+                    let n = self.lines.line_no() + 1;
+                    return fail(n, Resync::AtEof, format!("cannot read further (truncated or corrupt file?): {e}"));
+                }
+            }
+        }
+    }
+
+    fn parse_event_body(&mut self, index: u64) -> std::result::Result<(), EventFailure> {
+        self.event.index = index;
+        self.event.particles.clear();
+        self.event.weights.clear();
+        self.event.weights.resize(self.weight_ids.len(), None);
+
+        // Event information line: NUP IDPRUP XWGTUP SCALUP AQEDUP AQCDUP.
+        let n = self.next_content_line()?;
+        let line = self.lines.current();
+        if let Some(resync) = tag_line_resync(line) {
+            return fail(n, resync, "missing the event information line (NUP IDPRUP XWGTUP ...)");
+        }
+        let mut f = fields(line);
+        let mut info = [0.0f64; 6];
+        let mut nup = 0i64;
+        let mut idprup = 0i64;
+        for (k, name) in EVENT_INFO_FIELD_NAMES.iter().enumerate() {
+            let Some(field) = f.next() else {
+                return fail(n, Resync::SkipToEventEnd, format!("event information line has {k} fields, expected 6"));
+            };
+            let ok = match k {
+                0 => parse_i64(field).map(|v| nup = v).is_some(),
+                1 => parse_i64(field).map(|v| idprup = v).is_some(),
+                _ => parse_f64(field).map(|v| info[k] = v).is_some(),
+            };
+            if !ok {
+                return fail(
+                    n,
+                    Resync::SkipToEventEnd,
+                    format!("event information field {} ({name}) is not a number: {:?}", k + 1, lossy(field)),
+                );
+            }
+        }
+        if let Some(extra) = f.next() {
+            return fail(
+                n,
+                Resync::SkipToEventEnd,
+                format!("event information line has more than 6 fields (extra {:?})", lossy(extra)),
+            );
+        }
+        if !(0..=MAX_PARTICLES).contains(&nup) {
+            return fail(n, Resync::SkipToEventEnd, format!("NUP = {nup} is not a particle count"));
+        }
+        self.event.idprup = idprup;
+        self.event.xwgtup = info[2];
+        self.event.scalup = info[3];
+        self.event.aqedup = info[4];
+        self.event.aqcdup = info[5];
+
+        for k in 0..nup {
+            let n = self.next_content_line()?;
+            let line = self.lines.current();
+            if let Some(resync) = tag_line_resync(line) {
+                return fail(n, resync, format!("NUP = {nup} but the event has only {k} particle lines"));
+            }
+            let particle = parse_particle(line).map_err(|message| EventFailure {
+                line: n,
+                message: format!("particle line {} of {nup}: {message}", k + 1),
+                resync: Resync::SkipToEventEnd,
+            })?;
+            self.event.particles.push(particle);
+        }
+
+        // Everything after the particles up to </event>: weights, scales, comments, info.
+        self.tail.clear();
+        let mut tail_first_line = None;
+        loop {
+            let (n, line) = match self.lines.next_line() {
+                Ok(Some(l)) => l,
+                Ok(None) => {
+                    let n = self.lines.line_no();
+                    return fail(n, Resync::AtEof, "unterminated event: the file ends inside it");
+                }
+                Err(e) => {
+                    let n = self.lines.line_no() + 1;
+                    return fail(n, Resync::AtEof, format!("cannot read further (truncated or corrupt file?): {e}"));
+                }
+            };
+            tail_first_line.get_or_insert(n);
+            if let Some(end) = memchr::memmem::find(line, b"</event>") {
+                self.tail.extend_from_slice(&line[..end]);
+                break;
+            }
+            let trimmed = line.trim_ascii_start();
+            if is_open_tag(trimmed, b"event") {
+                return fail(n, Resync::AtNextEvent, "unterminated event: <event> begins before </event>");
+            }
+            if trimmed.starts_with(b"</LesHouchesEvents") {
+                return fail(n, Resync::AtRootEnd, "unterminated event: </LesHouchesEvents> before </event>");
+            }
+            self.tail.extend_from_slice(line);
+            self.tail.push(b'\n');
+        }
+        if !self.tail.is_empty() {
+            let first = tail_first_line.unwrap_or(0);
+            self.parse_weights(first)?;
+        }
+        Ok(())
+    }
+
+    /// Reads `<rwgt><wgt id>`, compact `<weights>` and LHEF 2.0 `<weight name|id>` values.
+    fn parse_weights(&mut self, first_line: u64) -> std::result::Result<(), EventFailure> {
+        let tail = std::mem::take(&mut self.tail);
+        let result = self.parse_weights_in(&tail, first_line);
+        self.tail = tail;
+        result
+    }
+
+    fn parse_weights_in(&mut self, tail: &[u8], first_line: u64) -> std::result::Result<(), EventFailure> {
+        let line_at = |offset: usize| first_line + memchr::memchr_iter(b'\n', &tail[..offset]).count() as u64;
+        let mut pos = 0;
+        let mut expected_slot = 0usize;
+        while let Some(tag) = next_tag(tail, pos) {
+            pos = tag.end;
+            if tag.closing {
+                continue;
+            }
+            match tag.name {
+                b"wgt" | b"weight" => {
+                    let id = if tag.name == b"wgt" {
+                        attr(tag.attrs, b"id")
+                    } else {
+                        attr(tag.attrs, b"name").or_else(|| attr(tag.attrs, b"id"))
+                    };
+                    let tag_name = String::from_utf8_lossy(tag.name).into_owned();
+                    let Some(id) = id else {
+                        return fail(line_at(tag.start), Resync::AtEventEnd, format!("<{tag_name}> without an id"));
+                    };
+                    let Some((body, after)) = text_until_close(tail, tag.end, tag.name) else {
+                        return fail(line_at(tag.start), Resync::AtEventEnd, format!("<{tag_name}> without </{tag_name}>"));
+                    };
+                    pos = after;
+                    let Some(value) = parse_f64(body.trim_ascii()) else {
+                        return fail(
+                            line_at(tag.start),
+                            Resync::AtEventEnd,
+                            format!("weight {:?} is not a number: {:?}", lossy(id), lossy(body.trim_ascii())),
+                        );
+                    };
+                    // Fast path: weights come in the same order in every event.
+                    let slot = match self.weight_ids.get(expected_slot) {
+                        Some(expected) if expected.as_bytes() == id => expected_slot,
+                        _ => match self.weight_lookup.get(id) {
+                            Some(&slot) => slot,
+                            None if self.learning_weights => {
+                                let slot = self.add_weight_column(id);
+                                self.event.weights.resize(self.weight_ids.len(), None);
+                                slot
+                            }
+                            None => {
+                                return fail(
+                                    line_at(tag.start),
+                                    Resync::AtEventEnd,
+                                    format!(
+                                        "weight id {:?} is neither declared in <initrwgt> nor present in the first event",
+                                        lossy(id)
+                                    ),
+                                );
+                            }
+                        },
+                    };
+                    self.event.weights[slot] = Some(value);
+                    expected_slot = slot + 1;
+                }
+                b"weights" => {
+                    let Some((body, after)) = text_until_close(tail, tag.end, b"weights") else {
+                        return fail(line_at(tag.start), Resync::AtEventEnd, "<weights> without </weights>");
+                    };
+                    pos = after;
+                    for (k, field) in fields(body).enumerate() {
+                        let Some(&slot) = self.compact_weight_slots.get(k) else {
+                            return fail(
+                                line_at(tag.start),
+                                Resync::AtEventEnd,
+                                format!(
+                                    "<weights> has more than the {} values declared in <initrwgt>",
+                                    self.compact_weight_slots.len()
+                                ),
+                            );
+                        };
+                        let Some(value) = parse_f64(field) else {
+                            return fail(
+                                line_at(tag.start),
+                                Resync::AtEventEnd,
+                                format!("<weights> value {} is not a number: {:?}", k + 1, lossy(field)),
+                            );
+                        };
+                        self.event.weights[slot] = Some(value);
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+fn parse_particle(line: &[u8]) -> std::result::Result<Particle, String> {
+    let mut ints = [0i32; 6];
+    let mut floats = [0f64; 7];
+    let mut count = 0;
+    for field in fields(line) {
+        if count < 6 {
+            ints[count] = parse_i32(field).ok_or_else(|| bad_field(count, field, "an integer"))?;
+        } else if count < PARTICLE_FIELDS {
+            floats[count - 6] = parse_f64(field).ok_or_else(|| bad_field(count, field, "a number"))?;
+        }
+        count += 1;
+    }
+    if count != PARTICLE_FIELDS {
+        return Err(format!("expected {PARTICLE_FIELDS} fields, found {count}"));
+    }
+    Ok(Particle {
+        pid: ints[0],
+        status: ints[1],
+        mothers: [ints[2], ints[3]],
+        colors: [ints[4], ints[5]],
+        px: floats[0],
+        py: floats[1],
+        pz: floats[2],
+        e: floats[3],
+        m: floats[4],
+        lifetime: floats[5],
+        spin: floats[6],
+    })
+}
+
+#[cold]
+fn bad_field(index: usize, field: &[u8], what: &str) -> String {
+    format!(
+        "field {} ({}) is not {what}: {:?}",
+        index + 1,
+        PARTICLE_FIELD_NAMES[index],
+        lossy(field)
+    )
+}
+
+/// A line inside an event that starts with a tag ends the numeric part; says where we are.
+fn tag_line_resync(line: &[u8]) -> Option<Resync> {
+    let trimmed = line.trim_ascii_start();
+    if !trimmed.starts_with(b"<") {
+        return None;
+    }
+    Some(if memchr::memmem::find(trimmed, b"</event>").is_some() {
+        Resync::AtEventEnd
+    } else if is_open_tag(trimmed, b"event") {
+        Resync::AtNextEvent
+    } else if trimmed.starts_with(b"</LesHouchesEvents") {
+        Resync::AtRootEnd
+    } else {
+        Resync::SkipToEventEnd
+    })
+}
+
+/// `<name>` or `<name attr...>` at the start of `trimmed` (not `<name_longer>`).
+fn is_open_tag(trimmed: &[u8], name: &[u8]) -> bool {
+    trimmed.len() > name.len()
+        && trimmed[0] == b'<'
+        && trimmed[1..].starts_with(name)
+        && matches!(trimmed.get(1 + name.len()), Some(b'>' | b' ' | b'\t' | b'/') | None)
+}
+
+/// Whether an XML comment is still open after `line`, given whether one was open before.
+fn comment_state_after(line: &[u8], mut in_comment: bool) -> bool {
+    let mut rest = line;
+    loop {
+        if in_comment {
+            match memchr::memmem::find(rest, b"-->") {
+                Some(i) => {
+                    in_comment = false;
+                    rest = &rest[i + 3..];
+                }
+                None => return true,
+            }
+        } else {
+            match memchr::memmem::find(rest, b"<!--") {
+                Some(i) => {
+                    in_comment = true;
+                    rest = &rest[i + 4..];
+                }
+                None => return false,
+            }
+        }
+    }
+}

@@ -1,0 +1,22 @@
+//! Streaming reader of Les Houches Event files into Arrow tables of VBS observables.
+//!
+//! Pure Rust; the Python binding lives in [`py`] behind the `python` feature.
+
+pub mod batches;
+pub mod error;
+pub mod event;
+pub mod header;
+pub mod lhe_reader;
+pub mod line_source;
+pub mod numbers;
+pub mod observables;
+pub mod summary;
+pub mod xml_scan;
+
+#[cfg(feature = "python")]
+mod py;
+
+pub use batches::{scan_summary, LheBatches, View};
+pub use error::{LheError, ParseError};
+pub use lhe_reader::{LheReader, OnError};
+pub use summary::FileSummary;

@@ -1,0 +1,116 @@
+//! Per-file metadata gathered while streaming: header facts, event counts, sums of weights
+//! over ALL events (before any selection), rejections by reason and skipped events.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::error::ParseError;
+use crate::event::Event;
+use crate::header::{Beams, Generator, MgGenerationInfo, Process, WeightDecl};
+use crate::lhe_reader::LheReader;
+use crate::observables::Rejection;
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct FileSummary {
+    pub path: String,
+    pub gzip: bool,
+    pub lhef_version: String,
+    pub generators: Vec<Generator>,
+    pub beams: Beams,
+    pub processes: Vec<Process>,
+    pub mg_generation_info: Option<MgGenerationInfo>,
+    /// Named weights in column order, with their descriptions.
+    pub weights: Vec<WeightDecl>,
+    /// Events read (good ones; skipped events are counted in `n_skipped`).
+    pub n_events: u64,
+    /// Events with a row in the observables table.
+    pub n_rows: u64,
+    /// Sum over all events of the nominal weight (key "w") and of each named weight.
+    pub sum_weights: BTreeMap<String, f64>,
+    /// Events lacking a named weight, per weight id (only ids with at least one).
+    pub missing_weights: BTreeMap<String, u64>,
+    pub rejected: BTreeMap<String, u64>,
+    pub n_skipped: u64,
+    pub skipped: Vec<ParseError>,
+    /// Bytes of (decompressed) LHE text read.
+    pub bytes_read: u64,
+    /// The whole file was read (false while streaming or after an error).
+    pub complete: bool,
+}
+
+/// Accumulates a [`FileSummary`] event by event.
+pub struct SummaryBuilder {
+    summary: FileSummary,
+    sums: Vec<f64>,
+    missing: Vec<u64>,
+    sum_w: f64,
+    rejected: [u64; 2],
+}
+
+impl SummaryBuilder {
+    pub fn new(reader: &LheReader) -> Self {
+        let header = reader.header();
+        // Columns may include ids first seen in the first event: describe those too.
+        let weights = reader
+            .weight_ids()
+            .iter()
+            .map(|id| {
+                header
+                    .weights
+                    .iter()
+                    .find(|d| &d.id == id)
+                    .cloned()
+                    .unwrap_or_else(|| WeightDecl { id: id.clone(), ..WeightDecl::default() })
+            })
+            .collect();
+        let summary = FileSummary {
+            path: reader.path().to_owned(),
+            gzip: reader.is_gzip(),
+            lhef_version: header.lhef_version.clone(),
+            generators: header.generators.clone(),
+            beams: header.beams.clone(),
+            processes: header.processes.clone(),
+            mg_generation_info: header.mg_generation_info.clone(),
+            weights,
+            ..FileSummary::default()
+        };
+        let n = reader.weight_ids().len();
+        SummaryBuilder { summary, sums: vec![0.0; n], missing: vec![0; n], sum_w: 0.0, rejected: [0; 2] }
+    }
+
+    pub fn add(&mut self, event: &Event, outcome: Result<(), Rejection>) {
+        self.summary.n_events += 1;
+        self.sum_w += event.xwgtup;
+        for ((sum, missing), w) in self.sums.iter_mut().zip(&mut self.missing).zip(&event.weights) {
+            match w {
+                Some(v) => *sum += v,
+                None => *missing += 1,
+            }
+        }
+        match outcome {
+            Ok(()) => self.summary.n_rows += 1,
+            Err(Rejection::FewerThanTwoChargedLeptons) => self.rejected[0] += 1,
+            Err(Rejection::FewerThanTwoJets) => self.rejected[1] += 1,
+        }
+    }
+
+    /// The summary as it stands, with the reader's skipped events and progress.
+    pub fn snapshot(&self, reader: &LheReader, complete: bool) -> FileSummary {
+        let mut s = self.summary.clone();
+        s.sum_weights.insert("w".to_owned(), self.sum_w);
+        for (i, id) in reader.weight_ids().iter().enumerate() {
+            s.sum_weights.insert(id.clone(), self.sums[i]);
+            if self.missing[i] > 0 {
+                s.missing_weights.insert(id.clone(), self.missing[i]);
+            }
+        }
+        s.rejected.insert(Rejection::FewerThanTwoChargedLeptons.key().to_owned(), self.rejected[0]);
+        s.rejected.insert(Rejection::FewerThanTwoJets.key().to_owned(), self.rejected[1]);
+        s.skipped = reader.skipped().to_vec();
+        s.n_skipped = reader.skipped().iter().filter(|e| e.event.is_some()).count() as u64;
+        s.bytes_read = reader.bytes_read();
+        s.complete = complete;
+        s
+    }
+}
