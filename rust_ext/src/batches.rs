@@ -3,9 +3,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use arrow_array::{
-    ArrayRef, Float64Array, Int32Array, Int64Array, RecordBatch, RecordBatchReader,
-};
+use arrow_array::{ArrayRef, Float64Array, Int32Array, Int64Array, RecordBatch, RecordBatchReader};
 use arrow_buffer::{NullBuffer, ScalarBuffer};
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
 
@@ -81,8 +79,8 @@ enum Columns {
     },
     Particles {
         event: Vec<i64>,
-        ints: [Vec<i32>; 6],
-        floats: [Vec<f64>; 7],
+        ints: Box<[Vec<i32>; 6]>,
+        floats: Box<[Vec<f64>; 7]>,
     },
 }
 
@@ -94,7 +92,11 @@ impl Columns {
                 values: vec![Vec::new(); N_OBSERVABLES],
                 w: Vec::new(),
                 weights: (0..n_weights)
-                    .map(|_| OptionalColumn { values: Vec::new(), valid: Vec::new(), n_missing: 0 })
+                    .map(|_| OptionalColumn {
+                        values: Vec::new(),
+                        valid: Vec::new(),
+                        n_missing: 0,
+                    })
                     .collect(),
             },
             View::Particles => Columns::Particles {
@@ -114,7 +116,12 @@ impl Columns {
     fn push_event(&mut self, ev: &Event, obs: Option<&[f64; N_OBSERVABLES]>) {
         let index = i64::try_from(ev.index).unwrap_or(i64::MAX);
         match self {
-            Columns::Observables { event, values, w, weights } => {
+            Columns::Observables {
+                event,
+                values,
+                w,
+                weights,
+            } => {
                 let Some(obs) = obs else { return };
                 event.push(index);
                 for (col, v) in values.iter_mut().zip(obs) {
@@ -125,10 +132,21 @@ impl Columns {
                     col.push(*v);
                 }
             }
-            Columns::Particles { event, ints, floats } => {
+            Columns::Particles {
+                event,
+                ints,
+                floats,
+            } => {
                 for p in &ev.particles {
                     event.push(index);
-                    let i = [p.pid, p.status, p.mothers[0], p.mothers[1], p.colors[0], p.colors[1]];
+                    let i = [
+                        p.pid,
+                        p.status,
+                        p.mothers[0],
+                        p.mothers[1],
+                        p.colors[0],
+                        p.colors[1],
+                    ];
                     for (col, v) in ints.iter_mut().zip(i) {
                         col.push(v);
                     }
@@ -142,18 +160,31 @@ impl Columns {
     }
 
     fn finish(&mut self, schema: &SchemaRef) -> Result<RecordBatch, ArrowError> {
-        let f64_array = |v: &mut Vec<f64>| -> ArrayRef { Arc::new(Float64Array::from(std::mem::take(v))) };
+        let f64_array =
+            |v: &mut Vec<f64>| -> ArrayRef { Arc::new(Float64Array::from(std::mem::take(v))) };
         let mut arrays: Vec<ArrayRef> = Vec::new();
         match self {
-            Columns::Observables { event, values, w, weights } => {
+            Columns::Observables {
+                event,
+                values,
+                w,
+                weights,
+            } => {
                 arrays.push(Arc::new(Int64Array::from(std::mem::take(event))));
                 arrays.extend(values.iter_mut().map(f64_array));
                 arrays.push(f64_array(w));
                 arrays.extend(weights.iter_mut().map(OptionalColumn::finish));
             }
-            Columns::Particles { event, ints, floats } => {
+            Columns::Particles {
+                event,
+                ints,
+                floats,
+            } => {
                 arrays.push(Arc::new(Int64Array::from(std::mem::take(event))));
-                arrays.extend(ints.iter_mut().map(|v| -> ArrayRef { Arc::new(Int32Array::from(std::mem::take(v))) }));
+                arrays.extend(
+                    ints.iter_mut()
+                        .map(|v| -> ArrayRef { Arc::new(Int32Array::from(std::mem::take(v))) }),
+                );
                 arrays.extend(floats.iter_mut().map(f64_array));
             }
         }
@@ -173,7 +204,8 @@ pub struct LheBatches {
 }
 
 impl LheBatches {
-    /// `batch_size` is the number of rows per batch (events never split across batches).
+    /// `batch_size` is the number of rows per batch. Events are never split across
+    /// batches, so a particle batch may exceed it by the particles of one event.
     pub fn new(reader: LheReader, view: View, batch_size: usize) -> Self {
         let schema = schema(view, reader.weight_ids());
         let summary = SummaryBuilder::new(&reader);

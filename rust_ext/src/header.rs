@@ -64,6 +64,8 @@ pub struct FileHeader {
     pub processes: Vec<Process>,
     pub mg_generation_info: Option<MgGenerationInfo>,
     pub weights: Vec<WeightDecl>,
+    /// Oddities that do not stop the reading but that a user should know about.
+    pub warnings: Vec<String>,
 }
 
 /// Reads `<MGGenerationInfo>`, `<initrwgt>`, `<weightinfo>` and `<generator>` tags from
@@ -81,12 +83,15 @@ pub fn scan_declarations(text: &[u8], out: &mut FileHeader, weightinfo: &mut Vec
             }
             (b"weightgroup", false) if in_initrwgt => {
                 let name = attr(tag.attrs, b"name").or_else(|| attr(tag.attrs, b"type"));
-                group = name.map(|n| unescape(n));
+                group = name.map(unescape);
             }
             (b"weightgroup", true) => group = None,
             (b"weight", false) if in_initrwgt => {
-                let Some(id) = attr(tag.attrs, b"id") else { continue };
-                let (body, after) = text_until_close(text, tag.end, b"weight").unwrap_or((b"", tag.end));
+                let Some(id) = attr(tag.attrs, b"id") else {
+                    continue;
+                };
+                let (body, after) =
+                    text_until_close(text, tag.end, b"weight").unwrap_or((b"", tag.end));
                 pos = after;
                 let id = unescape(id);
                 if !out.weights.iter().any(|w| w.id == id) {
@@ -119,8 +124,8 @@ pub fn scan_declarations(text: &[u8], out: &mut FileHeader, weightinfo: &mut Vec
                 out.generators.push(Generator { name, version });
             }
             (b"MGGenerationInfo", false) => {
-                let (body, after) = text_until_close(text, tag.end, b"MGGenerationInfo")
-                    .unwrap_or((b"", tag.end));
+                let (body, after) =
+                    text_until_close(text, tag.end, b"MGGenerationInfo").unwrap_or((b"", tag.end));
                 pos = after;
                 out.mg_generation_info = Some(parse_mg_generation_info(body));
             }
@@ -133,8 +138,13 @@ fn parse_mg_generation_info(body: &[u8]) -> MgGenerationInfo {
     let mut info = MgGenerationInfo::default();
     for line in body.split(|&b| b == b'\n') {
         let text = String::from_utf8_lossy(line);
-        let Some((key, value)) = text.split_once(':') else { continue };
-        let key = key.trim_start_matches(['#', ' ']).trim().to_ascii_lowercase();
+        let Some((key, value)) = text.split_once(':') else {
+            continue;
+        };
+        let key = key
+            .trim_start_matches(['#', ' '])
+            .trim()
+            .to_ascii_lowercase();
         let value = value.trim().as_bytes();
         if key.starts_with("number of events") {
             info.n_events = parse_i64(value).and_then(|v| u64::try_from(v).ok());
@@ -148,10 +158,7 @@ fn parse_mg_generation_info(body: &[u8]) -> MgGenerationInfo {
 /// Parses the numeric lines of `<init>`: the beam line, then NPRUP process lines.
 /// Returns the index of the first line that is not part of that block, or an error
 /// message and the index of the offending line.
-pub fn parse_init_numbers(
-    lines: &[&[u8]],
-    out: &mut FileHeader,
-) -> Result<usize, (usize, String)> {
+pub fn parse_init_numbers(lines: &[&[u8]], out: &mut FileHeader) -> Result<usize, (usize, String)> {
     let mut idx = 0;
     let next_data_line = |idx: &mut usize| -> Option<usize> {
         while *idx < lines.len() {
@@ -165,7 +172,10 @@ pub fn parse_init_numbers(
         None
     };
     let Some(beam_line) = next_data_line(&mut idx) else {
-        return Err((lines.len().saturating_sub(1), "empty <init> block".to_owned()));
+        return Err((
+            lines.len().saturating_sub(1),
+            "empty <init> block".to_owned(),
+        ));
     };
     let f: Vec<&[u8]> = fields(lines[beam_line]).collect();
     if f.len() != 10 {
@@ -175,10 +185,20 @@ pub fn parse_init_numbers(
         ));
     }
     let int = |i: usize| {
-        parse_i64(f[i]).ok_or((beam_line, format!("<init> field {} is not an integer: {:?}", i + 1, lossy(f[i]))))
+        parse_i64(f[i]).ok_or((
+            beam_line,
+            format!(
+                "<init> field {} is not an integer: {:?}",
+                i + 1,
+                lossy(f[i])
+            ),
+        ))
     };
     let float = |i: usize| {
-        parse_f64(f[i]).ok_or((beam_line, format!("<init> field {} is not a number: {:?}", i + 1, lossy(f[i]))))
+        parse_f64(f[i]).ok_or((
+            beam_line,
+            format!("<init> field {} is not a number: {:?}", i + 1, lossy(f[i])),
+        ))
     };
     out.beams = Beams {
         idbmup: [int(0)?, int(1)?],
@@ -191,18 +211,32 @@ pub fn parse_init_numbers(
     idx = beam_line + 1;
     let nprup = out.beams.nprup;
     if !(0..=100_000).contains(&nprup) {
-        return Err((beam_line, format!("<init> NPRUP = {nprup} is not a process count")));
+        return Err((
+            beam_line,
+            format!("<init> NPRUP = {nprup} is not a process count"),
+        ));
     }
     for k in 0..nprup {
-        let Some(line) = next_data_line(&mut idx) else {
-            return Err((
-                lines.len().saturating_sub(1),
-                format!("<init> declares NPRUP = {nprup} processes but has {k} process lines"),
+        // Some generators (GiBUU) declare processes they never list: say so, keep going.
+        let listed =
+            next_data_line(&mut idx).filter(|&l| !lines[l].trim_ascii_start().starts_with(b"<"));
+        let Some(line) = listed else {
+            out.warnings.push(format!(
+                "<init> declares NPRUP = {nprup} processes but lists {k}: cross sections of the others are unknown"
             ));
+            break;
         };
         let f: Vec<&[u8]> = fields(lines[line]).collect();
-        let bad = || (line, format!("<init> process line {} must be 'XSECUP XERRUP XMAXUP LPRUP'", k + 1));
-        if f.len() != 4 || f[0].starts_with(b"<") {
+        let bad = || {
+            (
+                line,
+                format!(
+                    "<init> process line {} must be 'XSECUP XERRUP XMAXUP LPRUP'",
+                    k + 1
+                ),
+            )
+        };
+        if f.len() != 4 {
             return Err(bad());
         }
         out.processes.push(Process {
@@ -274,10 +308,18 @@ mod tests {
         assert_eq!(h.beams.ebmup, [6500.0, 6500.0]);
         assert_eq!(h.processes.len(), 2);
         assert_eq!(h.processes[1].xsecup, 0.5);
-        let lines: Vec<&[u8]> = vec![b"2212 2212 6500 6500 0 0 247000 247000 -4 2", b"1 1 1 1"];
+        let lines: Vec<&[u8]> = vec![
+            b"2212 2212 6500 6500 0 0 247000 247000 -4 2",
+            b"1 1 1 1",
+            b"<generator>",
+        ];
+        let mut h = FileHeader::default();
+        assert_eq!(parse_init_numbers(&lines, &mut h), Ok(2));
+        assert_eq!(h.processes.len(), 1);
+        assert!(h.warnings[0].contains("NPRUP = 2"), "{:?}", h.warnings);
+        let lines: Vec<&[u8]> = vec![b"2212 2212 6500 6500 0 0 247000 247000 -4 1", b"1 1 1"];
         let err = parse_init_numbers(&lines, &mut FileHeader::default()).unwrap_err();
         assert_eq!(err.0, 1);
-        assert!(err.1.contains("NPRUP = 2"));
         let lines: Vec<&[u8]> = vec![b"2212 2212 *** 6500 0 0 247000 247000 -4 1"];
         let err = parse_init_numbers(&lines, &mut FileHeader::default()).unwrap_err();
         assert!(err.1.contains("field 3"), "{}", err.1);

@@ -57,7 +57,11 @@ struct EventFailure {
     resync: Resync,
 }
 
-fn fail<T>(line: u64, resync: Resync, message: impl Into<String>) -> std::result::Result<T, EventFailure> {
+fn fail<T>(
+    line: u64,
+    resync: Resync,
+    message: impl Into<String>,
+) -> std::result::Result<T, EventFailure> {
     Err(EventFailure {
         line,
         message: message.into(),
@@ -189,11 +193,19 @@ impl LheReader {
             };
             let trimmed = line.trim_ascii_start();
             if !in_comment && is_open_tag(trimmed, b"init") {
-                let after = trimmed.iter().position(|&b| b == b'>').map_or(&b""[..], |i| &trimmed[i + 1..]);
+                let after = trimmed
+                    .iter()
+                    .position(|&b| b == b'>')
+                    .map_or(&b""[..], |i| &trimmed[i + 1..]);
                 break (n, after.to_vec());
             }
             if !in_comment && is_open_tag(trimmed, b"event") {
-                return Err(LheError::parse(&self.path, n, None, "<event> before the <init> block"));
+                return Err(LheError::parse(
+                    &self.path,
+                    n,
+                    None,
+                    "<event> before the <init> block",
+                ));
             }
             in_comment = comment_state_after(line, in_comment);
             if header_text.len() + line.len() > MAX_HEADER_BYTES {
@@ -225,7 +237,12 @@ impl LheReader {
             let (n, line) = match self.lines.next_line() {
                 Ok(Some(l)) => l,
                 Ok(None) => {
-                    return Err(LheError::parse(&self.path, self.lines.line_no(), None, "unterminated <init> block"));
+                    return Err(LheError::parse(
+                        &self.path,
+                        self.lines.line_no(),
+                        None,
+                        "unterminated <init> block",
+                    ));
                 }
                 Err(e) => return Err(self.read_failure(None, &e)),
             };
@@ -234,7 +251,12 @@ impl LheReader {
                 break;
             }
             if is_open_tag(line.trim_ascii_start(), b"event") {
-                return Err(LheError::parse(&self.path, n, None, "unterminated <init> block"));
+                return Err(LheError::parse(
+                    &self.path,
+                    n,
+                    None,
+                    "unterminated <init> block",
+                ));
             }
             init_lines.push(line.to_vec());
         }
@@ -255,11 +277,18 @@ impl LheReader {
             let trimmed = line.trim_ascii();
             let was_in_comment = in_comment;
             in_comment = comment_state_after(line, in_comment);
-            if trimmed.is_empty() || was_in_comment || trimmed.starts_with(b"<?") || trimmed.starts_with(b"<!--") {
+            if trimmed.is_empty()
+                || was_in_comment
+                || trimmed.starts_with(b"<?")
+                || trimmed.starts_with(b"<!--")
+            {
                 continue;
             }
-            if let Some(tag) = next_tag(trimmed, 0).filter(|t| t.start == 0 && t.name == b"LesHouchesEvents") {
-                let version = attr(tag.attrs, b"version").map(|v| String::from_utf8_lossy(v).into_owned());
+            if let Some(tag) =
+                next_tag(trimmed, 0).filter(|t| t.start == 0 && t.name == b"LesHouchesEvents")
+            {
+                let version =
+                    attr(tag.attrs, b"version").map(|v| String::from_utf8_lossy(v).into_owned());
                 self.header.lhef_version = version.unwrap_or_default();
                 return Ok(());
             }
@@ -267,16 +296,23 @@ impl LheReader {
                 &self.path,
                 n,
                 None,
-                format!("not an LHE file: expected <LesHouchesEvents>, found {:?}", lossy(trimmed)),
+                format!(
+                    "not an LHE file: expected <LesHouchesEvents>, found {:?}",
+                    lossy(trimmed)
+                ),
             ));
         }
     }
 
-    fn finish_init(&mut self, header_text: &[u8], init_lines: &[Vec<u8>], first_line_no: u64) -> Result<()> {
+    fn finish_init(
+        &mut self,
+        header_text: &[u8],
+        init_lines: &[Vec<u8>],
+        first_line_no: u64,
+    ) -> Result<()> {
         let views: Vec<&[u8]> = init_lines.iter().map(Vec::as_slice).collect();
-        let after_numbers = parse_init_numbers(&views, &mut self.header).map_err(|(i, msg)| {
-            LheError::parse(&self.path, first_line_no + i as u64, None, msg)
-        })?;
+        let after_numbers = parse_init_numbers(&views, &mut self.header)
+            .map_err(|(i, msg)| LheError::parse(&self.path, first_line_no + i as u64, None, msg))?;
         let mut weightinfo = Vec::new();
         scan_declarations(header_text, &mut self.header, &mut weightinfo);
         let init_rest = init_lines[after_numbers..].join(&b'\n');
@@ -296,7 +332,8 @@ impl LheReader {
             return slot;
         }
         let slot = self.weight_ids.len();
-        self.weight_ids.push(String::from_utf8_lossy(id).into_owned());
+        self.weight_ids
+            .push(String::from_utf8_lossy(id).into_owned());
         self.weight_lookup.insert(id.into(), slot);
         slot
     }
@@ -304,7 +341,11 @@ impl LheReader {
     /// A read error (corrupt or truncated gzip, I/O) located at the line reached.
     fn read_failure(&self, event: Option<u64>, e: &std::io::Error) -> LheError {
         let line = self.lines.line_no() + 1;
-        self.parse_error(line, event, format!("cannot read further (truncated or corrupt file?): {e}"))
+        self.parse_error(
+            line,
+            event,
+            format!("cannot read further (truncated or corrupt file?): {e}"),
+        )
     }
 
     // ---------------------------------------------------------------- events
@@ -368,7 +409,9 @@ impl LheReader {
                 }
                 Err(e) => {
                     self.finished = true;
-                    let LheError::Parse(error) = self.read_failure(None, &e) else { unreachable!() };
+                    let LheError::Parse(error) = self.read_failure(None, &e) else {
+                        unreachable!()
+                    };
                     return self.record_or_fail(error).map(|()| false);
                 }
             };
@@ -450,11 +493,19 @@ impl LheReader {
                 }
                 Ok(None) => {
                     let n = self.lines.line_no();
-                    return fail(n, Resync::AtEof, "unterminated event: the file ends inside it");
+                    return fail(
+                        n,
+                        Resync::AtEof,
+                        "unterminated event: the file ends inside it",
+                    );
                 }
                 Err(e) => {
                     let n = self.lines.line_no() + 1;
-                    return fail(n, Resync::AtEof, format!("cannot read further (truncated or corrupt file?): {e}"));
+                    return fail(
+                        n,
+                        Resync::AtEof,
+                        format!("cannot read further (truncated or corrupt file?): {e}"),
+                    );
                 }
             }
         }
@@ -470,7 +521,11 @@ impl LheReader {
         let n = self.next_content_line()?;
         let line = self.lines.current();
         if let Some(resync) = tag_line_resync(line) {
-            return fail(n, resync, "missing the event information line (NUP IDPRUP XWGTUP ...)");
+            return fail(
+                n,
+                resync,
+                "missing the event information line (NUP IDPRUP XWGTUP ...)",
+            );
         }
         let mut f = fields(line);
         let mut info = [0.0f64; 6];
@@ -478,7 +533,11 @@ impl LheReader {
         let mut idprup = 0i64;
         for (k, name) in EVENT_INFO_FIELD_NAMES.iter().enumerate() {
             let Some(field) = f.next() else {
-                return fail(n, Resync::SkipToEventEnd, format!("event information line has {k} fields, expected 6"));
+                return fail(
+                    n,
+                    Resync::SkipToEventEnd,
+                    format!("event information line has {k} fields, expected 6"),
+                );
             };
             let ok = match k {
                 0 => parse_i64(field).map(|v| nup = v).is_some(),
@@ -489,7 +548,11 @@ impl LheReader {
                 return fail(
                     n,
                     Resync::SkipToEventEnd,
-                    format!("event information field {} ({name}) is not a number: {:?}", k + 1, lossy(field)),
+                    format!(
+                        "event information field {} ({name}) is not a number: {:?}",
+                        k + 1,
+                        lossy(field)
+                    ),
                 );
             }
         }
@@ -497,11 +560,18 @@ impl LheReader {
             return fail(
                 n,
                 Resync::SkipToEventEnd,
-                format!("event information line has more than 6 fields (extra {:?})", lossy(extra)),
+                format!(
+                    "event information line has more than 6 fields (extra {:?})",
+                    lossy(extra)
+                ),
             );
         }
         if !(0..=MAX_PARTICLES).contains(&nup) {
-            return fail(n, Resync::SkipToEventEnd, format!("NUP = {nup} is not a particle count"));
+            return fail(
+                n,
+                Resync::SkipToEventEnd,
+                format!("NUP = {nup} is not a particle count"),
+            );
         }
         self.event.idprup = idprup;
         self.event.xwgtup = info[2];
@@ -513,7 +583,11 @@ impl LheReader {
             let n = self.next_content_line()?;
             let line = self.lines.current();
             if let Some(resync) = tag_line_resync(line) {
-                return fail(n, resync, format!("NUP = {nup} but the event has only {k} particle lines"));
+                return fail(
+                    n,
+                    resync,
+                    format!("NUP = {nup} but the event has only {k} particle lines"),
+                );
             }
             let particle = parse_particle(line).map_err(|message| EventFailure {
                 line: n,
@@ -531,11 +605,19 @@ impl LheReader {
                 Ok(Some(l)) => l,
                 Ok(None) => {
                     let n = self.lines.line_no();
-                    return fail(n, Resync::AtEof, "unterminated event: the file ends inside it");
+                    return fail(
+                        n,
+                        Resync::AtEof,
+                        "unterminated event: the file ends inside it",
+                    );
                 }
                 Err(e) => {
                     let n = self.lines.line_no() + 1;
-                    return fail(n, Resync::AtEof, format!("cannot read further (truncated or corrupt file?): {e}"));
+                    return fail(
+                        n,
+                        Resync::AtEof,
+                        format!("cannot read further (truncated or corrupt file?): {e}"),
+                    );
                 }
             };
             tail_first_line.get_or_insert(n);
@@ -545,10 +627,18 @@ impl LheReader {
             }
             let trimmed = line.trim_ascii_start();
             if is_open_tag(trimmed, b"event") {
-                return fail(n, Resync::AtNextEvent, "unterminated event: <event> begins before </event>");
+                return fail(
+                    n,
+                    Resync::AtNextEvent,
+                    "unterminated event: <event> begins before </event>",
+                );
             }
             if trimmed.starts_with(b"</LesHouchesEvents") {
-                return fail(n, Resync::AtRootEnd, "unterminated event: </LesHouchesEvents> before </event>");
+                return fail(
+                    n,
+                    Resync::AtRootEnd,
+                    "unterminated event: </LesHouchesEvents> before </event>",
+                );
             }
             self.tail.extend_from_slice(line);
             self.tail.push(b'\n');
@@ -568,8 +658,13 @@ impl LheReader {
         result
     }
 
-    fn parse_weights_in(&mut self, tail: &[u8], first_line: u64) -> std::result::Result<(), EventFailure> {
-        let line_at = |offset: usize| first_line + memchr::memchr_iter(b'\n', &tail[..offset]).count() as u64;
+    fn parse_weights_in(
+        &mut self,
+        tail: &[u8],
+        first_line: u64,
+    ) -> std::result::Result<(), EventFailure> {
+        let line_at =
+            |offset: usize| first_line + memchr::memchr_iter(b'\n', &tail[..offset]).count() as u64;
         let mut pos = 0;
         let mut expected_slot = 0usize;
         while let Some(tag) = next_tag(tail, pos) {
@@ -586,17 +681,29 @@ impl LheReader {
                     };
                     let tag_name = String::from_utf8_lossy(tag.name).into_owned();
                     let Some(id) = id else {
-                        return fail(line_at(tag.start), Resync::AtEventEnd, format!("<{tag_name}> without an id"));
+                        return fail(
+                            line_at(tag.start),
+                            Resync::AtEventEnd,
+                            format!("<{tag_name}> without an id"),
+                        );
                     };
                     let Some((body, after)) = text_until_close(tail, tag.end, tag.name) else {
-                        return fail(line_at(tag.start), Resync::AtEventEnd, format!("<{tag_name}> without </{tag_name}>"));
+                        return fail(
+                            line_at(tag.start),
+                            Resync::AtEventEnd,
+                            format!("<{tag_name}> without </{tag_name}>"),
+                        );
                     };
                     pos = after;
                     let Some(value) = parse_f64(body.trim_ascii()) else {
                         return fail(
                             line_at(tag.start),
                             Resync::AtEventEnd,
-                            format!("weight {:?} is not a number: {:?}", lossy(id), lossy(body.trim_ascii())),
+                            format!(
+                                "weight {:?} is not a number: {:?}",
+                                lossy(id),
+                                lossy(body.trim_ascii())
+                            ),
                         );
                     };
                     // Fast path: weights come in the same order in every event.
@@ -626,7 +733,11 @@ impl LheReader {
                 }
                 b"weights" => {
                     let Some((body, after)) = text_until_close(tail, tag.end, b"weights") else {
-                        return fail(line_at(tag.start), Resync::AtEventEnd, "<weights> without </weights>");
+                        return fail(
+                            line_at(tag.start),
+                            Resync::AtEventEnd,
+                            "<weights> without </weights>",
+                        );
                     };
                     pos = after;
                     for (k, field) in fields(body).enumerate() {
@@ -644,10 +755,15 @@ impl LheReader {
                             return fail(
                                 line_at(tag.start),
                                 Resync::AtEventEnd,
-                                format!("<weights> value {} is not a number: {:?}", k + 1, lossy(field)),
+                                format!(
+                                    "<weights> value {} is not a number: {:?}",
+                                    k + 1,
+                                    lossy(field)
+                                ),
                             );
                         };
-                        self.event.weights[slot] = Some(value);
+                        // Explicit <wgt id> values win over positional ones, in either order.
+                        self.event.weights[slot].get_or_insert(value);
                     }
                 }
                 _ => {}
@@ -665,7 +781,8 @@ fn parse_particle(line: &[u8]) -> std::result::Result<Particle, String> {
         if count < 6 {
             ints[count] = parse_i32(field).ok_or_else(|| bad_field(count, field, "an integer"))?;
         } else if count < PARTICLE_FIELDS {
-            floats[count - 6] = parse_f64(field).ok_or_else(|| bad_field(count, field, "a number"))?;
+            floats[count - 6] =
+                parse_f64(field).ok_or_else(|| bad_field(count, field, "a number"))?;
         }
         count += 1;
     }
@@ -719,7 +836,10 @@ fn is_open_tag(trimmed: &[u8], name: &[u8]) -> bool {
     trimmed.len() > name.len()
         && trimmed[0] == b'<'
         && trimmed[1..].starts_with(name)
-        && matches!(trimmed.get(1 + name.len()), Some(b'>' | b' ' | b'\t' | b'/') | None)
+        && matches!(
+            trimmed.get(1 + name.len()),
+            Some(b'>' | b' ' | b'\t' | b'/') | None
+        )
 }
 
 /// Whether an XML comment is still open after `line`, given whether one was open before.

@@ -175,7 +175,10 @@ impl LineSource {
                 self.line_no += 1;
                 self.bytes_consumed += (line_end + 1 - line_start) as u64;
                 self.last = (line_start, line_end);
-                return Ok(Some((self.line_no, strip_cr(&self.buf[line_start..line_end]))));
+                return Ok(Some((
+                    self.line_no,
+                    strip_cr(&self.buf[line_start..line_end]),
+                )));
             }
             if self.eof {
                 if self.start == self.end {
@@ -187,7 +190,10 @@ impl LineSource {
                 self.line_no += 1;
                 self.bytes_consumed += (self.end - line_start) as u64;
                 self.last = (line_start, self.end);
-                return Ok(Some((self.line_no, strip_cr(&self.buf[line_start..self.end]))));
+                return Ok(Some((
+                    self.line_no,
+                    strip_cr(&self.buf[line_start..self.end]),
+                )));
             }
             scanned = self.end - self.start;
             self.fill()?;
@@ -253,7 +259,10 @@ mod tests {
     #[test]
     fn splits_lf_crlf_and_last_line_without_newline() {
         let got = lines_of(b"a\r\nbb\n\nccc");
-        assert_eq!(got, vec![b"a".to_vec(), b"bb".to_vec(), b"".to_vec(), b"ccc".to_vec()]);
+        assert_eq!(
+            got,
+            vec![b"a".to_vec(), b"bb".to_vec(), b"".to_vec(), b"ccc".to_vec()]
+        );
         assert!(lines_of(b"").is_empty());
     }
 

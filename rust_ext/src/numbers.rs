@@ -6,10 +6,101 @@
 /// Parses a float field; `None` if the bytes are not a number.
 #[inline]
 pub fn parse_f64(field: &[u8]) -> Option<f64> {
+    if let Some(v) = parse_simple_f64(field) {
+        return Some(v);
+    }
     match fast_float2::parse::<f64, _>(field) {
         Ok(v) => Some(v),
         Err(_) => parse_fortran_f64(field),
     }
+}
+
+/// Exact powers of ten representable in an f64.
+const POW10: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+];
+
+/// Fast path for the shape LHE writers use (`-1.2345678901e+02`): at most 15 significant
+/// digits and a small exponent, where one multiplication or division by an exact power of
+/// ten is correctly rounded (Clinger's fast path). Anything else returns `None` and goes
+/// to the general parser.
+#[inline]
+fn parse_simple_f64(field: &[u8]) -> Option<f64> {
+    let (negative, mut i) = match field.first()? {
+        b'-' => (true, 1),
+        b'+' => (false, 1),
+        _ => (false, 0),
+    };
+    let mut mantissa: u64 = 0;
+    let mut digits = 0u32;
+    let mut exponent: i32 = 0;
+    let mut seen_digit = false;
+    while let Some(&b) = field.get(i) {
+        let d = b.wrapping_sub(b'0');
+        if d > 9 {
+            break;
+        }
+        mantissa = mantissa * 10 + u64::from(d);
+        digits += u32::from(mantissa != 0);
+        seen_digit = true;
+        i += 1;
+        if digits > 15 {
+            return None;
+        }
+    }
+    if field.get(i) == Some(&b'.') {
+        i += 1;
+        while let Some(&b) = field.get(i) {
+            let d = b.wrapping_sub(b'0');
+            if d > 9 {
+                break;
+            }
+            mantissa = mantissa * 10 + u64::from(d);
+            digits += u32::from(mantissa != 0);
+            exponent -= 1;
+            seen_digit = true;
+            i += 1;
+            if digits > 15 {
+                return None;
+            }
+        }
+    }
+    if !seen_digit {
+        return None;
+    }
+    if let Some(&(b'e' | b'E')) = field.get(i) {
+        i += 1;
+        let (exp_negative, start) = match field.get(i)? {
+            b'-' => (true, i + 1),
+            b'+' => (false, i + 1),
+            _ => (false, i),
+        };
+        i = start;
+        let mut e: i32 = 0;
+        while let Some(&b) = field.get(i) {
+            let d = b.wrapping_sub(b'0');
+            if d > 9 || e > 10_000 {
+                return None;
+            }
+            e = e * 10 + i32::from(d);
+            i += 1;
+        }
+        if i == start {
+            return None;
+        }
+        exponent += if exp_negative { -e } else { e };
+    }
+    if i != field.len() {
+        return None;
+    }
+    let m = mantissa as f64; // exact: at most 15 digits
+    let value = if exponent >= 0 {
+        m * *POW10.get(usize::try_from(exponent).ok()?)?
+    } else {
+        m / *POW10.get(usize::try_from(-exponent).ok()?)?
+    };
+    Some(if negative { -value } else { value })
 }
 
 /// Slow path: Fortran `D`/`d` exponent markers, rewritten to `e` in a stack buffer.
@@ -109,6 +200,37 @@ mod tests {
         assert_eq!(parse_f64(b"1.0D+03D"), None);
         assert_eq!(parse_f64(b""), None);
         assert_eq!(parse_f64(b"1.0x"), None);
+    }
+
+    #[test]
+    fn fast_path_agrees_with_the_general_parser() {
+        let cases: [&[u8]; 12] = [
+            b"+8.7320595557e+02",
+            b"-1.4144585570e+02",
+            b"0.0000000000e+00",
+            b"-0.0000000000e+00",
+            b"2.640032e-03",
+            b"1.2345678901234e-300",
+            b"123456789012345",
+            b"1234567890123456789",
+            b"9.999999999999999e22",
+            b"1e23",
+            b"0.1",
+            b"5.",
+        ];
+        for c in cases {
+            let general: f64 = fast_float2::parse(c).unwrap();
+            let got = parse_f64(c).unwrap();
+            assert_eq!(
+                got.to_bits(),
+                general.to_bits(),
+                "{}",
+                String::from_utf8_lossy(c)
+            );
+        }
+        assert_eq!(parse_simple_f64(b"1e"), None);
+        assert_eq!(parse_simple_f64(b"."), None);
+        assert_eq!(parse_simple_f64(b"-"), None);
     }
 
     #[test]

@@ -80,14 +80,23 @@ struct LheStream {
 
 impl LheStream {
     fn take(&self, done: bool) -> PyResult<Option<Box<LheBatches>>> {
-        let mut state = self.state.lock().map_err(|_| PyRuntimeError::new_err("stream lock poisoned"))?;
-        let next = if done { StreamState::Done } else { StreamState::Busy };
+        let mut state = self
+            .state
+            .lock()
+            .map_err(|_| PyRuntimeError::new_err("stream lock poisoned"))?;
+        let next = if done {
+            StreamState::Done
+        } else {
+            StreamState::Busy
+        };
         match std::mem::replace(&mut *state, next) {
             StreamState::Ready(b) => Ok(Some(b)),
             StreamState::Done => Ok(None),
             StreamState::Busy => {
                 *state = StreamState::Busy;
-                Err(PyRuntimeError::new_err("this LHE stream is being read by another thread"))
+                Err(PyRuntimeError::new_err(
+                    "this LHE stream is being read by another thread",
+                ))
             }
         }
     }
@@ -158,7 +167,10 @@ impl LheStream {
 
     /// The file's metadata as JSON: complete once the stream is exhausted.
     fn info_json(&self) -> PyResult<String> {
-        let guard = self.summary.lock().map_err(|_| PyRuntimeError::new_err("summary lock poisoned"))?;
+        let guard = self
+            .summary
+            .lock()
+            .map_err(|_| PyRuntimeError::new_err("summary lock poisoned"))?;
         summary_json(&guard)
     }
 }
@@ -177,7 +189,13 @@ impl Iterator for GilReleasing {
     }
 }
 
-fn open(py: Python<'_>, path: PathBuf, view: View, batch_size: usize, skip_bad_events: bool) -> PyResult<LheStream> {
+fn open(
+    py: Python<'_>,
+    path: PathBuf,
+    view: View,
+    batch_size: usize,
+    skip_bad_events: bool,
+) -> PyResult<LheStream> {
     if batch_size == 0 {
         return Err(PyValueError::new_err("batch_size must be at least 1"));
     }
@@ -195,13 +213,23 @@ fn open(py: Python<'_>, path: PathBuf, view: View, batch_size: usize, skip_bad_e
 /// Opens the observables table of an LHE file (one row per event with two charged
 /// leptons and two jets).
 #[pyfunction]
-fn open_observables(py: Python<'_>, path: PathBuf, batch_size: usize, skip_bad_events: bool) -> PyResult<LheStream> {
+fn open_observables(
+    py: Python<'_>,
+    path: PathBuf,
+    batch_size: usize,
+    skip_bad_events: bool,
+) -> PyResult<LheStream> {
     open(py, path, View::Observables, batch_size, skip_bad_events)
 }
 
 /// Opens the particle table of an LHE file (one row per particle of every event).
 #[pyfunction]
-fn open_particles(py: Python<'_>, path: PathBuf, batch_size: usize, skip_bad_events: bool) -> PyResult<LheStream> {
+fn open_particles(
+    py: Python<'_>,
+    path: PathBuf,
+    batch_size: usize,
+    skip_bad_events: bool,
+) -> PyResult<LheStream> {
     open(py, path, View::Particles, batch_size, skip_bad_events)
 }
 

@@ -33,6 +33,8 @@ pub struct FileSummary {
     pub rejected: BTreeMap<String, u64>,
     pub n_skipped: u64,
     pub skipped: Vec<ParseError>,
+    /// Oddities of the file that did not stop the reading.
+    pub warnings: Vec<String>,
     /// Bytes of (decompressed) LHE text read.
     pub bytes_read: u64,
     /// The whole file was read (false while streaming or after an error).
@@ -61,7 +63,10 @@ impl SummaryBuilder {
                     .iter()
                     .find(|d| &d.id == id)
                     .cloned()
-                    .unwrap_or_else(|| WeightDecl { id: id.clone(), ..WeightDecl::default() })
+                    .unwrap_or_else(|| WeightDecl {
+                        id: id.clone(),
+                        ..WeightDecl::default()
+                    })
             })
             .collect();
         let summary = FileSummary {
@@ -73,16 +78,28 @@ impl SummaryBuilder {
             processes: header.processes.clone(),
             mg_generation_info: header.mg_generation_info.clone(),
             weights,
+            warnings: header.warnings.clone(),
             ..FileSummary::default()
         };
         let n = reader.weight_ids().len();
-        SummaryBuilder { summary, sums: vec![0.0; n], missing: vec![0; n], sum_w: 0.0, rejected: [0; 2] }
+        SummaryBuilder {
+            summary,
+            sums: vec![0.0; n],
+            missing: vec![0; n],
+            sum_w: 0.0,
+            rejected: [0; 2],
+        }
     }
 
     pub fn add(&mut self, event: &Event, outcome: Result<(), Rejection>) {
         self.summary.n_events += 1;
         self.sum_w += event.xwgtup;
-        for ((sum, missing), w) in self.sums.iter_mut().zip(&mut self.missing).zip(&event.weights) {
+        for ((sum, missing), w) in self
+            .sums
+            .iter_mut()
+            .zip(&mut self.missing)
+            .zip(&event.weights)
+        {
             match w {
                 Some(v) => *sum += v,
                 None => *missing += 1,
@@ -105,10 +122,20 @@ impl SummaryBuilder {
                 s.missing_weights.insert(id.clone(), self.missing[i]);
             }
         }
-        s.rejected.insert(Rejection::FewerThanTwoChargedLeptons.key().to_owned(), self.rejected[0]);
-        s.rejected.insert(Rejection::FewerThanTwoJets.key().to_owned(), self.rejected[1]);
+        s.rejected.insert(
+            Rejection::FewerThanTwoChargedLeptons.key().to_owned(),
+            self.rejected[0],
+        );
+        s.rejected.insert(
+            Rejection::FewerThanTwoJets.key().to_owned(),
+            self.rejected[1],
+        );
         s.skipped = reader.skipped().to_vec();
-        s.n_skipped = reader.skipped().iter().filter(|e| e.event.is_some()).count() as u64;
+        s.n_skipped = reader
+            .skipped()
+            .iter()
+            .filter(|e| e.event.is_some())
+            .count() as u64;
         s.bytes_read = reader.bytes_read();
         s.complete = complete;
         s

@@ -41,9 +41,7 @@ pub fn next_tag(text: &[u8], mut from: usize) -> Option<Tag<'_>> {
             continue;
         }
         let attrs_start = name_start + name_len;
-        let Some(gt) = find_tag_end(&text[attrs_start..]) else {
-            return None;
-        };
+        let gt = find_tag_end(&text[attrs_start..])?;
         let mut attrs = &text[attrs_start..attrs_start + gt];
         if attrs.last() == Some(&b'/') {
             attrs = &attrs[..attrs.len() - 1];
