@@ -1,0 +1,98 @@
+"""Shared fixtures: the real LHE test files in the sibling `shared/` checkout.
+
+`shared/` is located as the repository's sibling directory (`<repo>/../shared`); set
+VBSAD_SHARED_DIR to use another location.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+TESTS_DIR = Path(__file__).resolve().parent
+# Make the helper modules next to the tests (lhe_reference.py) importable whatever
+# pytest's import mode is.
+if str(TESTS_DIR) not in sys.path:
+    sys.path.insert(0, str(TESTS_DIR))
+
+
+def shared_dir() -> Path:
+    env = os.environ.get("VBSAD_SHARED_DIR")
+    if env:
+        return Path(env).resolve()
+    return Path(__file__).resolve().parents[2] / "shared"
+
+
+SHARED_DIR = shared_dir()
+LHE_DIR = SHARED_DIR / "testdata" / "lhe"
+SSWW_DIR = SHARED_DIR / "testdata" / "ssww"
+
+N_LHE_FILES = 18
+N_SSWW_FILES = 3
+
+
+def _list(directory: Path) -> list[Path]:
+    if not directory.is_dir():
+        return []
+    return sorted(
+        p
+        for p in directory.iterdir()
+        if p.is_file() and (p.name.endswith(".lhe") or p.name.endswith(".lhe.gz"))
+    )
+
+
+LHE_FILES: list[Path] = _list(LHE_DIR)
+SSWW_FILES: list[Path] = _list(SSWW_DIR)
+ALL_FILES: list[Path] = LHE_FILES + SSWW_FILES
+
+
+def _params(paths: list[Path]) -> list[object]:
+    if not paths:
+        return [
+            pytest.param(
+                None,
+                id="missing-testdata",
+                marks=pytest.mark.skip(reason=f"no test data under {SHARED_DIR}"),
+            )
+        ]
+    return [pytest.param(p, id=p.name) for p in paths]
+
+
+@pytest.fixture(scope="session")
+def shared_testdata_dir() -> Path:
+    if not SHARED_DIR.is_dir():
+        pytest.skip(f"shared test data not found at {SHARED_DIR} (set VBSAD_SHARED_DIR)")
+    return SHARED_DIR
+
+
+@pytest.fixture(scope="session")
+def lhe_files() -> list[Path]:
+    """The 18 files of shared/testdata/lhe."""
+    return LHE_FILES
+
+
+@pytest.fixture(scope="session")
+def ssww_files() -> list[Path]:
+    """The 3 real SSWW samples of shared/testdata/ssww."""
+    return SSWW_FILES
+
+
+@pytest.fixture(params=_params(LHE_FILES))
+def lhe_file(request: pytest.FixtureRequest) -> Path:
+    """One file of shared/testdata/lhe (parametrised, id = file name)."""
+    return request.param
+
+
+@pytest.fixture(params=_params(SSWW_FILES))
+def ssww_file(request: pytest.FixtureRequest) -> Path:
+    """One file of shared/testdata/ssww (parametrised, id = file name)."""
+    return request.param
+
+
+@pytest.fixture(params=_params(ALL_FILES))
+def real_file(request: pytest.FixtureRequest) -> Path:
+    """Every real file, lhe/ and ssww/ (parametrised, id = file name)."""
+    return request.param

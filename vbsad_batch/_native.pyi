@@ -1,0 +1,34 @@
+"""Type stub of the Rust extension `vbsad_batch._native` (hand-written; keep in sync)."""
+
+from typing import final
+
+__version__: str
+
+@final
+class _ArrowSchema:
+    def __arrow_c_schema__(self) -> object: ...
+
+@final
+class _ArrowArray:
+    """A record batch exported through the Arrow PyCapsule interface."""
+
+    def __arrow_c_schema__(self) -> object: ...
+    def __arrow_c_array__(
+        self, requested_schema: object | None = None
+    ) -> tuple[object, object]: ...
+
+@final
+class LheStream:
+    """One-shot stream of record batches; raises `vbsad_batch.errors.LheParseError`."""
+
+    def __iter__(self) -> LheStream: ...
+    def __next__(self) -> _ArrowArray: ...
+    def __arrow_c_stream__(self, requested_schema: object | None = None) -> object: ...
+    @property
+    def schema(self) -> _ArrowSchema: ...
+    def info_json(self) -> str:
+        """Metadata JSON (keys = `LheInfo` fields) of what was read so far."""
+
+def open_observables(path: str, batch_size: int, skip_bad_events: bool) -> LheStream: ...
+def open_particles(path: str, batch_size: int, skip_bad_events: bool) -> LheStream: ...
+def scan_info_json(path: str, skip_bad_events: bool) -> str: ...

@@ -1,0 +1,525 @@
+"""The `vbsad` command: one entry point, one subcommand per stage.
+
+Only this module parses arguments, configures logging and prints. Heavy modules are imported
+inside the subcommand that needs them, so `vbsad <cmd> --help` starts fast.
+
+Exit codes: 0 success, 1 data or I/O error (one line on stderr naming the file, line and
+event), 2 usage error (bad arguments, missing input file), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from vbsad_batch.errors import LheParseError
+from vbsad_batch.ingest import DEFAULT_BATCH_SIZE, LheInfo, read_lhe
+from vbsad_batch.progress import make_progress_reporter
+from vbsad_batch.provenance import tool_version
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+__all__ = ["EXIT_DATA_ERROR", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
+
+EXIT_OK = 0
+EXIT_DATA_ERROR = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+PROG = "vbsad"
+_HANDLER_TAG = "_vbsad_cli_handler"
+
+logger = logging.getLogger("vbsad_batch.cli")
+
+
+class _UsageError(Exception):
+    """A problem with the command line that argparse cannot see (e.g. a missing file)."""
+
+
+# --- argument parsing ----------------------------------------------------------------------
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _verbosity_options(*, suppress_defaults: bool) -> argparse.ArgumentParser:
+    # Accepted before and after the subcommand; the subcommand's copy has SUPPRESS defaults
+    # so that it does not overwrite a value given before the subcommand.
+    parent = argparse.ArgumentParser(add_help=False)
+    group = parent.add_mutually_exclusive_group()
+    group.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=argparse.SUPPRESS if suppress_defaults else 0,
+        help="more log output (debug messages, tracebacks on errors)",
+    )
+    group.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        default=argparse.SUPPRESS if suppress_defaults else False,
+        help="only errors and warnings: no progress, no summary",
+    )
+    return parent
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of `vbsad`."""
+    sub_common = _verbosity_options(suppress_defaults=True)
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description=(
+            "Anomaly detection for vector boson scattering EFT studies: turn Les Houches "
+            "event files into observable tables and inspect them."
+        ),
+        parents=[_verbosity_options(suppress_defaults=False)],
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {tool_version()}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    pre = subparsers.add_parser(
+        "preprocess",
+        parents=[sub_common],
+        help="LHE files -> one Parquet shard of observables per file, with manifests",
+        description=(
+            "Read LHE files (.lhe or .lhe.gz) and write, per input file, a Parquet shard "
+            "(zstd) of the observables table (masses and momenta in GeV, angles in radians, "
+            "weights as in the file, pb for MadGraph) plus <shard>.manifest.json (input "
+            "SHA-256, metadata, options), and an index manifest.json for the directory. "
+            "Shards that are already up to date (same input SHA-256, same options, same tool "
+            "version) are skipped, so an interrupted run can simply be started again."
+        ),
+        epilog=f"example: {PROG} preprocess data/*.lhe.gz --output shards/ --jobs 4",
+    )
+    pre.add_argument(
+        "inputs",
+        nargs="+",
+        type=Path,
+        metavar="INPUT",
+        help="LHE file (.lhe/.lhe.gz), or a directory: its *.lhe and *.lhe.gz files",
+    )
+    pre.add_argument(
+        "-o", "--output", required=True, type=Path, metavar="DIR", help="output directory"
+    )
+    pre.add_argument(
+        "-j",
+        "--jobs",
+        type=_non_negative_int,
+        default=1,
+        metavar="N",
+        help="worker processes, one input file each; 0 = one per available CPU core "
+        "(default: %(default)s)",
+    )
+    pre.add_argument(
+        "--on-error",
+        choices=("fail", "skip"),
+        default="fail",
+        help="malformed event: 'fail' stops with file:line (no shard for that file), 'skip' "
+        "drops the event and lists it in the manifest (default: %(default)s)",
+    )
+    pre.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=DEFAULT_BATCH_SIZE,
+        metavar="N",
+        help="events per record batch and Parquet row group; bounds memory use "
+        "(default: %(default)s events)",
+    )
+    pre.add_argument(
+        "--force", action="store_true", help="rewrite shards even when they are up to date"
+    )
+    pre.set_defaults(handler=_cmd_preprocess)
+
+    ins = subparsers.add_parser(
+        "inspect",
+        parents=[sub_common],
+        help="print an LHE file's metadata and first rows",
+        description=(
+            "Read an LHE file and print its metadata: generator, LHEF version, beams (GeV), "
+            "cross sections with errors (pb), MadGraph generation info, numbers of events and "
+            "rows, rejected events by reason, named weights with descriptions and sums of "
+            "weights; then the first rows of the observables table (GeV, radians)."
+        ),
+    )
+    ins.add_argument("file", type=Path, metavar="FILE", help="LHE file (.lhe or .lhe.gz)")
+    ins.add_argument(
+        "--json",
+        action="store_true",
+        help='machine-readable output: {"info": {...}, "columns": [...], "rows": [...]}; '
+        "non-finite numbers become null",
+    )
+    ins.add_argument(
+        "-n",
+        "--events",
+        type=_non_negative_int,
+        default=5,
+        metavar="N",
+        help="rows of the observables table to show (default: %(default)s)",
+    )
+    ins.add_argument(
+        "--on-error",
+        choices=("fail", "skip"),
+        default="fail",
+        help="malformed event: 'fail' stops with file:line, 'skip' lists it under "
+        "'skipped' (default: %(default)s)",
+    )
+    ins.set_defaults(handler=_cmd_inspect)
+
+    demo = subparsers.add_parser(
+        "demo-data",
+        parents=[sub_common],
+        help="write the built-in demo LHE samples",
+        description="Write small generated demo LHE samples (SM and EFT components) to DIR.",
+    )
+    demo.add_argument(
+        "-o", "--output", required=True, type=Path, metavar="DIR", help="output directory"
+    )
+    demo.add_argument(
+        "-n",
+        "--events",
+        type=_positive_int,
+        default=5000,
+        metavar="N",
+        help="events per sample (default: %(default)s events)",
+    )
+    demo.add_argument(
+        "--seed",
+        type=int,
+        default=1,
+        metavar="S",
+        help="random seed; the same seed gives the same files (default: %(default)s)",
+    )
+    demo.set_defaults(handler=_cmd_demo_data)
+    return parser
+
+
+# --- logging and output --------------------------------------------------------------------
+
+
+def _stderr_console() -> Console | None:
+    if not sys.stderr.isatty():
+        return None
+    from rich.console import Console  # noqa: PLC0415 - rich only for a terminal
+
+    return Console(stderr=True)
+
+
+def _configure_logging(verbosity: int, quiet: bool, console: Console | None) -> None:
+    level = logging.WARNING if quiet else logging.DEBUG if verbosity > 0 else logging.INFO
+    package_logger = logging.getLogger("vbsad_batch")
+    for handler in list(package_logger.handlers):
+        if getattr(handler, _HANDLER_TAG, False):
+            package_logger.removeHandler(handler)
+    new_handler: logging.Handler
+    if console is not None:
+        from rich.logging import RichHandler  # noqa: PLC0415 - rich only for a terminal
+
+        new_handler = RichHandler(console=console, show_path=False)
+        new_handler.setFormatter(logging.Formatter("%(message)s"))
+    else:
+        # Plain timestamped lines: what batch-system logs (Slurm) need.
+        new_handler = logging.StreamHandler(sys.stderr)
+        new_handler.setFormatter(
+            logging.Formatter(
+                "%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%Y-%m-%dT%H:%M:%S"
+            )
+        )
+    setattr(new_handler, _HANDLER_TAG, True)
+    package_logger.addHandler(new_handler)
+    package_logger.setLevel(level)
+
+
+def _error(message: str) -> None:
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+
+
+def _format_parse_error(exc: LheParseError) -> str:
+    """One line naming file, line and event (the native message already does, normally)."""
+    message = " ".join(str(exc).split())
+    if Path(exc.path).name in message:
+        return message
+    where = exc.path if exc.line is None else f"{exc.path}:{exc.line}"
+    event = "" if exc.event is None else f" event {exc.event}:"
+    return f"{where}:{event} {message}"
+
+
+# --- preprocess ----------------------------------------------------------------------------
+
+
+def _expand_inputs(paths: Sequence[Path]) -> list[Path]:
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found = sorted(
+                p
+                for p in path.iterdir()
+                if p.is_file() and p.name.lower().endswith((".lhe", ".lhe.gz"))
+            )
+            if not found:
+                raise _UsageError(f"no .lhe or .lhe.gz files in directory {path}")
+            files.extend(found)
+        elif path.is_file():
+            files.append(path)
+        elif path.exists():
+            raise _UsageError(f"not a file: {path}")
+        else:
+            raise _UsageError(f"no such file: {path}")
+    return files
+
+
+def _available_cpus() -> int:
+    if hasattr(os, "sched_getaffinity"):  # respects the CPU set of a Slurm allocation
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def _cmd_preprocess(args: argparse.Namespace, console: Console | None) -> int:
+    # Lazy: pyarrow.parquet and the process pool machinery only for this subcommand.
+    from vbsad_batch.preprocess import INDEX_MANIFEST_NAME, preprocess  # noqa: PLC0415
+
+    inputs = _expand_inputs(args.inputs)
+    jobs = args.jobs or _available_cpus()
+    try:
+        with make_progress_reporter(quiet=args.quiet, console=console) as reporter:
+            results = preprocess(
+                inputs,
+                args.output,
+                jobs=jobs,
+                on_error=args.on_error,
+                batch_size=args.batch_size,
+                progress=reporter,
+                force=args.force,
+            )
+    except ValueError as exc:
+        if isinstance(exc, LheParseError):
+            raise
+        raise _UsageError(str(exc)) from exc
+
+    for result in results:
+        if result.n_skipped:
+            logger.warning(
+                "%s: %d malformed event(s) skipped, listed in %s",
+                result.input,
+                result.n_skipped,
+                result.manifest,
+            )
+    if not args.quiet:
+        width = max(len(r.shard.name) for r in results)
+        for r in results:
+            print(f"{r.status:<8} {r.shard.name:<{width}} {r.n_rows:>10} rows  ({r.reason})")
+        n_written = sum(r.status == "written" for r in results)
+        print(
+            f"{len(results)} shard(s): {n_written} written, {len(results) - n_written} up to "
+            f"date; index {args.output / INDEX_MANIFEST_NAME}"
+        )
+    return EXIT_OK
+
+
+# --- inspect -------------------------------------------------------------------------------
+
+
+def _finite_or_none(value: Any) -> Any:
+    """Recursively replace NaN and infinities by None (strict JSON has no such numbers)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite_or_none(v) for v in value]
+    return value
+
+
+def _format_value(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def _print_info(info: LheInfo) -> None:
+    rows: list[tuple[str, str]] = [("file", info.path), ("LHEF version", info.lhef_version)]
+    generators = ", ".join(
+        f"{g.get('name')} {g.get('version') or ''}".strip() for g in info.generators
+    )
+    rows.append(("generators", generators or "(none)"))
+    beams = info.beams
+    rows.append(
+        (
+            "beams",
+            f"{beams['idbmup'][0]} ({beams['ebmup'][0]:g} GeV) + "
+            f"{beams['idbmup'][1]} ({beams['ebmup'][1]:g} GeV); PDF sets "
+            f"{beams['pdfsup'][0]}/{beams['pdfsup'][1]}; IDWTUP {beams['idwtup']}",
+        )
+    )
+    rows.append(
+        (
+            "cross section",
+            f"{info.xsec_pb:.6e} +- {info.xsec_error_pb:.6e} pb "
+            f"(XSECUP, {len(info.processes)} process(es))",
+        )
+    )
+    for process in info.processes:
+        rows.append(
+            (
+                f"  process {process['lprup']}",
+                f"{process['xsecup']:.6e} +- {process['xerrup']:.6e} pb, "
+                f"XMAXUP {process['xmaxup']:.6e}",
+            )
+        )
+    mg = info.mg_generation_info
+    if mg is not None:
+        rows.append(
+            (
+                "MG generation",
+                f"{mg['n_events']} events, integrated weight {mg['integrated_weight_pb']:.6e} pb",
+            )
+        )
+    rows.append(("events", f"{info.n_events} read, {info.n_rows} rows"))
+    rejected = ", ".join(f"{k} {v}" for k, v in info.rejected.items())
+    rows.append(("rejected", rejected or "0"))
+    rows.append(("skipped", str(info.n_skipped)))
+    for skipped in info.skipped:
+        rows.append(("", f"event {skipped['event']}, line {skipped['line']}: {skipped['message']}"))
+    nominal = info.sum_weights.get("w")
+    if nominal is not None:
+        mean = nominal / info.n_events if info.n_events else float("nan")
+        rows.append(("sum of weights", f"w: {nominal:.6e} (mean per event {mean:.6e})"))
+    width = max(len(label) for label, _ in rows)
+    for label, text in rows:
+        print(f"{label:<{width}}  {text}")
+
+    print(f"{'weights':<{width}}  {len(info.weights)} named")
+    if info.weights:
+        id_width = max(len(w["id"]) for w in info.weights)
+        for w in info.weights:
+            total = info.sum_weights.get(w["id"])
+            total_text = "n/a" if total is None else f"{total:.6e}"
+            extra = "" if not w.get("group") else f" [group {w['group']}]"
+            print(
+                f"  w_{w['id']:<{id_width}}  sum {total_text}  {w.get('description') or ''}"
+                f"{extra}".rstrip()
+            )
+
+    if mg is not None and info.processes:
+        ratio = mg["integrated_weight_pb"] / info.xsec_pb if info.xsec_pb else float("inf")
+        if not 0.99 <= ratio <= 1.01:
+            print(
+                f"note: MadGraph's integrated weight ({mg['integrated_weight_pb']:.4e} pb) "
+                f"differs from the sum of XSECUP ({info.xsec_pb:.4e} pb) by a factor "
+                f"{ratio:.3g}: check which one normalises the sample"
+            )
+
+
+def _print_rows(columns: list[str], rows: list[dict[str, Any]], n_rows: int) -> None:
+    print(f"\nfirst {len(rows)} of {n_rows} rows:")
+    if not rows:
+        return
+    cells = [[_format_value(row[c]) for row in rows] for c in columns]
+    name_width = max(len(c) for c in columns)
+    widths = [max(len(col[i]) for col in cells) for i in range(len(rows))]
+    for column, values in zip(columns, cells, strict=True):
+        line = "  ".join(f"{v:>{w}}" for v, w in zip(values, widths, strict=True))
+        print(f"{column:<{name_width}}  {line}")
+
+
+def _cmd_inspect(args: argparse.Namespace, console: Console | None) -> int:
+    if not args.file.is_file():
+        raise _UsageError(f"no such file: {args.file}")
+    stream = read_lhe(args.file, on_error=args.on_error)
+    columns = stream.schema.names
+    head: list[pa.RecordBatch] = []
+    n_head = 0
+    for batch in stream:  # one pass: keep the head, read on for the complete metadata
+        if n_head < args.events:
+            head.append(batch.slice(0, args.events - n_head))
+            n_head += head[-1].num_rows
+    info = stream.info()
+    rows = pa.Table.from_batches(head, schema=stream.schema).to_pylist() if head else []
+
+    if args.json:
+        document = {"info": info.to_dict(), "columns": columns, "rows": rows}
+        print(json.dumps(_finite_or_none(document), indent=2, allow_nan=False))
+    else:
+        _print_info(info)
+        _print_rows(columns, rows, info.n_rows)
+    return EXIT_OK
+
+
+# --- demo-data -----------------------------------------------------------------------------
+
+
+def _cmd_demo_data(args: argparse.Namespace, console: Console | None) -> int:
+    from vbsad_batch.demo import generate_demo  # noqa: PLC0415 - numpy only for this command
+
+    paths = generate_demo(args.output, n_events=args.events, seed=args.seed)
+    if not args.quiet:
+        for path in paths:
+            print(path)
+    return EXIT_OK
+
+
+# --- entry point ---------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run `vbsad` with `argv` (default: `sys.argv[1:]`); return the exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, usage errors: argparse already printed
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+
+    console = _stderr_console()
+    _configure_logging(args.verbose, args.quiet, console)
+    try:
+        code: int = args.handler(args, console)
+    except _UsageError as exc:
+        _error(str(exc))
+        return EXIT_USAGE
+    except LheParseError as exc:
+        logger.debug("parse error", exc_info=True)
+        hint = " (rerun with --on-error skip to drop malformed events)"
+        _error(_format_parse_error(exc) + (hint if getattr(args, "on_error", "") == "fail" else ""))
+        return EXIT_DATA_ERROR
+    except (OSError, RuntimeError, ValueError) as exc:
+        logger.debug("error", exc_info=True)
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        _error(text)
+        return EXIT_DATA_ERROR
+    except KeyboardInterrupt:
+        _error("interrupted")
+        return EXIT_INTERRUPTED
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

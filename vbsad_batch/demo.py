@@ -1,0 +1,698 @@
+"""Embedded demo data: a toy same-sign W+W+ scattering sample in MadGraph LHE format.
+
+This module writes *toy* events for demonstration and testing. It is not a physics
+generator: there are no matrix elements and no parton densities. The kinematics are drawn
+from simple, physically plausible distributions (two forward tagging jets with a large
+rapidity gap, two central W+ bosons with Breit-Wigner masses, W decays isotropic in the W
+rest frame), with exact four-momentum conservation. The EFT reweighting weights come from
+the toy functions in the "Toy EFT response" section below, the only place that holds the
+sample's EFT content.
+
+The file layout follows MadGraph5_aMC@NLO 3.x with the reweighting module: a ``<header>``
+with ``<MGVersion>``, ``<MG5ProcCard>``, ``<MGRunCard>``, ``<slha>``, ``<initrwgt>`` and
+``<MGGenerationInfo>``, an ``<init>`` block, then events with MadGraph's column layout and
+an ``<rwgt>`` block of ``<wgt id='...'>`` weights. Units: GeV for energies, momenta and
+masses; pb for cross sections and weights (``event_norm = average``: every event's nominal
+weight equals the sample cross section).
+
+Weights per event, in this order:
+
+* ``extra_weights`` scale-variation and PDF-replica weights with numeric ids ``"1"``,
+  ``"2"``, ... (MadGraph's systematics layout; only to make files with many weights);
+* ``sm`` (all Wilson coefficients 0), then for each operator ``op``: ``op_m1`` (c = -1) and
+  ``op_p1`` (c = +1), all other coefficients 0.
+"""
+
+from __future__ import annotations
+
+import gzip as _gzip
+import math
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+import numpy.typing as npt
+
+from vbsad_batch.atomic_write import atomic_path
+
+__all__ = [
+    "DEFAULT_OPERATORS",
+    "DEMO_LHE_NAME",
+    "MAX_EXTRA_WEIGHTS",
+    "TOY_EFT_RESPONSE",
+    "demo_weight_ids",
+    "generate_demo",
+    "toy_eft_lin",
+    "toy_eft_quad",
+    "toy_eft_ratio",
+    "write_demo_lhe",
+]
+
+FloatArray = npt.NDArray[np.float64]
+
+#: Operators of the SMEFTsim restriction used by the reference SSWW study.
+DEFAULT_OPERATORS: tuple[str, ...] = ("cW", "cHW", "cHq1", "cqq1", "cqq11", "cqq3", "cqq31")
+
+#: File name written by :func:`generate_demo`.
+DEMO_LHE_NAME = "ssww_demo.lhe.gz"
+
+# --- run constants (GeV, pb) ------------------------------------------------------------------
+BEAM_ENERGY_GEV = 6500.0
+W_MASS_GEV = 80.387
+W_WIDTH_GEV = 2.085
+BW_CUTOFF = 15.0  # |m - M| < BW_CUTOFF * Gamma, as MadGraph's bwcutoff
+Z_MASS_GEV = 91.1876
+ALPHA_S_MZ = 0.130  # LO PDF set value (NNPDF2.3 LO, LHAPDF id 247000)
+ALPHA_EM = 7.5614620e-03
+LAMBDA_GEV = 1000.0  # EFT scale
+SM_XSEC_PB = 2.64e-3  # toy sample cross section
+SM_XERR_PB = 3.6e-5
+LHAPDF_ID = 247000
+MG_VERSION = "3.5.7"
+
+# Generator-level cuts (MadGraph run_card style), applied by rejection.
+CUT_PTJ = 20.0
+CUT_ETAJ = 5.0
+CUT_MJJ = 200.0
+CUT_PTL = 10.0
+CUT_ETAL = 2.5
+CUT_DR = 0.4
+
+_CHUNK_EVENTS = 8192  # events generated and formatted at a time (fixed: output depends on it)
+_N_PARTICLES = 10
+
+# ---------------------------------------------------------------------------------------------
+# Toy EFT response: the ONLY place holding the demo's EFT content.
+#
+#   |A(c)|^2 / |A_SM|^2 = 1 + c * lin(x) + c^2 * quad(x),     x = m_WW / Lambda,
+#   lin(x) = a * x^2,   quad(x) = b * x^4   (interference grows like s / Lambda^2,
+#                                            the squared term like s^2 / Lambda^4).
+#
+# a^2 <= 4 b keeps the ratio non-negative for every c. Numbers are illustrative only.
+# ---------------------------------------------------------------------------------------------
+TOY_EFT_RESPONSE: dict[str, tuple[float, float]] = {
+    "cW": (0.10, 0.60),
+    "cHW": (0.03, 0.05),
+    "cHq1": (0.04, 0.04),
+    "cqq1": (0.15, 0.30),
+    "cqq11": (0.10, 0.25),
+    "cqq3": (-0.40, 0.50),
+    "cqq31": (-0.30, 0.40),
+}
+_TOY_EFT_DEFAULT: tuple[float, float] = (0.20, 0.20)
+
+#: Reweighting points written per operator: (id suffix, Wilson coefficient).
+REWEIGHT_POINTS: tuple[tuple[str, float], ...] = (("m1", -1.0), ("p1", 1.0))
+
+
+def _toy_coefficients(operator: str) -> tuple[float, float]:
+    return TOY_EFT_RESPONSE.get(operator, _TOY_EFT_DEFAULT)
+
+
+def toy_eft_lin(operator: str, m_ww: FloatArray) -> FloatArray:
+    """Toy LIN / SM ratio of ``operator`` as a function of the WW invariant mass (GeV)."""
+    a, _ = _toy_coefficients(operator)
+    x2 = (np.asarray(m_ww, dtype=np.float64) / LAMBDA_GEV) ** 2
+    return np.asarray(a * x2, dtype=np.float64)
+
+
+def toy_eft_quad(operator: str, m_ww: FloatArray) -> FloatArray:
+    """Toy QUAD / SM ratio of ``operator`` as a function of the WW invariant mass (GeV)."""
+    _, b = _toy_coefficients(operator)
+    x2 = (np.asarray(m_ww, dtype=np.float64) / LAMBDA_GEV) ** 2
+    return np.asarray(b * x2 * x2, dtype=np.float64)
+
+
+def toy_eft_ratio(operator: str, c: float, m_ww: FloatArray) -> FloatArray:
+    """Toy ``|A(c)|^2 / |A_SM|^2 = 1 + c lin + c^2 quad`` for one operator at coefficient c."""
+    return 1.0 + c * toy_eft_lin(operator, m_ww) + c * c * toy_eft_quad(operator, m_ww)
+
+
+# --- weight bookkeeping -------------------------------------------------------------------------
+
+_SCALE_FACTORS = (0.5, 1.0, 2.0)
+_DYN_SCALES: tuple[tuple[int, str], ...] = (
+    (1, "sum pt"),
+    (2, "HT"),
+    (3, "HT/2"),
+    (4, "sqrts"),
+)
+_N_PDF_MEMBERS = 101  # member 0 (central) and 100 replicas
+
+
+def _scale_variations() -> list[tuple[float, float, int | None]]:
+    """(MUR, MUF, dynamical scale choice or None) in MadGraph's systematics order."""
+    out: list[tuple[float, float, int | None]] = []
+    for mur in _SCALE_FACTORS:
+        for muf in _SCALE_FACTORS:
+            for dyn in (None, *(d for d, _ in _DYN_SCALES)):
+                if mur == 1.0 and muf == 1.0 and dyn is None:
+                    continue  # that is the nominal weight itself
+                out.append((mur, muf, dyn))
+    return out
+
+
+_N_SCALE_WEIGHTS = len(_scale_variations())
+#: Largest supported ``extra_weights``: all scale variations plus the PDF members.
+MAX_EXTRA_WEIGHTS = _N_SCALE_WEIGHTS + _N_PDF_MEMBERS
+
+_OPERATOR_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.+-]*$")
+
+
+def _check_operators(operators: Sequence[str]) -> list[str]:
+    if isinstance(operators, str):
+        raise TypeError("operators must be a sequence of names, not a single string")
+    ops = list(operators)
+    seen: set[str] = set()
+    for op in ops:
+        if not isinstance(op, str) or not _OPERATOR_RE.match(op):
+            raise ValueError(
+                f"invalid operator name {op!r}: use letters, digits and _.+- , "
+                "starting with a letter"
+            )
+        if op in seen:
+            raise ValueError(f"operator {op!r} given twice")
+        seen.add(op)
+    return ops
+
+
+def demo_weight_ids(
+    operators: Sequence[str] = DEFAULT_OPERATORS, *, extra_weights: int = 0
+) -> list[str]:
+    """Weight ids written by :func:`write_demo_lhe`, in file order."""
+    ops = _check_operators(operators)
+    ids = [str(i + 1) for i in range(extra_weights)]
+    ids.append("sm")
+    for op in ops:
+        ids.extend(f"{op}_{suffix}" for suffix, _ in REWEIGHT_POINTS)
+    return ids
+
+
+# --- kinematics ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Chunk:
+    """Kinematics of a chunk of accepted events (arrays over events)."""
+
+    p: FloatArray  # (n, 10, 4): px, py, pz, E per particle line
+    mass: FloatArray  # (n, 10)
+    pid: FloatArray  # (n, 10)
+    col1: FloatArray  # (n, 10)
+    col2: FloatArray  # (n, 10)
+    spin: FloatArray  # (n, 10)
+    scale: FloatArray  # (n,) dynamical scale, HT/2
+    aqcd: FloatArray  # (n,)
+    x1: FloatArray  # (n,) momentum fractions
+    x2: FloatArray
+    m_ww: FloatArray  # (n,) W+W+ invariant mass
+
+
+def _breit_wigner_mass(rng: np.random.Generator, size: tuple[int, ...]) -> FloatArray:
+    """Relativistic Breit-Wigner W mass, truncated at BW_CUTOFF widths."""
+    mg = W_MASS_GEV * W_WIDTH_GEV
+    lo = (W_MASS_GEV - BW_CUTOFF * W_WIDTH_GEV) ** 2 - W_MASS_GEV**2
+    hi = (W_MASS_GEV + BW_CUTOFF * W_WIDTH_GEV) ** 2 - W_MASS_GEV**2
+    u = rng.uniform(math.atan(lo / mg), math.atan(hi / mg), size=size)
+    return np.sqrt(W_MASS_GEV**2 + mg * np.tan(u))
+
+
+def _four_vector(pt: FloatArray, y: FloatArray, phi: FloatArray, m: FloatArray) -> FloatArray:
+    """(px, py, pz, E) from transverse momentum, rapidity, azimuth and mass (last axis 4)."""
+    mt = np.sqrt(pt * pt + m * m)
+    return np.stack([pt * np.cos(phi), pt * np.sin(phi), mt * np.sinh(y), mt * np.cosh(y)], -1)
+
+
+def _decay_isotropic(
+    rng: np.random.Generator, parent: FloatArray, m: FloatArray
+) -> tuple[FloatArray, FloatArray]:
+    """Two-body decay to massless daughters, isotropic in the parent's rest frame."""
+    shape = m.shape
+    cos_t = rng.uniform(-1.0, 1.0, size=shape)
+    phi = rng.uniform(-math.pi, math.pi, size=shape)
+    sin_t = np.sqrt(1.0 - cos_t * cos_t)
+    half = 0.5 * m
+    q = np.stack([half * sin_t * np.cos(phi), half * sin_t * np.sin(phi), half * cos_t], -1)
+    energy = parent[..., 3]
+    beta = parent[..., :3] / energy[..., None]
+    gamma = energy / m
+    out = []
+    for sign in (1.0, -1.0):
+        qs = sign * q
+        bq = np.sum(beta * qs, axis=-1)
+        e_lab = gamma * (half + bq)
+        coef = gamma * gamma / (gamma + 1.0) * bq + gamma * half
+        p_lab = qs + beta * coef[..., None]
+        out.append(np.concatenate([p_lab, e_lab[..., None]], axis=-1))
+    return out[0], out[1]
+
+
+def _pt_eta_phi(p: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
+    pt = np.hypot(p[..., 0], p[..., 1])
+    eta = np.arcsinh(p[..., 2] / pt)
+    phi = np.arctan2(p[..., 1], p[..., 0])
+    return pt, eta, phi
+
+
+def _delta_r(eta1: FloatArray, phi1: FloatArray, eta2: FloatArray, phi2: FloatArray) -> FloatArray:
+    dphi = np.abs(phi1 - phi2)
+    dphi = np.where(dphi > math.pi, 2.0 * math.pi - dphi, dphi)
+    return np.hypot(eta1 - eta2, dphi)
+
+
+def _alpha_s(mu: FloatArray) -> FloatArray:
+    """One-loop running alpha_s (5 flavours) from ALPHA_S_MZ."""
+    b0 = (33.0 - 2.0 * 5.0) / (6.0 * math.pi)
+    return ALPHA_S_MZ / (1.0 + ALPHA_S_MZ * b0 * np.log(mu / Z_MASS_GEV))
+
+
+# Incoming parton flavours (u, c, d~, s~ each emit a W+) and what they turn into.
+_IN_FLAVOURS = np.array([2.0, 4.0, -1.0, -3.0])
+_IN_PROBS = np.array([0.62, 0.06, 0.24, 0.08])
+_OUT_FLAVOUR = {2.0: 1.0, 4.0: 3.0, -1.0: -2.0, -3.0: -4.0}
+
+
+def _sample_candidates(rng: np.random.Generator, m: int) -> tuple[FloatArray, ...]:
+    """Draw m candidate events; return arrays and an acceptance mask (last)."""
+    # Tagging jets: forward (from beam 1) and backward (from beam 2), massless.
+    ptj = CUT_PTJ + rng.gamma(2.0, 30.0, size=(m, 2))
+    etaj = rng.normal(2.4, 1.0, size=(m, 2)) * np.array([1.0, -1.0])
+    phij = rng.uniform(-math.pi, math.pi, size=(m, 2))
+    jets = _four_vector(ptj, etaj, phij, np.zeros((m, 2)))
+    # W bosons: the first free, the second balances the transverse momentum.
+    mw = _breit_wigner_mass(rng, (m, 2))
+    ptw1 = rng.gamma(2.0, 55.0, size=m)
+    phiw1 = rng.uniform(-math.pi, math.pi, size=m)
+    yw = rng.normal(0.0, 1.1, size=(m, 2))
+    w1 = _four_vector(ptw1, yw[:, 0], phiw1, mw[:, 0])
+    pxw2 = -(jets[:, 0, 0] + jets[:, 1, 0] + w1[:, 0])
+    pyw2 = -(jets[:, 0, 1] + jets[:, 1, 1] + w1[:, 1])
+    w2 = _four_vector(np.hypot(pxw2, pyw2), yw[:, 1], np.arctan2(pyw2, pxw2), mw[:, 1])
+    w2[:, 0] = pxw2  # exact balance (no round trip through pt, phi)
+    w2[:, 1] = pyw2
+    # W decays: W1 (line 3) -> mu+ vm, W2 (line 4) -> e+ ve.
+    mu, vm = _decay_isotropic(rng, w1, mw[:, 0])
+    el, ve = _decay_isotropic(rng, w2, mw[:, 1])
+    flav = rng.choice(_IN_FLAVOURS, size=(m, 2), p=_IN_PROBS)
+
+    e_tot = jets[:, 0, 3] + jets[:, 1, 3] + w1[:, 3] + w2[:, 3]
+    pz_tot = jets[:, 0, 2] + jets[:, 1, 2] + w1[:, 2] + w2[:, 2]
+    x1 = 0.5 * (e_tot + pz_tot) / BEAM_ENERGY_GEV
+    x2 = 0.5 * (e_tot - pz_tot) / BEAM_ENERGY_GEV
+
+    ptl, etal, phil = _pt_eta_phi(np.stack([el, mu], axis=1))
+    mjj2 = (jets[:, 0, 3] + jets[:, 1, 3]) ** 2 - np.sum((jets[:, 0, :3] + jets[:, 1, :3]) ** 2, -1)
+    ok = (x1 < 1.0) & (x2 < 1.0)
+    ok &= np.all(np.abs(etaj) < CUT_ETAJ, axis=1) & (mjj2 > CUT_MJJ**2)
+    ok &= np.all(ptl > CUT_PTL, axis=1) & np.all(np.abs(etal) < CUT_ETAL, axis=1)
+    ok &= _delta_r(etaj[:, 0], phij[:, 0], etaj[:, 1], phij[:, 1]) > CUT_DR
+    ok &= _delta_r(etal[:, 0], phil[:, 0], etal[:, 1], phil[:, 1]) > CUT_DR
+    for i in range(2):
+        for j in range(2):
+            ok &= _delta_r(etal[:, i], phil[:, i], etaj[:, j], phij[:, j]) > CUT_DR
+    return jets, w1, w2, mw, el, ve, mu, vm, flav, x1, x2, ok.astype(np.float64)
+
+
+def _generate_chunk(rng: np.random.Generator, n: int) -> _Chunk:
+    """n accepted events (rejection sampling on the generator-level cuts)."""
+    parts: list[tuple[FloatArray, ...]] = []
+    have = 0
+    efficiency = 0.3
+    while have < n:
+        m = int((n - have) / efficiency * 1.2) + 64
+        cand = _sample_candidates(rng, m)
+        ok = cand[-1].astype(bool)
+        n_ok = int(ok.sum())
+        efficiency = max(0.02, n_ok / m)
+        if n_ok:
+            parts.append(tuple(a[ok] for a in cand[:-1]))
+            have += n_ok
+    cols = [np.concatenate([p[k] for p in parts])[:n] for k in range(len(parts[0]))]
+    jets, w1, w2, mw, el, ve, mu, vm, flav, x1, x2 = cols
+
+    p = np.zeros((n, _N_PARTICLES, 4))
+    p[:, 0, 2] = x1 * BEAM_ENERGY_GEV
+    p[:, 0, 3] = x1 * BEAM_ENERGY_GEV
+    p[:, 1, 2] = -x2 * BEAM_ENERGY_GEV
+    p[:, 1, 3] = x2 * BEAM_ENERGY_GEV
+    p[:, 2] = w1
+    p[:, 3] = w2
+    p[:, 4] = el
+    p[:, 5] = ve
+    p[:, 6] = mu
+    p[:, 7] = vm
+    p[:, 8] = jets[:, 0]
+    p[:, 9] = jets[:, 1]
+
+    mass = np.zeros((n, _N_PARTICLES))
+    mass[:, 2] = mw[:, 0]
+    mass[:, 3] = mw[:, 1]
+
+    out_flav = np.vectorize(_OUT_FLAVOUR.__getitem__, otypes=[np.float64])(flav)
+    pid = np.empty((n, _N_PARTICLES))
+    pid[:, 0:2] = flav
+    pid[:, 2:4] = 24.0
+    pid[:, 4:8] = np.array([-11.0, 12.0, -13.0, 14.0])
+    pid[:, 8:10] = out_flav
+
+    # Colour: a colour-singlet exchange, so each quark line keeps its colour tag.
+    tags = np.array([501.0, 502.0])
+    col1 = np.zeros((n, _N_PARTICLES))
+    col2 = np.zeros((n, _N_PARTICLES))
+    is_quark = flav > 0
+    col1[:, 0:2] = np.where(is_quark, tags, 0.0)
+    col2[:, 0:2] = np.where(is_quark, 0.0, tags)
+    col1[:, 8:10] = col1[:, 0:2]
+    col2[:, 8:10] = col2[:, 0:2]
+
+    # Helicities: left-handed quarks / right-handed antiquarks, as the W couples.
+    spin = np.zeros((n, _N_PARTICLES))
+    spin[:, 0:2] = np.where(is_quark, -1.0, 1.0)
+    spin[:, 4:8] = np.array([1.0, -1.0, 1.0, -1.0])
+    spin[:, 8:10] = spin[:, 0:2]
+
+    mt_w = np.sqrt(mw * mw + np.stack([_pt2(w1), _pt2(w2)], axis=1))
+    ht = mt_w.sum(axis=1) + np.sqrt(_pt2(jets[:, 0])) + np.sqrt(_pt2(jets[:, 1]))
+    scale = 0.5 * ht
+    ww = w1 + w2
+    m_ww = np.sqrt(np.maximum(ww[:, 3] ** 2 - np.sum(ww[:, :3] ** 2, axis=1), 0.0))
+    return _Chunk(p, mass, pid, col1, col2, spin, scale, _alpha_s(scale), x1, x2, m_ww)
+
+
+def _pt2(v: FloatArray) -> FloatArray:
+    return np.asarray(v[..., 0] ** 2 + v[..., 1] ** 2, dtype=np.float64)
+
+
+# --- weights ------------------------------------------------------------------------------------
+
+
+def _extra_weight_factors(chunk: _Chunk, extra_weights: int, pdf_shifts: FloatArray) -> FloatArray:
+    """(n, extra_weights) multiplicative factors on the nominal weight (toy systematics)."""
+    n = chunk.scale.shape[0]
+    out = np.empty((n, extra_weights))
+    if extra_weights == 0:
+        return out
+    tau_log = np.log(np.sqrt(chunk.x1 * chunk.x2) / 0.05)
+    # LO with QCD=0: no alpha_s, so only the factorisation scale matters, via the PDFs.
+    gamma = -0.08 * tau_log
+    jets_pt = np.sqrt(_pt2(chunk.p[:, 8])) + np.sqrt(_pt2(chunk.p[:, 9]))
+    sum_pt = jets_pt + np.sqrt(_pt2(chunk.p[:, 2])) + np.sqrt(_pt2(chunk.p[:, 3]))
+    sqrt_s = 2.0 * BEAM_ENERGY_GEV * np.sqrt(chunk.x1 * chunk.x2)
+    dyn_mu = {1: sum_pt, 2: 2.0 * chunk.scale, 3: chunk.scale, 4: sqrt_s}
+    k = 0
+    for _mur, muf, dyn in _scale_variations():
+        if k == extra_weights:
+            return out
+        ratio = muf * (dyn_mu[dyn] / chunk.scale if dyn is not None else 1.0)
+        out[:, k] = np.power(ratio, gamma)
+        k += 1
+    n_pdf = extra_weights - k
+    if n_pdf:
+        # member 0 is the central set (factor 1); replicas shift normalisation and x slope.
+        out[:, k:] = (
+            1.0 + pdf_shifts[None, :n_pdf, 0] + pdf_shifts[None, :n_pdf, 1] * tau_log[:, None]
+        )
+    return out
+
+
+def _weights(
+    chunk: _Chunk, operators: Sequence[str], extra_weights: int, pdf_shifts: FloatArray
+) -> FloatArray:
+    n = chunk.scale.shape[0]
+    cols = [_extra_weight_factors(chunk, extra_weights, pdf_shifts), np.ones((n, 1))]
+    for op in operators:
+        cols.append(
+            np.stack([toy_eft_ratio(op, c, chunk.m_ww) for _, c in REWEIGHT_POINTS], axis=1)
+        )
+    return SM_XSEC_PB * np.concatenate(cols, axis=1)
+
+
+# --- formatting ---------------------------------------------------------------------------------
+
+_PARTICLE_FMT = "%9d %2d %4d %4d %4d %4d %+17.10e %+17.10e %+17.10e %16.10e %16.10e %10.4e %10.4e\n"
+_STATUS = np.array([-1.0, -1.0, 2.0, 2.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0])
+_MOTHER1 = np.array([0.0, 0.0, 1.0, 1.0, 4.0, 4.0, 3.0, 3.0, 1.0, 1.0])
+_MOTHER2 = np.array([0.0, 0.0, 2.0, 2.0, 4.0, 4.0, 3.0, 3.0, 2.0, 2.0])
+
+
+def _event_template(weight_ids: Sequence[str]) -> str:
+    parts = ["<event>\n%2d %6d %+13.7e %14.8e %14.8e %14.8e\n"]
+    parts.extend([_PARTICLE_FMT] * _N_PARTICLES)
+    parts.append("<rwgt>\n")
+    parts.extend(f"<wgt id='{wid.replace('%', '%%')}'> %+.7e </wgt>\n" for wid in weight_ids)
+    parts.append("</rwgt>\n</event>\n")
+    return "".join(parts)
+
+
+def _chunk_rows(chunk: _Chunk, weights: FloatArray) -> FloatArray:
+    n = chunk.scale.shape[0]
+    head = np.empty((n, 6))
+    head[:, 0] = _N_PARTICLES
+    head[:, 1] = 1.0
+    head[:, 2] = SM_XSEC_PB
+    head[:, 3] = chunk.scale
+    head[:, 4] = ALPHA_EM
+    head[:, 5] = chunk.aqcd
+    shape = (n, _N_PARTICLES)
+    particles = np.stack(
+        [
+            chunk.pid,
+            np.broadcast_to(_STATUS, shape),
+            np.broadcast_to(_MOTHER1, shape),
+            np.broadcast_to(_MOTHER2, shape),
+            chunk.col1,
+            chunk.col2,
+            chunk.p[..., 0],
+            chunk.p[..., 1],
+            chunk.p[..., 2],
+            chunk.p[..., 3],
+            chunk.mass,
+            np.zeros(shape),
+            chunk.spin,
+        ],
+        axis=-1,
+    ).reshape(n, _N_PARTICLES * 13)
+    return np.concatenate([head, particles, weights], axis=1)
+
+
+def _header(n_events: int, seed: int, operators: Sequence[str], extra_weights: int) -> str:
+    ops = list(operators)
+    lines = [
+        '<LesHouchesEvents version="3.0">',
+        "<header>",
+        "<!--",
+        "# Toy same-sign W+W+ scattering sample written by vbsad_batch.demo for demonstration",
+        "# and testing. It imitates the layout of MadGraph5_aMC@NLO output with the reweighting",
+        "# module; it is NOT MadGraph output and NOT a physics prediction (no matrix element).",
+        "-->",
+        "<MGVersion>",
+        f"#{MG_VERSION}",
+        "</MGVersion>",
+        "<MG5ProcCard>",
+        "<![CDATA[",
+        "# toy process card (vbsad_batch demo)",
+        "import model SMEFTsim_U35_MwScheme_UFO",
+        "define p = g u c d s u~ c~ d~ s~",
+        "define j = g u c d s u~ c~ d~ s~",
+        "generate p p > e+ ve mu+ vm j j QCD=0 SMHLOOP=0 NP=0",
+        "output ssww_demo",
+        "]]>",
+        "</MG5ProcCard>",
+        "<MGRunCard>",
+        "<![CDATA[",
+        "# toy run card (vbsad_batch demo)",
+        f"  {n_events} = nevents ! number of unweighted events",
+        f"  {seed} = iseed ! random seed",
+        "  1 = lpp1 ! proton beam",
+        "  1 = lpp2 ! proton beam",
+        f"  {BEAM_ENERGY_GEV} = ebeam1 ! beam 1 energy in GeV",
+        f"  {BEAM_ENERGY_GEV} = ebeam2 ! beam 2 energy in GeV",
+        "  lhapdf = pdlabel ! PDF set",
+        f"  {LHAPDF_ID} = lhaid ! PDF set id",
+        "  average = event_norm ! event weight normalisation",
+        "  3 = dynamical_scale_choice ! HT/2",
+        f"  {CUT_PTJ} = ptj ! minimum jet pt",
+        f"  {CUT_ETAJ} = etaj ! maximum jet |eta|",
+        f"  {CUT_MJJ} = mmjj ! minimum dijet mass",
+        f"  {CUT_PTL} = ptl ! minimum charged lepton pt",
+        f"  {CUT_ETAL} = etal ! maximum charged lepton |eta|",
+        f"  {CUT_DR} = drjj ! minimum jet-jet distance",
+        f"  {CUT_DR} = drll ! minimum lepton-lepton distance",
+        f"  {CUT_DR} = drjl ! minimum jet-lepton distance",
+        f"  {BW_CUTOFF} = bwcutoff ! Breit-Wigner cutoff in widths",
+        "]]>",
+        "</MGRunCard>",
+        "<slha>",
+        "BLOCK MASS #",
+        f"   24 {W_MASS_GEV:.6e} # MW",
+        f"   23 {Z_MASS_GEV:.6e} # MZ",
+        "BLOCK SMEFTCUTOFF #",
+        f"    1 {LAMBDA_GEV:.6e} # Lambda",
+        "BLOCK SMEFT #",
+    ]
+    lines.extend(f"  {i + 1:3d} 0.000000e+00 # {op}" for i, op in enumerate(ops))
+    lines.append(f"DECAY  24 {W_WIDTH_GEV:.6e} # WW")
+    lines.append("</slha>")
+    lines.append("<initrwgt>")
+    if extra_weights:
+        lines.extend(_systematics_initrwgt(extra_weights))
+    lines.append("<weightgroup name='mg_reweighting' weight_name_strategy='includeIdInWeightName'>")
+    first = ops[0] if ops else "cW"
+    lines.append(f"<weight id='sm'> set param_card {first} 0.0 # orig: 0.0 </weight>")
+    for op in ops:
+        for suffix, c in REWEIGHT_POINTS:
+            lines.append(
+                f"<weight id='{op}_{suffix}'> set param_card {op} {c:.1f} # orig: 0.0 </weight>"
+            )
+    lines.append("</weightgroup>")
+    lines.append("</initrwgt>")
+    lines.append("<MGGenerationInfo>")
+    lines.append(f"#  Number of Events        :       {n_events}")
+    lines.append(f"#  Integrated weight (pb)  :       {SM_XSEC_PB!r}")
+    lines.append("</MGGenerationInfo>")
+    lines.append("</header>")
+    lines.append("<init>")
+    lines.append(
+        f"2212 2212 {BEAM_ENERGY_GEV:e} {BEAM_ENERGY_GEV:e} 0 0 {LHAPDF_ID} {LHAPDF_ID} -4 1"
+    )
+    lines.append(f"{SM_XSEC_PB:e} {SM_XERR_PB:e} {SM_XSEC_PB:e} 1")
+    lines.append(
+        f"<generator name='MadGraph5_aMC@NLO' version='{MG_VERSION}'>please cite 1405.0301 "
+        "</generator>"
+    )
+    lines.append("</init>")
+    return "\n".join(lines) + "\n"
+
+
+def _systematics_initrwgt(extra_weights: int) -> list[str]:
+    lines = ['<weightgroup name="Central scale variation" combine="envelope">']
+    dyn_names = dict(_DYN_SCALES)
+    k = 0
+    for mur, muf, dyn in _scale_variations():
+        if k == extra_weights:
+            break
+        k += 1
+        attrs = f'MUR="{mur:.1f}"  MUF="{muf:.1f}"  '
+        label = (f"MUR={mur:.1f} " if mur != 1.0 else "") + (
+            f"MUF={muf:.1f} " if muf != 1.0 else ""
+        )
+        if dyn is not None:
+            attrs += f'DYN_SCALE="{dyn}"  '
+            label += f"dyn_scale_choice={dyn_names[dyn]} "
+        lines.append(f'<weight id="{k}" {attrs}PDF="{LHAPDF_ID}" > {label} </weight>')
+    lines.append("</weightgroup> # scale")
+    if k < extra_weights:
+        lines.append(
+            f'<weightgroup name="NNPDF23_lo_as_0130_qed" combine="replicas"> # {LHAPDF_ID}: '
+            "toy replicas"
+        )
+        member = 0
+        while k < extra_weights:
+            k += 1
+            label = f"PDF={LHAPDF_ID} MemberID={member}" if member else ""
+            lines.append(
+                f'<weight id="{k}" MUR="1.0"  MUF="1.0"  PDF="{LHAPDF_ID + member}" > '
+                f"{label} </weight>"
+            )
+            member += 1
+        lines.append("</weightgroup>")
+    return lines
+
+
+def _iter_text(
+    n_events: int, seed: int, operators: Sequence[str], extra_weights: int
+) -> Iterator[str]:
+    yield _header(n_events, seed, operators, extra_weights)
+    # Independent streams: kinematics do not depend on the weights requested.
+    rng = np.random.default_rng([seed, 0])
+    pdf_shifts = np.random.default_rng([seed, 1]).normal(
+        0.0, [0.02, 0.01], size=(_N_PDF_MEMBERS, 2)
+    )
+    pdf_shifts[0] = 0.0  # member 0: central set
+    template = _event_template(demo_weight_ids(operators, extra_weights=extra_weights))
+    done = 0
+    while done < n_events:
+        n = min(_CHUNK_EVENTS, n_events - done)
+        chunk = _generate_chunk(rng, n)
+        rows = _chunk_rows(chunk, _weights(chunk, operators, extra_weights, pdf_shifts))
+        yield "".join([template % tuple(row) for row in rows.tolist()])
+        done += n
+    yield "</LesHouchesEvents>\n"
+
+
+# --- public API -----------------------------------------------------------------------------------
+
+
+def write_demo_lhe(
+    path: Path,
+    *,
+    n_events: int,
+    seed: int,
+    operators: Sequence[str] = DEFAULT_OPERATORS,
+    gzip: bool | None = None,
+    extra_weights: int = 0,
+) -> Path:
+    """Write a toy SSWW sample in MadGraph LHE format; return the path written.
+
+    Toy data for demonstration and testing, not a physics generator. Deterministic: the
+    same arguments give a byte-identical file. The file is written to a temporary file in
+    the destination directory and renamed into place, so a failure never leaves a partial
+    file at ``path``.
+
+    Args:
+        path: Destination file.
+        n_events: Number of events (>= 0).
+        seed: Random seed (non-negative integer).
+        operators: EFT operator names; each gets weights ``<op>_m1`` and ``<op>_p1``
+            (c = -1, +1) besides the common ``sm`` weight (c = 0).
+        gzip: Compress with gzip; ``None`` decides from a ``.gz`` suffix.
+        extra_weights: Number of additional scale/PDF-like weights (0..MAX_EXTRA_WEIGHTS),
+            written before the reweighting weights, e.g. to benchmark files with ~100 weights.
+    """
+    path = Path(path)
+    if isinstance(n_events, bool) or not isinstance(n_events, int) or n_events < 0:
+        raise ValueError(f"n_events must be a non-negative integer, got {n_events!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    if not 0 <= extra_weights <= MAX_EXTRA_WEIGHTS:
+        raise ValueError(f"extra_weights must be in [0, {MAX_EXTRA_WEIGHTS}], got {extra_weights}")
+    ops = _check_operators(operators)
+    compress = path.suffix == ".gz" if gzip is None else gzip
+
+    with atomic_path(path) as tmp, open(tmp, "wb") as raw:
+        if compress:
+            # mtime=0 and no file name in the gzip header: reproducible bytes.
+            with _gzip.GzipFile(
+                filename="", mode="wb", compresslevel=6, fileobj=raw, mtime=0
+            ) as gz:
+                _write_all(gz, n_events, seed, ops, extra_weights)
+        else:
+            _write_all(raw, n_events, seed, ops, extra_weights)
+    return path
+
+
+def _write_all(
+    out: BinaryIO | _gzip.GzipFile,
+    n_events: int,
+    seed: int,
+    operators: Sequence[str],
+    extra_weights: int,
+) -> None:
+    for text in _iter_text(n_events, seed, operators, extra_weights):
+        out.write(text.encode("ascii"))
+
+
+def generate_demo(output_dir: Path, *, n_events: int = 5000, seed: int = 1) -> list[Path]:
+    """Write the embedded demo data set into ``output_dir``; return the files written.
+
+    Toy for demonstration and testing, not a physics generator: a same-sign W+W+ sample
+    (``ssww_demo.lhe.gz``) at c = 0 with MadGraph-style reweighting weights ``sm`` and
+    ``<op>_m1`` / ``<op>_p1`` (c = -1, +1) for each operator in :data:`DEFAULT_OPERATORS`.
+    Units: GeV, pb.
+    """
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    return [write_demo_lhe(output_dir / DEMO_LHE_NAME, n_events=n_events, seed=seed)]
