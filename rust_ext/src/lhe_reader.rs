@@ -12,8 +12,8 @@ use crate::error::{LheError, ParseError, Result};
 use crate::event::{Event, Particle};
 use crate::header::{lossy, parse_init_numbers, scan_declarations, FileHeader};
 use crate::line_source::{open_text, LineSource};
-use crate::numbers::{fields, parse_f64, parse_i32, parse_i64};
-use crate::xml_scan::{attr, next_tag, text_until_close};
+use crate::numbers::{fields, parse_f64, parse_i64, FieldCursor, FieldError};
+use crate::xml_scan::{attr, find_closing, next_tag, text_until_close};
 
 /// What to do with a malformed event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -454,7 +454,7 @@ impl LheReader {
                     // find_event_start reports the end of the text on the next call.
                     Ok(None) | Err(_) => return Ok(()),
                 };
-                if memchr::memmem::find(line, b"</event>").is_some() {
+                if find_closing(line, b"</event>").is_some() {
                     return Ok(());
                 }
                 let trimmed = line.trim_ascii_start();
@@ -621,7 +621,7 @@ impl LheReader {
                 }
             };
             tail_first_line.get_or_insert(n);
-            if let Some(end) = memchr::memmem::find(line, b"</event>") {
+            if let Some(end) = find_closing(line, b"</event>") {
                 self.tail.extend_from_slice(&line[..end]);
                 break;
             }
@@ -679,7 +679,7 @@ impl LheReader {
                     } else {
                         attr(tag.attrs, b"name").or_else(|| attr(tag.attrs, b"id"))
                     };
-                    let tag_name = String::from_utf8_lossy(tag.name).into_owned();
+                    let tag_name = if tag.name == b"wgt" { "wgt" } else { "weight" };
                     let Some(id) = id else {
                         return fail(
                             line_at(tag.start),
@@ -774,20 +774,23 @@ impl LheReader {
 }
 
 fn parse_particle(line: &[u8]) -> std::result::Result<Particle, String> {
+    let mut cursor = FieldCursor::new(line);
     let mut ints = [0i32; 6];
     let mut floats = [0f64; 7];
-    let mut count = 0;
-    for field in fields(line) {
-        if count < 6 {
-            ints[count] = parse_i32(field).ok_or_else(|| bad_field(count, field, "an integer"))?;
-        } else if count < PARTICLE_FIELDS {
-            floats[count - 6] =
-                parse_f64(field).ok_or_else(|| bad_field(count, field, "a number"))?;
-        }
-        count += 1;
+    for (k, slot) in ints.iter_mut().enumerate() {
+        *slot = cursor.i32().map_err(|e| field_error(k, e, "an integer"))?;
     }
-    if count != PARTICLE_FIELDS {
-        return Err(format!("expected {PARTICLE_FIELDS} fields, found {count}"));
+    for (k, slot) in floats.iter_mut().enumerate() {
+        *slot = cursor
+            .f64()
+            .map_err(|e| field_error(6 + k, e, "a number"))?;
+    }
+    let extra = cursor.count_rest();
+    if extra > 0 {
+        return Err(format!(
+            "expected {PARTICLE_FIELDS} fields, found {}",
+            PARTICLE_FIELDS + extra
+        ));
     }
     Ok(Particle {
         pid: ints[0],
@@ -802,6 +805,14 @@ fn parse_particle(line: &[u8]) -> std::result::Result<Particle, String> {
         lifetime: floats[5],
         spin: floats[6],
     })
+}
+
+#[cold]
+fn field_error(index: usize, error: FieldError<'_>, what: &str) -> String {
+    match error {
+        FieldError::Missing => format!("expected {PARTICLE_FIELDS} fields, found {index}"),
+        FieldError::NotANumber(field) => bad_field(index, field, what),
+    }
 }
 
 #[cold]
@@ -820,7 +831,7 @@ fn tag_line_resync(line: &[u8]) -> Option<Resync> {
     if !trimmed.starts_with(b"<") {
         return None;
     }
-    Some(if memchr::memmem::find(trimmed, b"</event>").is_some() {
+    Some(if find_closing(trimmed, b"</event>").is_some() {
         Resync::AtEventEnd
     } else if is_open_tag(trimmed, b"event") {
         Resync::AtNextEvent

@@ -15,94 +15,6 @@ pub fn parse_f64(field: &[u8]) -> Option<f64> {
     }
 }
 
-/// Exact powers of ten representable in an f64.
-const POW10: [f64; 23] = [
-    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
-    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
-];
-
-/// Fast path for the shape LHE writers use (`-1.2345678901e+02`): at most 15 significant
-/// digits and a small exponent, where one multiplication or division by an exact power of
-/// ten is correctly rounded (Clinger's fast path). Anything else returns `None` and goes
-/// to the general parser.
-#[inline]
-fn parse_simple_f64(field: &[u8]) -> Option<f64> {
-    let (negative, mut i) = match field.first()? {
-        b'-' => (true, 1),
-        b'+' => (false, 1),
-        _ => (false, 0),
-    };
-    let mut mantissa: u64 = 0;
-    let mut digits = 0u32;
-    let mut exponent: i32 = 0;
-    let mut seen_digit = false;
-    while let Some(&b) = field.get(i) {
-        let d = b.wrapping_sub(b'0');
-        if d > 9 {
-            break;
-        }
-        mantissa = mantissa * 10 + u64::from(d);
-        digits += u32::from(mantissa != 0);
-        seen_digit = true;
-        i += 1;
-        if digits > 15 {
-            return None;
-        }
-    }
-    if field.get(i) == Some(&b'.') {
-        i += 1;
-        while let Some(&b) = field.get(i) {
-            let d = b.wrapping_sub(b'0');
-            if d > 9 {
-                break;
-            }
-            mantissa = mantissa * 10 + u64::from(d);
-            digits += u32::from(mantissa != 0);
-            exponent -= 1;
-            seen_digit = true;
-            i += 1;
-            if digits > 15 {
-                return None;
-            }
-        }
-    }
-    if !seen_digit {
-        return None;
-    }
-    if let Some(&(b'e' | b'E')) = field.get(i) {
-        i += 1;
-        let (exp_negative, start) = match field.get(i)? {
-            b'-' => (true, i + 1),
-            b'+' => (false, i + 1),
-            _ => (false, i),
-        };
-        i = start;
-        let mut e: i32 = 0;
-        while let Some(&b) = field.get(i) {
-            let d = b.wrapping_sub(b'0');
-            if d > 9 || e > 10_000 {
-                return None;
-            }
-            e = e * 10 + i32::from(d);
-            i += 1;
-        }
-        if i == start {
-            return None;
-        }
-        exponent += if exp_negative { -e } else { e };
-    }
-    if i != field.len() {
-        return None;
-    }
-    let m = mantissa as f64; // exact: at most 15 digits
-    let value = if exponent >= 0 {
-        m * *POW10.get(usize::try_from(exponent).ok()?)?
-    } else {
-        m / *POW10.get(usize::try_from(-exponent).ok()?)?
-    };
-    Some(if negative { -value } else { value })
-}
-
 /// Slow path: Fortran `D`/`d` exponent markers, rewritten to `e` in a stack buffer.
 #[cold]
 fn parse_fortran_f64(field: &[u8]) -> Option<f64> {
@@ -123,6 +35,128 @@ fn parse_fortran_f64(field: &[u8]) -> Option<f64> {
         return None;
     }
     fast_float2::parse::<f64, _>(&buf[..field.len()]).ok()
+}
+
+/// Exact powers of ten representable in an f64.
+const POW10: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+];
+
+/// Fast path for the shape LHE writers use (`-1.2345678901e+02`): a mantissa below 2^53
+/// and a power of ten up to 22, where one multiplication or division by an exact power of
+/// ten is correctly rounded (Clinger's fast path). Anything else returns `None` and goes
+/// to the general parser.
+#[inline]
+fn parse_simple_f64(field: &[u8]) -> Option<f64> {
+    match parse_simple_f64_prefix(field) {
+        Some((v, used)) if used == field.len() => Some(v),
+        _ => None,
+    }
+}
+
+/// Whether the 8 bytes (little-endian) are all ASCII digits.
+#[inline]
+fn is_eight_digits(v: u64) -> bool {
+    let a = v.wrapping_add(0x4646_4646_4646_4646);
+    let b = v.wrapping_sub(0x3030_3030_3030_3030);
+    (a | b) & 0x8080_8080_8080_8080 == 0
+}
+
+/// The value of 8 ASCII digits loaded little-endian (SWAR).
+#[inline]
+fn eight_digits(v: u64) -> u64 {
+    const MASK: u64 = 0x0000_00FF_0000_00FF;
+    const MUL1: u64 = 0x000F_4240_0000_0064; // 100 + (1000000 << 32)
+    const MUL2: u64 = 0x0000_2710_0000_0001; // 1 + (10000 << 32)
+    let mut v = v.wrapping_sub(0x3030_3030_3030_3030);
+    v = (v * 10) + (v >> 8);
+    (((v & MASK).wrapping_mul(MUL1)) + (((v >> 16) & MASK).wrapping_mul(MUL2))) >> 32
+}
+
+/// Appends the decimal digits at `field[i..]` to `mantissa`; returns the new index and
+/// how many digits were read.
+#[inline]
+fn eat_digits(field: &[u8], mut i: usize, mantissa: &mut u64) -> (usize, u32) {
+    let mut n = 0u32;
+    while let Some(chunk) = field.get(i..i + 8) {
+        let v = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+        if !is_eight_digits(v) {
+            break;
+        }
+        *mantissa = mantissa
+            .wrapping_mul(100_000_000)
+            .wrapping_add(eight_digits(v));
+        i += 8;
+        n += 8;
+        if n > 16 {
+            return (i, n); // the caller rejects more than 19 digits
+        }
+    }
+    while let Some(&b) = field.get(i) {
+        let d = b.wrapping_sub(b'0');
+        if d > 9 {
+            break;
+        }
+        *mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(d));
+        i += 1;
+        n += 1;
+    }
+    (i, n)
+}
+
+/// [`parse_simple_f64`] on the start of `field`: the value and the bytes it used.
+#[inline]
+fn parse_simple_f64_prefix(field: &[u8]) -> Option<(f64, usize)> {
+    let (negative, i) = match field.first()? {
+        b'-' => (true, 1),
+        b'+' => (false, 1),
+        _ => (false, 0),
+    };
+    let mut mantissa: u64 = 0;
+    let (mut i, int_digits) = eat_digits(field, i, &mut mantissa);
+    let mut frac_digits = 0;
+    if field.get(i) == Some(&b'.') {
+        (i, frac_digits) = eat_digits(field, i + 1, &mut mantissa);
+    }
+    // At most 19 digits cannot overflow u64; exactness needs mantissa <= 2^53.
+    let n_digits = int_digits + frac_digits;
+    if n_digits == 0 || n_digits > 19 || mantissa > (1 << 53) {
+        return None;
+    }
+    let mut exponent = -(frac_digits as i32);
+    if let Some(&(b'e' | b'E')) = field.get(i) {
+        i += 1;
+        let (exp_negative, start) = match field.get(i)? {
+            b'-' => (true, i + 1),
+            b'+' => (false, i + 1),
+            _ => (false, i),
+        };
+        i = start;
+        let mut e: i32 = 0;
+        while let Some(&b) = field.get(i) {
+            let d = b.wrapping_sub(b'0');
+            if d > 9 {
+                break;
+            }
+            if e > 10_000 {
+                return None;
+            }
+            e = e * 10 + i32::from(d);
+            i += 1;
+        }
+        if i == start {
+            return None;
+        }
+        exponent += if exp_negative { -e } else { e };
+    }
+    let m = mantissa as f64; // exact: mantissa <= 2^53
+    let value = if exponent >= 0 {
+        m * *POW10.get(usize::try_from(exponent).ok()?)?
+    } else {
+        m / *POW10.get(usize::try_from(-exponent).ok()?)?
+    };
+    Some((if negative { -value } else { value }, i))
 }
 
 /// Parses a signed decimal integer field (optional `+`/`-`), rejecting overflow.
@@ -157,6 +191,85 @@ pub fn parse_i32(field: &[u8]) -> Option<i32> {
     parse_i64(field).and_then(|v| i32::try_from(v).ok())
 }
 
+/// Reads the whitespace-separated numeric fields of a line in one pass: tokenising and
+/// number parsing together, with the general parsers only for unusual spellings.
+pub struct FieldCursor<'a> {
+    line: &'a [u8],
+    pos: usize,
+}
+
+/// Why a field could not be read: it is missing, or it is this text.
+#[derive(Debug, PartialEq)]
+pub enum FieldError<'a> {
+    Missing,
+    NotANumber(&'a [u8]),
+}
+
+impl<'a> FieldCursor<'a> {
+    pub fn new(line: &'a [u8]) -> Self {
+        FieldCursor { line, pos: 0 }
+    }
+
+    #[inline]
+    fn skip_blanks(&mut self) -> bool {
+        while let Some(&b) = self.line.get(self.pos) {
+            if b > b' ' {
+                return true;
+            }
+            self.pos += 1;
+        }
+        false
+    }
+
+    #[inline]
+    fn at_delimiter(&self, at: usize) -> bool {
+        self.line.get(at).is_none_or(|&b| b <= b' ')
+    }
+
+    #[inline]
+    fn token(&mut self) -> &'a [u8] {
+        let start = self.pos;
+        while !self.at_delimiter(self.pos) {
+            self.pos += 1;
+        }
+        &self.line[start..self.pos]
+    }
+
+    #[inline]
+    pub fn f64(&mut self) -> Result<f64, FieldError<'a>> {
+        if !self.skip_blanks() {
+            return Err(FieldError::Missing);
+        }
+        if let Some((v, used)) = parse_simple_f64_prefix(&self.line[self.pos..]) {
+            if self.at_delimiter(self.pos + used) {
+                self.pos += used;
+                return Ok(v);
+            }
+        }
+        let token = self.token();
+        parse_f64(token).ok_or(FieldError::NotANumber(token))
+    }
+
+    #[inline]
+    pub fn i32(&mut self) -> Result<i32, FieldError<'a>> {
+        if !self.skip_blanks() {
+            return Err(FieldError::Missing);
+        }
+        let token = self.token();
+        parse_i32(token).ok_or(FieldError::NotANumber(token))
+    }
+
+    /// Number of fields left on the line (consumes them).
+    pub fn count_rest(&mut self) -> usize {
+        let mut n = 0;
+        while self.skip_blanks() {
+            self.token();
+            n += 1;
+        }
+        n
+    }
+}
+
 /// Splits a line into whitespace-separated fields (space, tab, CR, other ASCII controls).
 #[inline]
 pub fn fields(line: &[u8]) -> Fields<'_> {
@@ -183,6 +296,20 @@ impl<'a> Iterator for Fields<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The fast paths give the bits of the general, correctly rounded parser.
+        #[test]
+        fn fast_paths_are_exact(x in any::<f64>().prop_filter("finite", |v| v.is_finite()),
+                                precision in 0usize..19, scientific in any::<bool>()) {
+            let text = if scientific { format!("{x:+.precision$e}") } else { format!("{x:.precision$}") };
+            let general: f64 = fast_float2::parse(text.as_bytes()).unwrap();
+            prop_assert_eq!(parse_f64(text.as_bytes()).unwrap().to_bits(), general.to_bits(), "{}", text);
+            let mut cursor = FieldCursor::new(text.as_bytes());
+            prop_assert_eq!(cursor.f64().unwrap().to_bits(), general.to_bits(), "{}", text);
+        }
+    }
 
     #[test]
     fn floats_in_every_dialect() {
@@ -204,7 +331,11 @@ mod tests {
 
     #[test]
     fn fast_path_agrees_with_the_general_parser() {
-        let cases: [&[u8]; 12] = [
+        let cases: [&[u8]; 16] = [
+            b"9007199254740993",
+            b"9007199254740992e-3",
+            b"0.000000000000000000123",
+            b"12345678.87654321e-5",
             b"+8.7320595557e+02",
             b"-1.4144585570e+02",
             b"0.0000000000e+00",
@@ -243,6 +374,22 @@ mod tests {
         assert_eq!(parse_i64(b"1.0"), None);
         assert_eq!(parse_i64(b"-"), None);
         assert_eq!(parse_i32(b"3000000000"), None);
+    }
+
+    #[test]
+    fn cursor_reads_fields_in_one_pass() {
+        let mut c = FieldCursor::new(b" -11\t1 +8.7e+02 1.0D+03 .5 *** 7x");
+        assert_eq!(c.i32(), Ok(-11));
+        assert_eq!(c.i32(), Ok(1));
+        assert_eq!(c.f64(), Ok(870.0));
+        assert_eq!(c.f64(), Ok(1000.0));
+        assert_eq!(c.f64(), Ok(0.5));
+        assert_eq!(c.f64(), Err(FieldError::NotANumber(b"***")));
+        assert_eq!(c.f64(), Err(FieldError::NotANumber(b"7x")));
+        assert_eq!(c.f64(), Err(FieldError::Missing));
+        let mut c = FieldCursor::new(b"1 2 3");
+        assert_eq!(c.i32(), Ok(1));
+        assert_eq!(c.count_rest(), 2);
     }
 
     #[test]
