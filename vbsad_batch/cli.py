@@ -197,7 +197,12 @@ def build_parser() -> argparse.ArgumentParser:
         "demo-data",
         parents=[sub_common],
         help="write the built-in demo LHE samples",
-        description="Write small generated demo LHE samples (SM and EFT components) to DIR.",
+        description=(
+            "Write the built-in demo sample to DIR: a toy same-sign WW scattering sample in "
+            "MadGraph 3 LHE format (GeV, pb) with reweighting weights at c = 0 and c = +-1 for "
+            "each demo operator, from which SM, LIN and QUAD can be derived. It is a toy for "
+            "demonstration and testing, not a physics generator."
+        ),
     )
     demo.add_argument(
         "-o", "--output", required=True, type=Path, metavar="DIR", help="output directory"
@@ -212,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument(
         "--seed",
-        type=int,
+        type=_non_negative_int,
         default=1,
         metavar="S",
         help="random seed; the same seed gives the same files (default: %(default)s)",

@@ -130,7 +130,8 @@ class LheInfo:
         processes: per process: `xsecup` and `xerrup` (pb), `xmaxup`, `lprup`.
         mg_generation_info: MadGraph's `<MGGenerationInfo>` (`integrated_weight_pb` in pb), if
             present. It can disagree with `xsecup`; see the test data README.
-        n_events: events read (all of them, including the ones that are not rows).
+        n_events: events read (all good ones, including those that are not rows; events
+            skipped as malformed are counted in `n_skipped` instead).
         n_rows: events accepted as rows of the observables table.
         sum_weights: sum over ALL events of the nominal weight (key "w") and of each named
             weight (key = weight id), in the file's weight unit (pb for MadGraph).
@@ -139,6 +140,10 @@ class LheInfo:
         n_skipped: malformed events skipped with `on_error="skip"`.
         skipped: details (event, line, message) of the skipped events.
         weights: named weights (id, description, group), in document order.
+        missing_weights: per weight id, the number of events lacking it (ids with none omitted).
+        warnings: oddities of the file that did not stop the reading (for example an `<init>`
+            block that declares more processes than it lists).
+        complete: the whole file was read.
     """
 
     path: str
@@ -154,6 +159,9 @@ class LheInfo:
     n_skipped: int
     skipped: list[SkippedEvent]
     weights: list[WeightInfo]
+    missing_weights: dict[str, int]
+    warnings: list[str]
+    complete: bool
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> LheInfo:
@@ -266,8 +274,12 @@ class LheStream(Iterator[pa.RecordBatch]):
         return self._native.__arrow_c_stream__(requested_schema)
 
     def read_all(self) -> pa.Table:
-        """The rest of the stream as one table (the whole file if nothing was read yet)."""
-        return pa.RecordBatchReader.from_stream(self).read_all()
+        """The rest of the stream as one table (the whole file if nothing was read yet).
+
+        Iterates in Python rather than through the C stream so that a malformed file raises
+        `LheParseError` with its path, line and event (the C interface carries only text).
+        """
+        return pa.Table.from_batches(list(self), schema=self.schema)
 
     def info(self) -> LheInfo:
         """Metadata of the file; complete once the stream is exhausted."""
