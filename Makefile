@@ -38,7 +38,7 @@ lint: setup
 	$(BIN)/mypy
 
 test-rust:
-	cargo test --release
+	cargo test
 
 test-python: setup
 	$(BIN)/pytest

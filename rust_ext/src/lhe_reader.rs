@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::LazyLock;
 
 use crate::error::{LheError, ParseError, Result};
 use crate::event::{Event, Particle};
@@ -73,8 +74,7 @@ pub struct LheReader {
     path: String,
     lines: LineSource,
     header: FileHeader,
-    weight_ids: Vec<String>,
-    weight_lookup: HashMap<Box<[u8]>, usize>,
+    weights: WeightColumns,
     /// Which weight each value of a compact `<weights>` block is, in order.
     compact_weight_slots: Vec<usize>,
     on_error: OnError,
@@ -105,8 +105,7 @@ impl LheReader {
             path: display,
             lines: LineSource::new(text),
             header: FileHeader::default(),
-            weight_ids: Vec::new(),
-            weight_lookup: HashMap::new(),
+            weights: WeightColumns::default(),
             compact_weight_slots: Vec::new(),
             on_error,
             event: Event::default(),
@@ -141,7 +140,7 @@ impl LheReader {
     /// Ids of the named weights, in column order (declared first, then any the first
     /// event added).
     pub fn weight_ids(&self) -> &[String] {
-        &self.weight_ids
+        &self.weights.ids
     }
 
     /// Events skipped (with [`OnError::Skip`]) and other recorded problems, in file order.
@@ -321,21 +320,10 @@ impl LheReader {
             self.header.weights = weightinfo;
         }
         for decl in self.header.weights.clone() {
-            self.add_weight_column(decl.id.as_bytes());
+            self.weights.add(decl.id.as_bytes());
         }
-        self.compact_weight_slots = (0..self.weight_ids.len()).collect();
+        self.compact_weight_slots = (0..self.weights.ids.len()).collect();
         Ok(())
-    }
-
-    fn add_weight_column(&mut self, id: &[u8]) -> usize {
-        if let Some(&slot) = self.weight_lookup.get(id) {
-            return slot;
-        }
-        let slot = self.weight_ids.len();
-        self.weight_ids
-            .push(String::from_utf8_lossy(id).into_owned());
-        self.weight_lookup.insert(id.into(), slot);
-        slot
     }
 
     /// A read error (corrupt or truncated gzip, I/O) located at the line reached.
@@ -515,7 +503,7 @@ impl LheReader {
         self.event.index = index;
         self.event.particles.clear();
         self.event.weights.clear();
-        self.event.weights.resize(self.weight_ids.len(), None);
+        self.event.weights.resize(self.weights.ids.len(), None);
 
         // Event information line: NUP IDPRUP XWGTUP SCALUP AQEDUP AQCDUP.
         let n = self.next_content_line()?;
@@ -600,6 +588,8 @@ impl LheReader {
         // Everything after the particles up to </event>: weights, scales, comments, info.
         self.tail.clear();
         let mut tail_first_line = None;
+        let mut tail_has_comment = false;
+        let mut expected_slot = 0usize;
         loop {
             let (n, line) = match self.lines.next_line() {
                 Ok(Some(l)) => l,
@@ -620,6 +610,21 @@ impl LheReader {
                     );
                 }
             };
+            // MadGraph's one-weight lines take a fast path; any line it does not recognise
+            // (and every line after an XML comment opens) goes to the general tag scanner.
+            if !tail_has_comment {
+                if let Some((id, value)) = simple_wgt_line(line) {
+                    let Some(slot) =
+                        self.weights
+                            .slot(id, &mut expected_slot, self.learning_weights)
+                    else {
+                        return fail(n, Resync::SkipToEventEnd, undeclared_weight(id));
+                    };
+                    set_weight(&mut self.event.weights, slot, value);
+                    continue;
+                }
+                tail_has_comment = find_closing(line, b"<!--").is_some();
+            }
             tail_first_line.get_or_insert(n);
             if let Some(end) = find_closing(line, b"</event>") {
                 self.tail.extend_from_slice(&line[..end]);
@@ -645,15 +650,19 @@ impl LheReader {
         }
         if !self.tail.is_empty() {
             let first = tail_first_line.unwrap_or(0);
-            self.parse_weights(first)?;
+            self.parse_weights(first, tail_has_comment)?;
         }
         Ok(())
     }
 
     /// Reads `<rwgt><wgt id>`, compact `<weights>` and LHEF 2.0 `<weight name|id>` values.
-    fn parse_weights(&mut self, first_line: u64) -> std::result::Result<(), EventFailure> {
+    fn parse_weights(
+        &mut self,
+        first_line: u64,
+        has_comment: bool,
+    ) -> std::result::Result<(), EventFailure> {
         let tail = std::mem::take(&mut self.tail);
-        let result = self.parse_weights_in(&tail, first_line);
+        let result = self.parse_weights_in(&tail, first_line, has_comment);
         self.tail = tail;
         result
     }
@@ -662,12 +671,24 @@ impl LheReader {
         &mut self,
         tail: &[u8],
         first_line: u64,
+        has_comment: bool,
     ) -> std::result::Result<(), EventFailure> {
         let line_at =
             |offset: usize| first_line + memchr::memchr_iter(b'\n', &tail[..offset]).count() as u64;
         let mut pos = 0;
         let mut expected_slot = 0usize;
-        while let Some(tag) = next_tag(tail, pos) {
+        loop {
+            // Only tags named w... matter. Without comments, jump straight to them past
+            // <clustering>, <mgrwt>, <scales> and the like.
+            if !has_comment {
+                match WEIGHT_TAG_START.find(&tail[pos..]) {
+                    Some(i) => pos += i,
+                    None => break,
+                }
+            }
+            let Some(tag) = next_tag(tail, pos) else {
+                break;
+            };
             pos = tag.end;
             if tag.closing {
                 continue;
@@ -706,29 +727,17 @@ impl LheReader {
                             ),
                         );
                     };
-                    // Fast path: weights come in the same order in every event.
-                    let slot = match self.weight_ids.get(expected_slot) {
-                        Some(expected) if expected.as_bytes() == id => expected_slot,
-                        _ => match self.weight_lookup.get(id) {
-                            Some(&slot) => slot,
-                            None if self.learning_weights => {
-                                let slot = self.add_weight_column(id);
-                                self.event.weights.resize(self.weight_ids.len(), None);
-                                slot
-                            }
-                            None => {
-                                return fail(
-                                    line_at(tag.start),
-                                    Resync::AtEventEnd,
-                                    format!(
-                                        "weight id {:?} is neither declared in <initrwgt> nor present in the first event",
-                                        lossy(id)
-                                    ),
-                                );
-                            }
-                        },
+                    let Some(slot) =
+                        self.weights
+                            .slot(id, &mut expected_slot, self.learning_weights)
+                    else {
+                        return fail(
+                            line_at(tag.start),
+                            Resync::AtEventEnd,
+                            undeclared_weight(id),
+                        );
                     };
-                    self.event.weights[slot] = Some(value);
+                    set_weight(&mut self.event.weights, slot, value);
                     expected_slot = slot + 1;
                 }
                 b"weights" => {
@@ -771,6 +780,81 @@ impl LheReader {
         }
         Ok(())
     }
+}
+
+/// The named-weight columns: ids in column order and a map from id to column.
+#[derive(Default)]
+struct WeightColumns {
+    ids: Vec<String>,
+    lookup: HashMap<Box<[u8]>, usize>,
+}
+
+impl WeightColumns {
+    fn add(&mut self, id: &[u8]) -> usize {
+        if let Some(&slot) = self.lookup.get(id) {
+            return slot;
+        }
+        let slot = self.ids.len();
+        self.ids.push(String::from_utf8_lossy(id).into_owned());
+        self.lookup.insert(id.into(), slot);
+        slot
+    }
+
+    /// The column of weight `id`. Weights come in the same order in every event, so the
+    /// column after the previous one is tried before the hash map. While `learning` (the
+    /// first event), an undeclared id becomes a new column; afterwards it is `None`.
+    #[inline]
+    fn slot(&mut self, id: &[u8], expected_slot: &mut usize, learning: bool) -> Option<usize> {
+        let slot = match self.ids.get(*expected_slot) {
+            Some(expected) if expected.as_bytes() == id => *expected_slot,
+            _ => match self.lookup.get(id) {
+                Some(&slot) => slot,
+                None if learning => self.add(id),
+                None => return None,
+            },
+        };
+        *expected_slot = slot + 1;
+        Some(slot)
+    }
+}
+
+/// Stores a weight value, growing the row when the first event added a column.
+#[inline]
+fn set_weight(weights: &mut Vec<Option<f64>>, slot: usize, value: f64) {
+    if slot >= weights.len() {
+        weights.resize(slot + 1, None);
+    }
+    weights[slot] = Some(value);
+}
+
+/// Where a tag named `w...` (`<wgt`, `<weight`, `<weights`) may start.
+static WEIGHT_TAG_START: LazyLock<memchr::memmem::Finder<'static>> =
+    LazyLock::new(|| memchr::memmem::Finder::new(b"<w"));
+
+#[cold]
+fn undeclared_weight(id: &[u8]) -> String {
+    format!(
+        "weight id {:?} is neither declared in <initrwgt> nor present in the first event",
+        lossy(id)
+    )
+}
+
+/// A line that is exactly `<wgt id='ID'> VALUE </wgt>` (either quote, any blanks), as
+/// MadGraph writes them; `None` for anything else, which the general scanner then reads.
+#[inline]
+fn simple_wgt_line(line: &[u8]) -> Option<(&[u8], f64)> {
+    let rest = line.trim_ascii().strip_prefix(b"<wgt id=")?;
+    let (&quote, rest) = rest.split_first()?;
+    if quote != b'\'' && quote != b'"' {
+        return None;
+    }
+    let id_len = memchr::memchr(quote, rest)?;
+    let (id, rest) = rest.split_at(id_len);
+    let rest = rest[1..].strip_prefix(b">")?;
+    let mut cursor = FieldCursor::new(rest);
+    let value = cursor.f64().ok()?;
+    let rest = cursor.rest().trim_ascii_start().strip_suffix(b"</wgt>")?;
+    rest.is_empty().then_some((id, value))
 }
 
 fn parse_particle(line: &[u8]) -> std::result::Result<Particle, String> {

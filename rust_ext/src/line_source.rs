@@ -133,6 +133,11 @@ pub struct LineSource {
     bytes_consumed: u64,
     /// Range in `buf` of the line most recently returned.
     last: (usize, usize),
+    /// Positions in `buf` of the newlines after `start`, and the next one to use.
+    newlines: Vec<u32>,
+    nl_cursor: usize,
+    /// `buf[..indexed_to]` has been searched for newlines.
+    indexed_to: usize,
 }
 
 impl LineSource {
@@ -146,6 +151,9 @@ impl LineSource {
             line_no: 0,
             bytes_consumed: 0,
             last: (0, 0),
+            newlines: Vec::new(),
+            nl_cursor: 0,
+            indexed_to: 0,
         }
     }
 
@@ -166,19 +174,29 @@ impl LineSource {
 
     /// The next line with its 1-based number, or `None` at the end of the text.
     pub fn next_line(&mut self) -> io::Result<Option<(u64, &[u8])>> {
-        let mut scanned = self.start;
         loop {
-            if let Some(i) = memchr::memchr(b'\n', &self.buf[scanned..self.end]) {
-                let line_end = scanned + i;
+            if let Some(&nl) = self.newlines.get(self.nl_cursor) {
+                self.nl_cursor += 1;
+                let line_end = nl as usize;
                 let line_start = self.start;
                 self.start = line_end + 1;
-                self.line_no += 1;
-                self.bytes_consumed += (line_end + 1 - line_start) as u64;
-                self.last = (line_start, line_end);
-                return Ok(Some((
-                    self.line_no,
-                    strip_cr(&self.buf[line_start..line_end]),
-                )));
+                return Ok(Some(self.emit(line_start, line_end)));
+            }
+            // Index every newline of the data not yet indexed in one SIMD pass: cheaper than
+            // one search per line for the short lines of LHE events.
+            if self.indexed_to < self.end {
+                let from = self.indexed_to;
+                self.newlines.clear();
+                self.nl_cursor = 0;
+                // Positions fit in u32: the buffer never exceeds MAX_LINE_BYTES.
+                self.newlines.extend(
+                    memchr::memchr_iter(b'\n', &self.buf[from..self.end])
+                        .map(|i| (from + i) as u32),
+                );
+                self.indexed_to = self.end;
+                if !self.newlines.is_empty() {
+                    continue;
+                }
             }
             if self.eof {
                 if self.start == self.end {
@@ -187,17 +205,18 @@ impl LineSource {
                 // Last line without a newline at the end of the file.
                 let line_start = self.start;
                 self.start = self.end;
-                self.line_no += 1;
-                self.bytes_consumed += (self.end - line_start) as u64;
-                self.last = (line_start, self.end);
-                return Ok(Some((
-                    self.line_no,
-                    strip_cr(&self.buf[line_start..self.end]),
-                )));
+                return Ok(Some(self.emit(line_start, self.end)));
             }
-            scanned = self.end - self.start;
             self.fill()?;
         }
+    }
+
+    #[inline]
+    fn emit(&mut self, line_start: usize, line_end: usize) -> (u64, &[u8]) {
+        self.line_no += 1;
+        self.bytes_consumed += (line_end - line_start) as u64 + u64::from(line_end < self.end);
+        self.last = (line_start, line_end);
+        (self.line_no, strip_cr(&self.buf[line_start..line_end]))
     }
 
     /// Moves the unread tail to the front and reads more, growing only for very long lines.
@@ -205,6 +224,7 @@ impl LineSource {
         if self.start > 0 {
             self.buf.copy_within(self.start..self.end, 0);
             self.end -= self.start;
+            self.indexed_to -= self.start;
             self.start = 0;
         }
         if self.end == self.buf.len() {

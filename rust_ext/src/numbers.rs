@@ -255,8 +255,31 @@ impl<'a> FieldCursor<'a> {
         if !self.skip_blanks() {
             return Err(FieldError::Missing);
         }
+        // Fast path: up to 9 plain digits with an optional minus sign.
+        let start = self.pos;
+        let negative = self.line[start] == b'-';
+        let first_digit = start + usize::from(negative);
+        let mut i = first_digit;
+        let mut value: i32 = 0;
+        while let Some(&b) = self.line.get(i) {
+            let d = b.wrapping_sub(b'0');
+            if d > 9 || i - first_digit == 9 {
+                break;
+            }
+            value = value * 10 + i32::from(d);
+            i += 1;
+        }
+        if i > first_digit && self.at_delimiter(i) {
+            self.pos = i;
+            return Ok(if negative { -value } else { value });
+        }
         let token = self.token();
         parse_i32(token).ok_or(FieldError::NotANumber(token))
+    }
+
+    /// The part of the line not read yet.
+    pub fn rest(&self) -> &'a [u8] {
+        &self.line[self.pos..]
     }
 
     /// Number of fields left on the line (consumes them).
@@ -387,6 +410,13 @@ mod tests {
         assert_eq!(c.f64(), Err(FieldError::NotANumber(b"***")));
         assert_eq!(c.f64(), Err(FieldError::NotANumber(b"7x")));
         assert_eq!(c.f64(), Err(FieldError::Missing));
+        let mut c = FieldCursor::new(b"-2147483648 2147483648 +7 - 0012 1234567890");
+        assert_eq!(c.i32(), Ok(i32::MIN));
+        assert_eq!(c.i32(), Err(FieldError::NotANumber(b"2147483648")));
+        assert_eq!(c.i32(), Ok(7));
+        assert_eq!(c.i32(), Err(FieldError::NotANumber(b"-")));
+        assert_eq!(c.i32(), Ok(12));
+        assert_eq!(c.i32(), Ok(1_234_567_890));
         let mut c = FieldCursor::new(b"1 2 3");
         assert_eq!(c.i32(), Ok(1));
         assert_eq!(c.count_rest(), 2);

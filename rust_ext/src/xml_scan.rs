@@ -142,8 +142,9 @@ pub fn text_until_close<'a>(text: &'a [u8], from: usize, name: &[u8]) -> Option<
     None
 }
 
-/// Offset of the first `</name>`-style closing tag `needle` (given with its `</` and `>`)
-/// in `text`. Cheaper than a substring search for the short lines of LHE events.
+/// Offset of the first occurrence in `text` of `needle`, which starts with `<` (a closing
+/// tag such as `</event>`, or `<!--`). Cheaper than a general substring search for the
+/// short lines of LHE events, which hold few `<`.
 #[inline]
 pub fn find_closing(text: &[u8], needle: &[u8]) -> Option<usize> {
     memchr::memchr_iter(b'<', text).find(|&i| text[i..].starts_with(needle))
