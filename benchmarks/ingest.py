@@ -48,31 +48,16 @@ if str(ROOT) not in sys.path:
 import vbsad_batch  # noqa: E402
 from vbsad_batch.atomic_write import atomic_path  # noqa: E402
 from vbsad_batch.demo import DEFAULT_OPERATORS, write_demo_lhe  # noqa: E402
+from vbsad_batch.ingest import OBSERVABLE_COLUMNS  # noqa: E402
 
-DEFAULT_Z_MLM = Path("/work/shared/testdata/lhe/pylhe-testfile-madgraph-2.2.1-Z-mlm.lhe.gz")
+SHARED_DIR = Path(
+    os.environ.get("VBSAD_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared")
+)
+DEFAULT_Z_MLM = SHARED_DIR / "testdata/lhe/pylhe-testfile-madgraph-2.2.1-Z-mlm.lhe.gz"
 MB = 1_000_000
 CHUNK = 1 << 22
 
-OBSERVABLES = (
-    "mll",
-    "mjj",
-    "ptl1",
-    "ptl2",
-    "ptj1",
-    "ptj2",
-    "ptll",
-    "met",
-    "etal1",
-    "etal2",
-    "etaj1",
-    "etaj2",
-    "deltaetajj",
-    "deltaphijj",
-    "phij1",
-    "phij2",
-    "phil1",
-    "phil2",
-)
+OBSERVABLES = OBSERVABLE_COLUMNS
 JET_IDS = (1, 2, 3, 4, 5, 6, 21)
 LEPTON_IDS = (11, 13, 15)
 NEUTRINO_IDS = (12, 14, 16)

@@ -96,3 +96,12 @@ def ssww_file(request: pytest.FixtureRequest) -> Path:
 def real_file(request: pytest.FixtureRequest) -> Path:
     """Every real file, lhe/ and ssww/ (parametrised, id = file name)."""
     return request.param
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The suite is built on the real files: without them it must fail, not skip."""
+    if not (LHE_DIR.is_dir() and SSWW_DIR.is_dir()):
+        raise pytest.UsageError(
+            f"shared test data not found under {SHARED_DIR}: "
+            "set VBSAD_SHARED_DIR to the folder holding testdata/lhe and testdata/ssww"
+        )

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import polars as pl
@@ -13,6 +17,7 @@ from conftest import SSWW_DIR, SSWW_FILES
 
 import vbsad_batch
 from vbsad_batch import LheInfo, LheParseError, lhe_info, read_lhe, read_lhe_particles
+from vbsad_batch.demo import write_demo_lhe
 from vbsad_batch.ingest import OBSERVABLE_COLUMNS
 
 SM = SSWW_DIR / "ssww_SM.lhe.gz"
@@ -87,3 +92,34 @@ def test_arguments_are_validated(reader: object, tmp_path: Path) -> None:
         reader(tmp_path / "missing.lhe")
     with pytest.raises(ValueError, match="'fail', 'skip'"):
         lhe_info(SM, on_error="warn")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "read",
+    [lhe_info, lambda path: read_lhe(path).read_all(), lambda path: pa.table(read_lhe(path))],
+    ids=["lhe_info", "iterate", "arrow_c_stream"],
+)
+def test_parsing_releases_the_gil(tmp_path: Path, read: Callable[[Path], object]) -> None:
+    """While one thread parses in Rust, Python code keeps running in another thread.
+
+    If the native call held the GIL, the main thread would stall for the whole parse: the
+    longest pause between its loop iterations would span most of the worker's call.
+    """
+    big = write_demo_lhe(tmp_path / "big.lhe", n_events=40_000, seed=5)
+    marks: dict[str, float] = {}
+
+    def worker() -> None:
+        marks["start"] = time.perf_counter()
+        read(big)
+        marks["end"] = time.perf_counter()
+
+    thread = threading.Thread(target=worker)
+    ticks: list[float] = []
+    thread.start()
+    while thread.is_alive():
+        ticks.append(time.perf_counter())
+    thread.join()
+    start, end = marks["start"], marks["end"]
+    inside = [start, *(t for t in ticks if start < t < end), end]
+    longest_pause = max(b - a for a, b in itertools.pairwise(inside))
+    assert longest_pause < 0.5 * (end - start), f"main thread stalled {longest_pause:.3f} s"

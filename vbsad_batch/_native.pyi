@@ -3,6 +3,7 @@
 from typing import final
 
 __version__: str
+OBSERVABLE_NAMES: tuple[str, ...]
 
 @final
 class _ArrowSchema:

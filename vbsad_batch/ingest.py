@@ -43,26 +43,7 @@ records it in `LheInfo.skipped`."""
 DEFAULT_BATCH_SIZE = 65536
 """Rows per record batch (events for `read_lhe`, particles for `read_lhe_particles`)."""
 
-OBSERVABLE_COLUMNS: tuple[str, ...] = (
-    "mll",
-    "mjj",
-    "ptl1",
-    "ptl2",
-    "ptj1",
-    "ptj2",
-    "ptll",
-    "met",
-    "etal1",
-    "etal2",
-    "etaj1",
-    "etaj2",
-    "deltaetajj",
-    "deltaphijj",
-    "phij1",
-    "phij2",
-    "phil1",
-    "phil2",
-)
+OBSERVABLE_COLUMNS: tuple[str, ...] = _native.OBSERVABLE_NAMES
 """Kinematic columns of `read_lhe`, in table order (after `event`, before `w` and `w_<id>`)."""
 
 PathLike = str | os.PathLike[str]

@@ -320,6 +320,14 @@ impl LheReader {
             self.header.weights = weightinfo;
         }
         for decl in self.header.weights.clone() {
+            if !usable_weight_id(decl.id.as_bytes()) {
+                return Err(LheError::parse(
+                    &self.path,
+                    first_line_no,
+                    None,
+                    format!("header: {}", undeclared_weight(decl.id.as_bytes())),
+                ));
+            }
             self.weights.add(decl.id.as_bytes());
         }
         self.compact_weight_slots = (0..self.weights.ids.len()).collect();
@@ -458,43 +466,37 @@ impl LheReader {
         }
     }
 
-    /// Advances to the next line inside an event that is not blank, a `#` line or an XML
-    /// comment, and returns its number; the line itself is `self.lines.current()`.
+    /// Advances to the next line inside an event and returns its number (the line is
+    /// `self.lines.current()`); the end of the text here is an unterminated event.
+    fn next_event_line(&mut self) -> std::result::Result<u64, EventFailure> {
+        match self.lines.next_line() {
+            Ok(Some((n, _))) => Ok(n),
+            Ok(None) => fail(
+                self.lines.line_no(),
+                Resync::AtEof,
+                "unterminated event: the file ends inside it",
+            ),
+            Err(e) => fail(
+                self.lines.line_no() + 1,
+                Resync::AtEof,
+                format!("cannot read further (truncated or corrupt file?): {e}"),
+            ),
+        }
+    }
+
+    /// Like [`Self::next_event_line`], skipping blank lines, `#` lines and XML comments.
     fn next_content_line(&mut self) -> std::result::Result<u64, EventFailure> {
         let mut in_comment = false;
         loop {
-            match self.lines.next_line() {
-                Ok(Some((n, line))) => {
-                    let trimmed = line.trim_ascii();
-                    if in_comment {
-                        in_comment = comment_state_after(line, true);
-                        continue;
-                    }
-                    if trimmed.is_empty() || trimmed[0] == b'#' {
-                        continue;
-                    }
-                    if trimmed.starts_with(b"<!--") {
-                        in_comment = comment_state_after(line, false);
-                        continue;
-                    }
-                    return Ok(n);
-                }
-                Ok(None) => {
-                    let n = self.lines.line_no();
-                    return fail(
-                        n,
-                        Resync::AtEof,
-                        "unterminated event: the file ends inside it",
-                    );
-                }
-                Err(e) => {
-                    let n = self.lines.line_no() + 1;
-                    return fail(
-                        n,
-                        Resync::AtEof,
-                        format!("cannot read further (truncated or corrupt file?): {e}"),
-                    );
-                }
+            let n = self.next_event_line()?;
+            let line = self.lines.current();
+            let trimmed = line.trim_ascii();
+            if in_comment {
+                in_comment = comment_state_after(line, true);
+            } else if trimmed.starts_with(b"<!--") {
+                in_comment = comment_state_after(line, false);
+            } else if !trimmed.is_empty() && trimmed[0] != b'#' {
+                return Ok(n);
             }
         }
     }
@@ -591,25 +593,8 @@ impl LheReader {
         let mut tail_has_comment = false;
         let mut expected_slot = 0usize;
         loop {
-            let (n, line) = match self.lines.next_line() {
-                Ok(Some(l)) => l,
-                Ok(None) => {
-                    let n = self.lines.line_no();
-                    return fail(
-                        n,
-                        Resync::AtEof,
-                        "unterminated event: the file ends inside it",
-                    );
-                }
-                Err(e) => {
-                    let n = self.lines.line_no() + 1;
-                    return fail(
-                        n,
-                        Resync::AtEof,
-                        format!("cannot read further (truncated or corrupt file?): {e}"),
-                    );
-                }
-            };
+            let n = self.next_event_line()?;
+            let line = self.lines.current();
             // MadGraph's one-weight lines take a fast path; any line it does not recognise
             // (and every line after an XML comment opens) goes to the general tag scanner.
             if !tail_has_comment {
@@ -809,7 +794,7 @@ impl WeightColumns {
             Some(expected) if expected.as_bytes() == id => *expected_slot,
             _ => match self.lookup.get(id) {
                 Some(&slot) => slot,
-                None if learning => self.add(id),
+                None if learning && usable_weight_id(id) => self.add(id),
                 None => return None,
             },
         };
@@ -831,12 +816,25 @@ fn set_weight(weights: &mut Vec<Option<f64>>, slot: usize, value: f64) {
 static WEIGHT_TAG_START: LazyLock<memchr::memmem::Finder<'static>> =
     LazyLock::new(|| memchr::memmem::Finder::new(b"<w"));
 
+/// A weight id becomes a column name `w_<id>`: no control characters (Arrow refuses a
+/// NUL in a name, and none belongs in an id).
+fn usable_weight_id(id: &[u8]) -> bool {
+    !id.is_empty() && id.iter().all(|&b| b >= b' ' && b != 0x7f)
+}
+
 #[cold]
 fn undeclared_weight(id: &[u8]) -> String {
-    format!(
-        "weight id {:?} is neither declared in <initrwgt> nor present in the first event",
-        lossy(id)
-    )
+    if usable_weight_id(id) {
+        format!(
+            "weight id {:?} is neither declared in <initrwgt> nor present in the first event",
+            lossy(id)
+        )
+    } else {
+        format!(
+            "weight id {:?} is empty or contains a control character",
+            lossy(id)
+        )
+    }
 }
 
 /// A line that is exactly `<wgt id='ID'> VALUE </wgt>` (either quote, any blanks), as
@@ -958,5 +956,56 @@ fn comment_state_after(line: &[u8], mut in_comment: bool) -> bool {
                 None => return false,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(name: &str, text: &str) -> (Result<Vec<Event>>, Vec<ParseError>) {
+        let path = std::env::temp_dir().join(format!("vbsad-{name}-{}.lhe", std::process::id()));
+        std::fs::write(&path, text).unwrap();
+        let mut skipped = Vec::new();
+        let result = LheReader::open(&path, OnError::Skip).and_then(|mut r| {
+            let mut events = Vec::new();
+            while let Some(e) = r.next_event()? {
+                events.push(e.clone());
+            }
+            skipped = r.skipped().to_vec();
+            Ok(events)
+        });
+        std::fs::remove_file(&path).unwrap();
+        (result, skipped)
+    }
+
+    const HEAD: &str = "<LesHouchesEvents version=\"3.0\">\n<init>\n2212 2212 6500 6500 0 0 0 0 3 1\n1 0.1 1 1\n</init>\n";
+    const EVENT_START: &str = "<event>\n1 1 1.0 91 0.0078 0.118\n11 1 0 0 0 0 1 2 3 4 0 0 9\n";
+
+    #[test]
+    fn weight_ids_with_control_characters_are_refused() {
+        let text = format!(
+            "{HEAD}{EVENT_START}<rwgt>\n<wgt id='a\u{0}b'> 1.0 </wgt>\n</rwgt>\n</event>\n</LesHouchesEvents>\n"
+        );
+        let (events, skipped) = read("control", &text);
+        assert!(events.unwrap().is_empty());
+        assert_eq!(skipped.len(), 1);
+        assert_eq!(skipped[0].line, 10, "the <wgt> line");
+        assert!(
+            skipped[0].message.contains("control character"),
+            "{}",
+            skipped[0].message
+        );
+    }
+
+    #[test]
+    fn fast_and_general_weight_paths_agree() {
+        let weights = "<wgt id='a'> 1.5 </wgt>\n<wgt id=\"b\">2.5e0</wgt> <!-- c -->\n<wgt id='c'>\n 3.5\n</wgt>\n";
+        let text =
+            format!("{HEAD}{EVENT_START}<rwgt>\n{weights}</rwgt>\n</event>\n</LesHouchesEvents>\n");
+        let (events, skipped) = read("paths", &text);
+        assert!(skipped.is_empty(), "{skipped:?}");
+        let events = events.unwrap();
+        assert_eq!(events[0].weights, vec![Some(1.5), Some(2.5), Some(3.5)]);
     }
 }

@@ -9,7 +9,7 @@ use arrow_array::{ArrayRef, RecordBatch, StructArray};
 use arrow_schema::{ArrowError, Field, SchemaRef};
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyCapsule, PyDict};
+use pyo3::types::{PyCapsule, PyDict, PyTuple};
 use pyo3_arrow::ffi::{to_stream_pycapsule, ArrayIterator};
 use pyo3_arrow::{PyRecordBatch, PySchema};
 
@@ -245,6 +245,10 @@ fn scan_info_json(py: Python<'_>, path: PathBuf, skip_bad_events: bool) -> PyRes
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add(
+        "OBSERVABLE_NAMES",
+        PyTuple::new(m.py(), crate::observables::NAMES)?,
+    )?;
     m.add_class::<LheStream>()?;
     m.add_function(wrap_pyfunction!(open_observables, m)?)?;
     m.add_function(wrap_pyfunction!(open_particles, m)?)?;
