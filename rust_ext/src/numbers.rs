@@ -134,7 +134,14 @@ fn parse_simple_f64_prefix(field: &[u8]) -> Option<(f64, usize)> {
         _ => (false, 0),
     };
     let mut mantissa: u64 = 0;
-    let (mut i, int_digits) = eat_digits(field, i, &mut mantissa);
+    // Most LHE numbers have one digit before the point (`0.123E+02`, `-1.5e-03`).
+    let (mut i, int_digits) = match field.get(i..i + 2) {
+        Some(&[d, b'.']) if d.is_ascii_digit() => {
+            mantissa = u64::from(d - b'0');
+            (i + 1, 1)
+        }
+        _ => eat_digits(field, i, &mut mantissa),
+    };
     let mut frac_digits = 0;
     if field.get(i) == Some(&b'.') {
         (i, frac_digits) = eat_digits(field, i + 1, &mut mantissa);
@@ -145,6 +152,17 @@ fn parse_simple_f64_prefix(field: &[u8]) -> Option<(f64, usize)> {
         return None;
     }
     let mut exponent = -(frac_digits as i32);
+    // Fast path for the usual two-digit exponent `E+02` / `e-03` ending the number.
+    if let Some(&[b'e' | b'E', sign @ (b'+' | b'-'), d1, d2]) = field.get(i..i + 4) {
+        let (d1, d2) = (d1.wrapping_sub(b'0'), d2.wrapping_sub(b'0'));
+        let ends = field.get(i + 4).is_none_or(|b| !b.is_ascii_digit());
+        if d1 <= 9 && d2 <= 9 && ends {
+            let e = i32::from(d1 * 10 + d2);
+            exponent += if sign == b'-' { -e } else { e };
+            i += 4;
+            return finish_simple(mantissa, exponent, negative, i);
+        }
+    }
     if let Some(&(b'e' | b'E')) = field.get(i) {
         i += 1;
         let (exp_negative, start) = match field.get(i)? {
@@ -170,13 +188,21 @@ fn parse_simple_f64_prefix(field: &[u8]) -> Option<(f64, usize)> {
         }
         exponent += if exp_negative { -e } else { e };
     }
+    finish_simple(mantissa, exponent, negative, i)
+}
+
+/// mantissa * 10^exponent, exact when mantissa <= 2^53 and |exponent| <= 22.
+#[inline]
+fn finish_simple(
+    mantissa: u64,
+    exponent: i32,
+    negative: bool,
+    used: usize,
+) -> Option<(f64, usize)> {
     let m = mantissa as f64; // exact: mantissa <= 2^53
-    let value = if exponent >= 0 {
-        m * *POW10.get(usize::try_from(exponent).ok()?)?
-    } else {
-        m / *POW10.get(usize::try_from(-exponent).ok()?)?
-    };
-    Some((if negative { -value } else { value }, i))
+    let power = *POW10.get(exponent.unsigned_abs() as usize)?;
+    let value = if exponent >= 0 { m * power } else { m / power };
+    Some((if negative { -value } else { value }, used))
 }
 
 /// Parses a signed decimal integer field (optional `+`/`-`), rejecting overflow.
@@ -374,7 +400,12 @@ mod tests {
 
     #[test]
     fn fast_path_agrees_with_the_general_parser() {
-        let cases: [&[u8]; 16] = [
+        let cases: [&[u8]; 21] = [
+            b"1.5E+022",
+            b"1.5e-2",
+            b"1.5e+99",
+            b"-7.e-05",
+            b"0.58437780464E+02",
             b"9007199254740993",
             b"9007199254740992e-3",
             b"0.000000000000000000123",
