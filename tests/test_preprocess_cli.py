@@ -341,8 +341,12 @@ def test_malformed_input_with_skip_lists_the_event_in_the_manifest(tmp_path: Pat
     assert not shard_manifest_path(shard).exists()
 
 
-@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
-def test_killed_run_leaves_no_partial_shard_and_rerun_completes(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_killed_run_leaves_no_partial_shard_and_rerun_completes(
+    tmp_path: Path, sig: signal.Signals
+) -> None:
+    """SIGKILL (OOM killer) leaves a temp file that the next run ignores and cleans;
+    SIGTERM (Slurm preemption, scancel) stops cleanly: exit 143 and no temp file."""
     big = tmp_path / "in" / "big.lhe"
     repeat_events(SM, big, copies=20)
     output = tmp_path / "out"
@@ -362,14 +366,19 @@ def test_killed_run_leaves_no_partial_shard_and_rerun_completes(tmp_path: Path) 
             except FileNotFoundError:
                 pass
             time.sleep(0.002)
-        proc.send_signal(signal.SIGKILL)
+        proc.send_signal(sig)
+        proc.wait(timeout=60)
     finally:
         proc.kill()
         proc.wait()
-    assert proc.returncode == -signal.SIGKILL
     assert list(output.glob("*.parquet")) == []
     assert not (output / "big.manifest.json").exists()
-    assert len(temp_files(output)) == 1  # the killed writer's, ignored and cleaned below
+    if sig == signal.SIGKILL:
+        assert proc.returncode == -signal.SIGKILL
+        assert len(temp_files(output)) == 1  # the killed writer's, ignored and cleaned below
+    else:
+        assert proc.returncode == 128 + signal.SIGTERM
+        assert temp_files(output) == []
 
     assert main(["--quiet", "preprocess", str(big), "--output", str(output)]) == 0
     assert temp_files(output) == []

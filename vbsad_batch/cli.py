@@ -14,7 +14,9 @@ import json
 import logging
 import math
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,6 +37,18 @@ EXIT_OK = 0
 EXIT_DATA_ERROR = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 128 + signal.SIGTERM
+
+
+class _Terminated(BaseException):
+    """SIGTERM (Slurm preemption or time limit, `scancel`) turned into an exception, so that
+    the same clean-up as for Ctrl-C runs: temporary outputs are removed, nothing half-written
+    stays behind."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise _Terminated
+
 
 PROG = "vbsad"
 _HANDLER_TAG = "_vbsad_cli_handler"
@@ -494,7 +508,7 @@ def _cmd_demo_data(args: argparse.Namespace, console: Console | None) -> int:
 # --- entry point ---------------------------------------------------------------------------
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911 - one exit code per outcome
     """Run `vbsad` with `argv` (default: `sys.argv[1:]`); return the exit code."""
     parser = build_parser()
     try:
@@ -504,6 +518,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     console = _stderr_console()
     _configure_logging(args.verbose, args.quiet, console)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         code: int = args.handler(args, console)
     except _UsageError as exc:
@@ -522,6 +538,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         _error("interrupted")
         return EXIT_INTERRUPTED
+    except _Terminated:
+        _error("terminated (SIGTERM); finished outputs are kept, the rest is redone on re-run")
+        return EXIT_TERMINATED
     return code
 
 
