@@ -361,7 +361,7 @@ def _process_file(task: _Task, emit: Emit, should_stop: Callable[[], bool]) -> S
             "size_bytes": fingerprint.size_bytes,
             "mtime_ns": fingerprint.mtime_ns,
             "mtime_utc": _dt.datetime.fromtimestamp(
-                fingerprint.mtime_ns / 1e9, tz=_dt.timezone.utc
+                fingerprint.mtime_ns / 1e9, tz=_dt.UTC
             ).isoformat(),
             "sha256": fingerprint.sha256,
         },
