@@ -490,13 +490,17 @@ impl LheReader {
         loop {
             let n = self.next_event_line()?;
             let line = self.lines.current();
-            let trimmed = line.trim_ascii();
             if in_comment {
                 in_comment = comment_state_after(line, true);
-            } else if trimmed.starts_with(b"<!--") {
-                in_comment = comment_state_after(line, false);
-            } else if !trimmed.is_empty() && trimmed[0] != b'#' {
-                return Ok(n);
+                continue;
+            }
+            match line.iter().position(|&b| b > b' ') {
+                None => {}
+                Some(i) if line[i] == b'#' => {}
+                Some(i) if line[i..].starts_with(b"<!--") => {
+                    in_comment = comment_state_after(line, false);
+                }
+                Some(_) => return Ok(n),
             }
         }
     }
@@ -572,18 +576,25 @@ impl LheReader {
         for k in 0..nup {
             let n = self.next_content_line()?;
             let line = self.lines.current();
-            if let Some(resync) = tag_line_resync(line) {
-                return fail(
-                    n,
-                    resync,
-                    format!("NUP = {nup} but the event has only {k} particle lines"),
-                );
-            }
-            let particle = parse_particle(line).map_err(|message| EventFailure {
-                line: n,
-                message: format!("particle line {} of {nup}: {message}", k + 1),
-                resync: Resync::SkipToEventEnd,
-            })?;
+            // Parse first; only a line that fails is asked whether it is a tag (the end of
+            // the particle block), which keeps the check off the hot path.
+            let particle = match parse_particle(line) {
+                Ok(particle) => particle,
+                Err(message) => {
+                    return match tag_line_resync(line) {
+                        Some(resync) => fail(
+                            n,
+                            resync,
+                            format!("NUP = {nup} but the event has only {k} particle lines"),
+                        ),
+                        None => fail(
+                            n,
+                            Resync::SkipToEventEnd,
+                            format!("particle line {} of {nup}: {message}", k + 1),
+                        ),
+                    };
+                }
+            };
             self.event.particles.push(particle);
         }
 
@@ -608,10 +619,11 @@ impl LheReader {
                     set_weight(&mut self.event.weights, slot, value);
                     continue;
                 }
-                tail_has_comment = find_closing(line, b"<!--").is_some();
             }
             tail_first_line.get_or_insert(n);
-            if let Some(end) = find_closing(line, b"</event>") {
+            let (event_end, opens_comment) = tail_line_marks(line);
+            tail_has_comment |= opens_comment;
+            if let Some(end) = event_end {
                 self.tail.extend_from_slice(&line[..end]);
                 break;
             }
@@ -835,6 +847,20 @@ fn undeclared_weight(id: &[u8]) -> String {
             lossy(id)
         )
     }
+}
+
+/// In one pass over the `<` of a line after the particles: where `</event>` starts, and
+/// whether an XML comment opens before it.
+fn tail_line_marks(line: &[u8]) -> (Option<usize>, bool) {
+    let mut opens_comment = false;
+    for (i, _) in line.iter().enumerate().filter(|(_, &b)| b == b'<') {
+        let rest = &line[i..];
+        if rest.starts_with(b"</event>") {
+            return (Some(i), opens_comment);
+        }
+        opens_comment |= rest.starts_with(b"<!--");
+    }
+    (None, opens_comment)
 }
 
 /// A line that is exactly `<wgt id='ID'> VALUE </wgt>` (either quote, any blanks), as

@@ -147,7 +147,11 @@ pub fn text_until_close<'a>(text: &'a [u8], from: usize, name: &[u8]) -> Option<
 /// short lines of LHE events, which hold few `<`.
 #[inline]
 pub fn find_closing(text: &[u8], needle: &[u8]) -> Option<usize> {
-    memchr::memchr_iter(b'<', text).find(|&i| text[i..].starts_with(needle))
+    if text.len() > 256 {
+        return memchr::memchr_iter(b'<', text).find(|&i| text[i..].starts_with(needle));
+    }
+    // Short lines: a plain loop beats setting up a SIMD search.
+    (0..text.len()).find(|&i| text[i] == b'<' && text[i..].starts_with(needle))
 }
 
 /// Decodes the five predefined XML entities; other text is kept as it is.
