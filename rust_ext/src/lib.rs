@@ -10,6 +10,7 @@ pub mod lhe_reader;
 pub mod line_source;
 pub mod numbers;
 pub mod observables;
+mod simd_float;
 pub mod summary;
 pub mod xml_scan;
 
