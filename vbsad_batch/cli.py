@@ -111,7 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description=(
             "Anomaly detection for vector boson scattering EFT studies: turn Les Houches "
-            "event files into observable tables and inspect them."
+            "event files into observable tables, inspect them, compute EFT yields and write "
+            "the training and test datasets."
         ),
         parents=[_verbosity_options(suppress_defaults=False)],
     )
@@ -236,7 +237,112 @@ def build_parser() -> argparse.ArgumentParser:
         help="random seed; the same seed gives the same files (default: %(default)s)",
     )
     demo.set_defaults(handler=_cmd_demo_data)
+
+    yields = subparsers.add_parser(
+        "yields",
+        parents=[sub_common],
+        help="print the expected yields (events at the config's luminosity) of each component",
+        description=(
+            "Read the samples of an analysis config (TOML) and print, per component (SM, LIN "
+            "and QUAD at c = 1 per operator, MIX), the number of Monte Carlo events and the "
+            "expected yield in events at the config's luminosity (fb^-1, default 350) before "
+            "and after the config's selection, with the Monte Carlo error after it. With --op, "
+            "also c LIN + c^2 QUAD per operator and the total BSM = SM + sum c LIN + "
+            "sum c^2 QUAD (+ c_i c_j MIX). LHE inputs are ingested once into the config's "
+            "output directory (shards/), later runs reuse them."
+        ),
+        epilog=f"example: {PROG} yields examples/ssww_real.toml --op cW=0.3 --csv yields.csv",
+    )
+    yields.add_argument("config", type=Path, metavar="CONFIG", help="analysis config (TOML)")
+    yields.add_argument(
+        "--op",
+        action="append",
+        type=_coefficient,
+        default=[],
+        metavar="OP=C",
+        help="Wilson coefficient of an operator (Lambda = 1 TeV), e.g. cW=0.3; repeatable "
+        "(default: none, only the components are shown)",
+    )
+    yields.add_argument(
+        "--csv", type=Path, metavar="FILE", help="also write the table as CSV (yields in events)"
+    )
+    yields.add_argument(
+        "--json",
+        type=Path,
+        metavar="FILE",
+        help="also write the table as JSON: {luminosity_fb, selection, unit, coefficients, rows}",
+    )
+    yields.set_defaults(handler=_cmd_yields)
+
+    ds = subparsers.add_parser(
+        "datasets",
+        parents=[sub_common],
+        help="write the training and test datasets (Parquet + manifest) of an analysis config",
+        description=(
+            "Write into <output_dir>/datasets/ of the config: sm_train, sm_validation, sm_test, "
+            "the mixed SM+EFT training set of the config's training_operator (label 0 SM, 1 "
+            "EFT) and per operator lin_test_<op> and quad_test_<op>, as Parquet (zstd) with the "
+            "features, w, yield (events at the config's luminosity in fb^-1, divided by the "
+            "split fraction), event and input_sha256, plus manifest.json. Events pass the "
+            "config's selection. A re-run with unchanged inputs (SHA-256) and config does "
+            "nothing."
+        ),
+        epilog=f"example: {PROG} datasets examples/ssww_real.toml",
+    )
+    ds.add_argument("config", type=Path, metavar="CONFIG", help="analysis config (TOML)")
+    ds.add_argument(
+        "--training-coefficient",
+        type=float,
+        default=1.0,
+        metavar="C",
+        help="Wilson coefficient of the EFT events of the mixed training set: their yields are "
+        "c LIN + c^2 QUAD (default: %(default)s)",
+    )
+    ds.add_argument(
+        "--force", action="store_true", help="rewrite the datasets even when they are up to date"
+    )
+    ds.set_defaults(handler=_cmd_datasets)
+
+    export = subparsers.add_parser(
+        "export-root",
+        parents=[sub_common],
+        help="Parquet shards -> ROOT ntuples (TTree + <sample>_nums histogram)",
+        description=(
+            "Write one ROOT file ntuple_<name>.root per Parquet shard of 'vbsad preprocess': a "
+            "TTree <name> with one float branch per observable (GeV, radians) and the weight w "
+            "(pb), and a TH1F <name>_nums with the cross section (pb) in bin 1 and the sum of "
+            "the weights of all generated events in bin 2, plus a JSON manifest per file. "
+            "Values are stored as 32-bit floats."
+        ),
+        epilog=f"example: {PROG} export-root shards/ --output ntuples/",
+    )
+    export.add_argument(
+        "inputs",
+        nargs="+",
+        type=Path,
+        metavar="INPUT",
+        help="Parquet shard (with its .manifest.json), or a directory: its *.parquet shards",
+    )
+    export.add_argument(
+        "-o", "--output", required=True, type=Path, metavar="DIR", help="output directory"
+    )
+    export.set_defaults(handler=_cmd_export_root)
     return parser
+
+
+def _coefficient(text: str) -> tuple[str, float]:
+    """An argparse type: `OP=C` -> (OP, C) with a finite float C."""
+    name, sep, value = text.partition("=")
+    name = name.strip()
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected OP=C, e.g. cW=0.3, got {text!r}")
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number in {text!r}") from None
+    if not math.isfinite(number):
+        raise argparse.ArgumentTypeError(f"coefficient must be finite in {text!r}")
+    return name, number
 
 
 # --- logging and output --------------------------------------------------------------------
@@ -501,6 +607,120 @@ def _cmd_demo_data(args: argparse.Namespace, console: Console | None) -> int:
     paths = generate_demo(args.output, n_events=args.events, seed=args.seed)
     if not args.quiet:
         for path in paths:
+            print(path)
+    return EXIT_OK
+
+
+# --- yields, datasets, export-root ----------------------------------------------------------
+
+
+def _format_number(value: Any, spec: str) -> str:
+    return "" if value is None else format(value, spec)
+
+
+def _print_yields(rows: list[dict[str, Any]], luminosity_fb: float, selection: str) -> None:
+    print(f"expected yields in events at {luminosity_fb:g} fb^-1; selection: {selection or 'none'}")
+    header = (
+        "component",
+        "operator",
+        "sample",
+        "c",
+        "MC events",
+        "selected",
+        "yield (all)",
+        "yield (selected)",
+        "+- MC",
+        "xsec [pb]",
+        "xsec from",
+    )
+    table = [
+        (
+            row["component"],
+            row["operator"],
+            row["sample"],
+            _format_number(row["coefficient"], "g"),
+            _format_number(row["n_mc"], "d"),
+            _format_number(row["n_mc_selected"], "d"),
+            _format_number(row["yield_total"], ".6g"),
+            _format_number(row["yield_selected"], ".6g"),
+            _format_number(row["yield_selected_mc_error"], ".3g"),
+            _format_number(row["xsec_pb"], ".5g"),
+            row["xsec_source"],
+        )
+        for row in rows
+    ]
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *table, strict=True)]
+    text_columns = {0, 1, 2, 10}
+    for line in (header, *table):
+        cells = [
+            f"{cell:<{w}}" if i in text_columns else f"{cell:>{w}}"
+            for i, (cell, w) in enumerate(zip(line, widths, strict=True))
+        ]
+        print("  ".join(cells).rstrip())
+
+
+def _cmd_yields(args: argparse.Namespace, console: Console | None) -> int:
+    from vbsad_batch.atomic_write import atomic_open, write_text_atomic  # noqa: PLC0415
+    from vbsad_batch.config import load_config  # noqa: PLC0415 - polars only for this command
+    from vbsad_batch.weighting import yields_table  # noqa: PLC0415
+
+    coefficients: dict[str, float] = {}
+    for name, value in args.op:
+        if name in coefficients:
+            raise _UsageError(f"--op {name} given twice")
+        coefficients[name] = value
+    config = load_config(args.config)
+    table = yields_table(config, coefficients)
+    rows = table.to_dicts()
+    if args.csv is not None:
+        with atomic_open(args.csv, "wb") as f:
+            table.write_csv(f)
+    if args.json is not None:
+        document = {
+            "luminosity_fb": config.luminosity_fb,
+            "selection": config.selection,
+            "unit": f"events at {config.luminosity_fb:g} fb^-1",
+            "coefficients": coefficients,
+            "config": str(config.path),
+            "rows": rows,
+        }
+        text = json.dumps(_finite_or_none(document), indent=2, allow_nan=False) + "\n"
+        write_text_atomic(args.json, text)
+    if not args.quiet:
+        _print_yields(rows, config.luminosity_fb, config.selection)
+    return EXIT_OK
+
+
+def _cmd_datasets(args: argparse.Namespace, console: Console | None) -> int:
+    from vbsad_batch.config import load_config  # noqa: PLC0415 - polars only for this command
+    from vbsad_batch.datasets import build_datasets  # noqa: PLC0415
+
+    config = load_config(args.config)
+    with make_progress_reporter(quiet=args.quiet, console=console) as reporter:
+        result = build_datasets(
+            config,
+            progress=reporter,
+            force=args.force,
+            training_coefficient=args.training_coefficient,
+        )
+    if not args.quiet:
+        print(f"{result.status}: {result.directory} ({result.reason})")
+        print(f"sums of yields in events at {config.luminosity_fb:g} fb^-1")
+        width = max((len(info.name) for info in result.datasets), default=0)
+        for info in result.datasets:
+            print(f"  {info.name:<{width}}  {info.n_rows:>9} rows  {info.sum_yield:12.6g}")
+        print(f"manifest {result.manifest}")
+    return EXIT_OK
+
+
+def _cmd_export_root(args: argparse.Namespace, console: Console | None) -> int:
+    from vbsad_batch.root_ntuple import export_shards  # noqa: PLC0415 - uproot only here
+
+    written = export_shards(args.inputs, args.output)
+    if not written:
+        raise _UsageError(f"no Parquet shards in {', '.join(str(p) for p in args.inputs)}")
+    if not args.quiet:
+        for path in written:
             print(path)
     return EXIT_OK
 

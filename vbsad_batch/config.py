@@ -1,0 +1,930 @@
+"""The analysis configuration: one TOML file, validated into frozen dataclasses.
+
+Every error raises `ConfigError` with a message ``"<config file>: <key path>: <problem>"``,
+for example ``"ana.toml: samples[2].operator: 'cWW' is not declared in `operators`"``; an
+unknown key comes with the nearest valid key as a suggestion.
+
+Relative paths (sample files, `output_dir`) are relative to the directory of the config file.
+
+Schema (every top-level key is optional except `samples` / `reweighted`, at least one of which
+must hold a sample)::
+
+    operators = ["cW", "cHW"]       # EFT operators of the analysis (Wilson coefficients at
+                                    # Lambda = 1 TeV); every operator used below is declared here,
+                                    # every declared operator is provided by some sample
+    luminosity_fb = 350.0           # integrated luminosity, fb^-1 (> 0)
+    selection = "ptj1 > 30 and ptj2 > 30 and deltaetajj > 2 and mjj > 200"
+                                    # event selection, see `selection_expr`; "" selects all
+    features = ["mll", "mjj", ...]  # model inputs (observable names), default the 14 of DESIGN.md
+    log_features = ["mll", ...]     # features that get log10, a subset of `features`;
+                                    # default: the energy-like ones among `features`
+    training_operator = "cW"        # operator of the mixed SM+EFT training set (declared)
+    output_dir = "vbsad-output/ana" # default <config dir>/vbsad-output/<config file stem>
+
+    [split]                         # deterministic train/validation/test split
+    train = 0.6                     # fractions in [0, 1], summing to 1
+    validation = 0.2
+    test = 0.2
+    seed = 0                        # integer >= 0
+
+    [[samples]]                     # one separately generated sample
+    name = "SSWW_SM"                # optional, default "<component>[_<operator(s)>]"; unique
+    component = "sm"                # "sm" | "lin" | "quad" | "mix"
+    operator = "cW"                 # lin/quad: one operator (or `operators = ["cW"]`)
+    operators = ["cW", "cHW"]       # mix: two different operators; sm: none
+    files = ["data/SSWW_SM.lhe.gz"] # a path or a list of paths / glob patterns: LHE (.lhe,
+                                    # .lhe.gz), Parquet shards of `vbsad preprocess` (.parquet),
+                                    # or ROOT ntuples (.root)
+    xsec_pb = 2.64e-3               # optional cross-section override, pb (the sample's LHE /
+                                    # ntuple value is used otherwise); > 0 for sm and quad,
+                                    # non-zero for lin and mix (interference can be negative)
+
+    [[reweighted]]                  # one sample with reweighting weights at c = 0, +k, -k
+    name = "demo"                   # optional, default "reweighted<index>"
+    files = "demo/ssww_demo.lhe.gz"
+    xsec_pb = 2.64e-3               # optional override, pb (> 0)
+    sm_weight = "sm"                # weight id at c = 0 (all coefficients 0)
+    # either every operator explicitly ...
+    points.cW = { plus = "cW_p1", minus = "cW_m1", k = 1.0 }
+    # ... or by templates ("{op}" is replaced by the operator name) for a list of operators:
+    operators = ["cW", "cHW"]       # default: the top-level `operators`
+    plus = "{op}_p1"
+    minus = "{op}_m1"
+    k = 1.0                         # > 0
+
+A component is provided by exactly one source: one `sm` sample or one reweighted sample gives
+SM, and each (component, operator) pair of LIN / QUAD / MIX comes from one sample or one
+reweighted point. A LIN, QUAD or MIX sample needs an SM source. The weight ids of reweighted
+samples are checked when the files are read, not here.
+"""
+
+from __future__ import annotations
+
+import difflib
+import glob
+import math
+import re
+import tomllib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, NoReturn, get_args
+
+import polars as pl
+
+from vbsad_batch.ingest import OBSERVABLE_COLUMNS
+
+__all__ = [
+    "DEFAULT_FEATURES",
+    "DEFAULT_SELECTION",
+    "ENERGY_LIKE",
+    "INPUT_SUFFIXES",
+    "AnalysisConfig",
+    "Component",
+    "ConfigError",
+    "ReweightedConfig",
+    "SampleConfig",
+    "SelectionError",
+    "SplitConfig",
+    "load_config",
+    "selection_columns",
+    "selection_expr",
+]
+
+Component = Literal["sm", "lin", "quad", "mix"]
+
+DEFAULT_SELECTION = "ptj1 > 30 and ptj2 > 30 and deltaetajj > 2 and mjj > 200"
+"""The VBS selection of DESIGN.md (GeV for transverse momenta and masses)."""
+
+ENERGY_LIKE: tuple[str, ...] = ("met", "mjj", "mll", "ptj1", "ptj2", "ptl1", "ptl2", "ptll")
+"""Observables in GeV; the reference model takes their log10."""
+
+DEFAULT_FEATURES: tuple[str, ...] = (
+    "mll",
+    "mjj",
+    "ptl1",
+    "ptl2",
+    "ptj1",
+    "ptj2",
+    "ptll",
+    "met",
+    "etal1",
+    "etal2",
+    "etaj1",
+    "etaj2",
+    "deltaetajj",
+    "deltaphijj",
+)
+"""The 14 model inputs of DESIGN.md."""
+
+INPUT_SUFFIXES: tuple[str, ...] = (".lhe", ".lhe.gz", ".parquet", ".root")
+"""File name endings accepted as sample inputs."""
+
+_OBSERVABLES: frozenset[str] = frozenset(OBSERVABLE_COLUMNS)
+_GLOB_CHARS = frozenset("*?[")
+_OPERATOR_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.+-]*$")
+
+
+class ConfigError(ValueError):
+    """An invalid analysis configuration; the message names the file and the key path."""
+
+
+class SelectionError(ValueError):
+    """An invalid selection expression; the message names the offending token and position."""
+
+
+# --- the configuration model -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SampleConfig:
+    """One separately generated sample.
+
+    Attributes:
+        name: unique sample name.
+        component: "sm", "lin", "quad" or "mix".
+        operators: () for sm, (op,) for lin / quad, (op1, op2) sorted for mix.
+        files: input files, resolved, sorted, globs expanded (LHE, Parquet shards or ROOT).
+        xsec_pb: cross-section override, pb; None: taken from each file.
+    """
+
+    name: str
+    component: Component
+    operators: tuple[str, ...]
+    files: tuple[Path, ...]
+    xsec_pb: float | None = None
+
+
+@dataclass(frozen=True)
+class ReweightedConfig:
+    """One sample with reweighting weights; SM, LIN and QUAD follow from DESIGN.md's formulas.
+
+    Attributes:
+        name: unique sample name.
+        files: input files, resolved, sorted, globs expanded.
+        xsec_pb: cross-section override, pb; None: taken from each file.
+        sm_weight: weight id at c = 0.
+        points: operator -> (weight id at c = +k, weight id at c = -k, k).
+    """
+
+    name: str
+    files: tuple[Path, ...]
+    xsec_pb: float | None
+    sm_weight: str
+    points: dict[str, tuple[str, str, float]]
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    """Fractions of the deterministic train / validation / test split and its seed."""
+
+    train: float = 0.6
+    validation: float = 0.2
+    test: float = 0.2
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class AnalysisConfig:
+    """A validated analysis configuration (see the module docstring for the TOML schema).
+
+    Attributes:
+        path: the config file, resolved.
+        luminosity_fb: integrated luminosity, fb^-1.
+        selection: selection expression (`selection_expr` turns it into a polars expression).
+        features: model inputs.
+        log_features: features that get log10 (subset of `features`).
+        split: split fractions and seed.
+        training_operator: operator of the mixed SM+EFT training set, or None.
+        output_dir: where the stages write, resolved.
+        samples: separately generated samples.
+        reweighted: reweighted samples.
+        declared_operators: the `operators` list, in file order.
+    """
+
+    path: Path
+    luminosity_fb: float = 350.0
+    selection: str = DEFAULT_SELECTION
+    features: tuple[str, ...] = DEFAULT_FEATURES
+    log_features: tuple[str, ...] = ENERGY_LIKE
+    split: SplitConfig = field(default_factory=SplitConfig)
+    training_operator: str | None = None
+    output_dir: Path = Path("vbsad-output")
+    samples: tuple[SampleConfig, ...] = ()
+    reweighted: tuple[ReweightedConfig, ...] = ()
+    declared_operators: tuple[str, ...] = ()
+
+    def operators(self) -> tuple[str, ...]:
+        """All operators of the analysis, sorted."""
+        ops = set(self.declared_operators)
+        for sample in self.samples:
+            ops.update(sample.operators)
+        for rw in self.reweighted:
+            ops.update(rw.points)
+        return tuple(sorted(ops))
+
+    def selection_expr(self) -> pl.Expr:
+        """The selection as a polars boolean expression."""
+        return selection_expr(self.selection)
+
+
+# --- selection expressions --------------------------------------------------------------------
+
+_TOKEN_RE = re.compile(
+    r"""\s*(?:
+        (?P<number>(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)
+      | (?P<name>[A-Za-z_][A-Za-z0-9_]*)
+      | (?P<op>>=|<=|==|!=|>|<)
+      | (?P<paren>[()])
+      | (?P<minus>-)
+    )""",
+    re.VERBOSE,
+)
+_KEYWORDS = frozenset({"and", "or", "not"})
+_COMPARISONS = ("<", "<=", ">", ">=", "==", "!=")
+
+
+@dataclass(frozen=True, slots=True)
+class _Token:
+    kind: str  # "number", "name", "op", "paren", "minus", "keyword", "end"
+    text: str
+    pos: int
+
+
+def _tokenize(text: str) -> list[_Token]:
+    tokens: list[_Token] = []
+    pos = 0
+    while pos < len(text):
+        if text[pos:].strip() == "":
+            break
+        match = _TOKEN_RE.match(text, pos)
+        if match is None or match.lastgroup is None:
+            start = pos + len(text[pos:]) - len(text[pos:].lstrip())
+            raise SelectionError(
+                f"unexpected character {text[start]!r} at position {start} in {text!r}"
+            )
+        kind = match.lastgroup
+        value = match.group(kind)
+        start = match.start(kind)
+        if kind == "name" and value in _KEYWORDS:
+            kind = "keyword"
+        tokens.append(_Token(kind, value, start))
+        pos = match.end()
+    tokens.append(_Token("end", "", len(text)))
+    return tokens
+
+
+class _Parser:
+    """Recursive descent over: or := and ('or' and)*; and := not ('and' not)*;
+    not := 'not' not | '(' or ')' | comparison; comparison := operand CMP operand."""
+
+    def __init__(self, text: str, columns: frozenset[str]) -> None:
+        self._text = text
+        self._columns = columns
+        self._tokens = _tokenize(text)
+        self._i = 0
+        self.used: list[str] = []
+
+    def _peek(self) -> _Token:
+        return self._tokens[self._i]
+
+    def _next(self) -> _Token:
+        token = self._tokens[self._i]
+        self._i += 1
+        return token
+
+    def _fail(self, token: _Token, expected: str) -> NoReturn:
+        found = "end of expression" if token.kind == "end" else repr(token.text)
+        raise SelectionError(
+            f"expected {expected} at position {token.pos}, found {found} in {self._text!r}"
+        )
+
+    def parse(self) -> pl.Expr:
+        expr = self._or()
+        token = self._peek()
+        if token.kind != "end":
+            self._fail(token, "'and', 'or' or the end")
+        return expr
+
+    def _or(self) -> pl.Expr:
+        expr = self._and()
+        while self._peek().kind == "keyword" and self._peek().text == "or":
+            self._next()
+            expr = expr | self._and()
+        return expr
+
+    def _and(self) -> pl.Expr:
+        expr = self._not()
+        while self._peek().kind == "keyword" and self._peek().text == "and":
+            self._next()
+            expr = expr & self._not()
+        return expr
+
+    def _not(self) -> pl.Expr:
+        token = self._peek()
+        if token.kind == "keyword" and token.text == "not":
+            self._next()
+            return ~self._not()
+        if token.kind == "paren" and token.text == "(":
+            self._next()
+            expr = self._or()
+            closing = self._next()
+            if closing.text != ")":
+                self._fail(closing, "')'")
+            return expr
+        return self._comparison()
+
+    def _operand(self) -> tuple[pl.Expr, bool]:
+        """An operand and whether it is a column."""
+        token = self._next()
+        if token.kind == "minus":
+            number = self._next()
+            if number.kind != "number":
+                self._fail(number, "a number after '-'")
+            return pl.lit(-float(number.text)), False
+        if token.kind == "number":
+            return pl.lit(float(token.text)), False
+        if token.kind == "name":
+            if token.text not in self._columns:
+                hint = _suggest(token.text, self._columns)
+                raise SelectionError(
+                    f"unknown column {token.text!r} at position {token.pos} in "
+                    f"{self._text!r}{hint}; known: {', '.join(sorted(self._columns))}"
+                )
+            self.used.append(token.text)
+            return pl.col(token.text), True
+        self._fail(token, "a column name, a number, 'not' or '('")
+
+    def _comparison(self) -> pl.Expr:
+        start = self._peek()
+        left, left_is_column = self._operand()
+        op = self._next()
+        if op.kind != "op":
+            self._fail(op, "a comparison (<, <=, >, >=, ==, !=)")
+        right, right_is_column = self._operand()
+        if not (left_is_column or right_is_column):
+            raise SelectionError(
+                f"comparison at position {start.pos} compares two numbers in {self._text!r}"
+            )
+        match op.text:
+            case "<":
+                return left < right
+            case "<=":
+                return left <= right
+            case ">":
+                return left > right
+            case ">=":
+                return left >= right
+            case "==":
+                return left == right
+            case _:
+                return left != right
+
+
+def selection_expr(selection: str, *, columns: Iterable[str] | None = None) -> pl.Expr:
+    """Parse a selection such as ``"mjj > 200 and (ptj1 >= 30 or not deltaetajj < 2)"``.
+
+    The language: comparisons (<, <=, >, >=, ==, !=) between a column name and a number (or two
+    column names), combined with `and`, `or`, `not` (precedence not > and > or) and
+    parentheses. Numbers are decimal, optionally signed and with an exponent (`1.5e2`). Units
+    are those of the columns (GeV, radians). An empty or blank string selects every event.
+    Nothing is evaluated as Python.
+
+    Args:
+        selection: the expression.
+        columns: names allowed; default the observable columns of the ingest.
+
+    Raises:
+        SelectionError: a syntax error or an unknown column (named, with its position).
+    """
+    if not isinstance(selection, str):
+        raise SelectionError(f"selection must be a string, got {type(selection).__name__}")
+    if not selection.strip():
+        return pl.lit(True)
+    allowed = _OBSERVABLES if columns is None else frozenset(columns)
+    return _Parser(selection, allowed).parse()
+
+
+def selection_columns(selection: str, *, columns: Iterable[str] | None = None) -> list[str]:
+    """The column names a selection uses, in first-use order (validates it like
+    `selection_expr`)."""
+    if not selection.strip():
+        return []
+    allowed = _OBSERVABLES if columns is None else frozenset(columns)
+    parser = _Parser(selection, allowed)
+    parser.parse()
+    return list(dict.fromkeys(parser.used))
+
+
+# --- validation helpers -----------------------------------------------------------------------
+
+
+def _suggest(word: str, candidates: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, sorted(candidates), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+class _Ctx:
+    """Raises `ConfigError`s that name the config file and the key path."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.base_dir = path.parent
+
+    def fail(self, key: str, message: str) -> NoReturn:
+        raise ConfigError(f"{self.path}: {key}: {message}" if key else f"{self.path}: {message}")
+
+    def check_keys(self, table: Mapping[str, Any], allowed: Sequence[str], where: str) -> None:
+        for key in table:
+            if key not in allowed:
+                prefix = f"{where}." if where else ""
+                self.fail(
+                    f"{prefix}{key}",
+                    f"unknown key{_suggest(key, allowed)}; valid keys: {', '.join(allowed)}",
+                )
+
+    def table(self, value: object, key: str) -> Mapping[str, Any]:
+        if not isinstance(value, dict):
+            self.fail(key, f"expected a table, got {_type_name(value)}")
+        return value
+
+    def string(self, value: object, key: str) -> str:
+        if not isinstance(value, str):
+            self.fail(key, f"expected a string, got {_type_name(value)}")
+        return value
+
+    def number(self, value: object, key: str) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            self.fail(key, f"expected a number, got {_type_name(value)}")
+        result = float(value)
+        if not math.isfinite(result):
+            self.fail(key, f"must be finite, got {result}")
+        return result
+
+    def string_list(self, value: object, key: str, *, allow_single: bool = False) -> list[str]:
+        if allow_single and isinstance(value, str):
+            return [value]
+        if not isinstance(value, list):
+            what = "a string or a list of strings" if allow_single else "a list of strings"
+            self.fail(key, f"expected {what}, got {_type_name(value)}")
+        out: list[str] = []
+        for i, item in enumerate(value):
+            out.append(self.string(item, f"{key}[{i}]"))
+        return out
+
+    def observables(self, value: object, key: str) -> tuple[str, ...]:
+        names = self.string_list(value, key)
+        seen: set[str] = set()
+        for i, name in enumerate(names):
+            if name not in _OBSERVABLES:
+                self.fail(
+                    f"{key}[{i}]",
+                    f"unknown observable {name!r}{_suggest(name, _OBSERVABLES)}; known: "
+                    f"{', '.join(OBSERVABLE_COLUMNS)}",
+                )
+            if name in seen:
+                self.fail(f"{key}[{i}]", f"{name!r} is listed twice")
+            seen.add(name)
+        if not names:
+            self.fail(key, "must not be empty")
+        return tuple(names)
+
+    def files(self, value: object, key: str, *, check: bool) -> tuple[Path, ...]:
+        entries = self.string_list(value, key, allow_single=True)
+        if not entries:
+            self.fail(key, "no files given")
+        found: set[Path] = set()
+        for i, entry in enumerate(entries):
+            entry_key = f"{key}[{i}]" if isinstance(value, list) else key
+            pattern = Path(entry).expanduser()
+            if not pattern.is_absolute():
+                pattern = self.base_dir / pattern
+            text = str(pattern)
+            if any(c in _GLOB_CHARS for c in text):
+                matches = [Path(m) for m in glob.glob(text, recursive=True)]
+                matches = [m for m in matches if m.is_file() and _accepted(m)]
+                if not matches:
+                    if check:
+                        self.fail(
+                            entry_key,
+                            f"the pattern {entry!r} matches no input file ({text}; accepted: "
+                            f"{', '.join(INPUT_SUFFIXES)})",
+                        )
+                    found.add(pattern.resolve())
+                found.update(m.resolve() for m in matches)
+                continue
+            if not _accepted(pattern):
+                self.fail(
+                    entry_key,
+                    f"{entry!r} is not an accepted input (file name must end with one of "
+                    f"{', '.join(INPUT_SUFFIXES)})",
+                )
+            if check and not pattern.is_file():
+                problem = "is not a file" if pattern.exists() else "does not exist"
+                self.fail(entry_key, f"{entry!r} {problem} ({pattern})")
+            found.add(pattern.resolve())
+        return tuple(sorted(found))
+
+
+def _type_name(value: object) -> str:
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, str):
+        return f"a string ({value!r})"
+    if isinstance(value, bool):
+        return f"a boolean ({value})"
+    return f"{type(value).__name__} ({value!r})"
+
+
+def _accepted(path: Path) -> bool:
+    name = path.name.lower()
+    return any(name.endswith(suffix) for suffix in INPUT_SUFFIXES)
+
+
+# --- sections ----------------------------------------------------------------------------------
+
+_TOP_KEYS = (
+    "operators",
+    "luminosity_fb",
+    "selection",
+    "features",
+    "log_features",
+    "training_operator",
+    "output_dir",
+    "split",
+    "samples",
+    "reweighted",
+)
+_SPLIT_KEYS = ("train", "validation", "test", "seed")
+_SAMPLE_KEYS = ("name", "component", "operator", "operators", "files", "xsec_pb")
+_REWEIGHTED_KEYS = (
+    "name",
+    "files",
+    "xsec_pb",
+    "sm_weight",
+    "points",
+    "operators",
+    "plus",
+    "minus",
+    "k",
+)
+_POINT_KEYS = ("plus", "minus", "k")
+_SPLIT_TOLERANCE = 1e-9
+
+
+def _operator_list(ctx: _Ctx, value: object) -> tuple[str, ...]:
+    names = ctx.string_list(value, "operators")
+    seen: set[str] = set()
+    for i, name in enumerate(names):
+        if not _OPERATOR_RE.match(name):
+            ctx.fail(f"operators[{i}]", f"invalid operator name {name!r}")
+        if name in seen:
+            ctx.fail(f"operators[{i}]", f"{name!r} is declared twice")
+        seen.add(name)
+    return tuple(names)
+
+
+def _check_declared(ctx: _Ctx, op: str, key: str, declared: tuple[str, ...]) -> None:
+    if op not in declared:
+        if declared:
+            hint = _suggest(op, declared)
+            ctx.fail(key, f"operator {op!r} is not declared in `operators`{hint}")
+        ctx.fail(key, f"operator {op!r} is not declared: add `operators = [{op!r}, ...]`")
+
+
+def _split(ctx: _Ctx, value: object) -> SplitConfig:
+    table = ctx.table(value, "split")
+    ctx.check_keys(table, _SPLIT_KEYS, "split")
+    defaults = SplitConfig()
+    fractions: dict[str, float] = {}
+    for key in ("train", "validation", "test"):
+        frac = ctx.number(table.get(key, getattr(defaults, key)), f"split.{key}")
+        if not 0.0 <= frac <= 1.0:
+            ctx.fail(f"split.{key}", f"must be in [0, 1], got {frac}")
+        fractions[key] = frac
+    total = sum(fractions.values())
+    if abs(total - 1.0) > _SPLIT_TOLERANCE:
+        ctx.fail(
+            "split",
+            f"train + validation + test must sum to 1, got "
+            f"{fractions['train']} + {fractions['validation']} + {fractions['test']} = {total}",
+        )
+    if fractions["train"] == 0.0:
+        ctx.fail("split.train", "must be > 0")
+    seed = table.get("seed", defaults.seed)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        ctx.fail("split.seed", f"expected an integer >= 0, got {_type_name(seed)}")
+    return SplitConfig(seed=seed, **fractions)
+
+
+def _xsec(ctx: _Ctx, value: object, key: str, *, positive: bool) -> float:
+    xsec = ctx.number(value, key)
+    if positive and xsec <= 0:
+        ctx.fail(key, f"cross section must be > 0 pb, got {xsec}")
+    if xsec == 0:
+        ctx.fail(key, "cross section must not be 0 pb")
+    return xsec
+
+
+def _sample(
+    ctx: _Ctx, value: object, index: int, declared: tuple[str, ...], check_files: bool
+) -> SampleConfig:
+    where = f"samples[{index}]"
+    table = ctx.table(value, where)
+    ctx.check_keys(table, _SAMPLE_KEYS, where)
+    if "component" not in table:
+        ctx.fail(f"{where}.component", f"missing; one of {', '.join(get_args(Component))}")
+    component = ctx.string(table["component"], f"{where}.component")
+    components = get_args(Component)
+    if component not in components:
+        ctx.fail(
+            f"{where}.component",
+            f"{component!r} is not one of {', '.join(components)}{_suggest(component, components)}",
+        )
+    if "operator" in table and "operators" in table:
+        ctx.fail(f"{where}.operator", "give either `operator` or `operators`, not both")
+    ops_key = f"{where}.operator" if "operator" in table else f"{where}.operators"
+    if "operator" in table:
+        ops = [ctx.string(table["operator"], ops_key)]
+    elif "operators" in table:
+        ops = ctx.string_list(table["operators"], ops_key, allow_single=True)
+    else:
+        ops = []
+    expected = {"sm": 0, "lin": 1, "quad": 1, "mix": 2}[component]
+    if len(ops) != expected:
+        what = {0: "no operator", 1: "one `operator`", 2: "two `operators`"}[expected]
+        ctx.fail(ops_key, f"a {component!r} sample takes {what}, got {len(ops)}")
+    for i, op in enumerate(ops):
+        _check_declared(ctx, op, f"{ops_key}[{i}]" if ops_key.endswith("s") else ops_key, declared)
+    if component == "mix" and ops[0] == ops[1]:
+        ctx.fail(ops_key, f"a 'mix' sample needs two different operators, got {ops[0]!r} twice")
+    operators = tuple(sorted(ops))
+    name_default = "_".join((component, *operators))
+    name = ctx.string(table.get("name", name_default), f"{where}.name")
+    if not name:
+        ctx.fail(f"{where}.name", "must not be empty")
+    if "files" not in table:
+        ctx.fail(f"{where}.files", "missing")
+    files = ctx.files(table["files"], f"{where}.files", check=check_files)
+    xsec = None
+    if "xsec_pb" in table:
+        xsec = _xsec(
+            ctx, table["xsec_pb"], f"{where}.xsec_pb", positive=component in ("sm", "quad")
+        )
+    return SampleConfig(
+        name=name,
+        component=component,  # type: ignore[arg-type]  # checked against Component above
+        operators=operators,
+        files=files,
+        xsec_pb=xsec,
+    )
+
+
+def _template(ctx: _Ctx, text: str, op: str, key: str) -> str:
+    if "{op}" not in text:
+        ctx.fail(key, f"template {text!r} must contain '{{op}}'")
+    return text.replace("{op}", op)
+
+
+def _reweighted(
+    ctx: _Ctx, value: object, index: int, declared: tuple[str, ...], check_files: bool
+) -> ReweightedConfig:
+    where = f"reweighted[{index}]"
+    table = ctx.table(value, where)
+    ctx.check_keys(table, _REWEIGHTED_KEYS, where)
+    name = ctx.string(table.get("name", f"reweighted{index}"), f"{where}.name")
+    if not name:
+        ctx.fail(f"{where}.name", "must not be empty")
+    if "files" not in table:
+        ctx.fail(f"{where}.files", "missing")
+    files = ctx.files(table["files"], f"{where}.files", check=check_files)
+    xsec = None
+    if "xsec_pb" in table:
+        xsec = _xsec(ctx, table["xsec_pb"], f"{where}.xsec_pb", positive=True)
+    if "sm_weight" not in table:
+        ctx.fail(f"{where}.sm_weight", "missing: the weight id at c = 0")
+    sm_weight = ctx.string(table["sm_weight"], f"{where}.sm_weight")
+    template_keys = [k for k in ("operators", "plus", "minus", "k") if k in table]
+    points: dict[str, tuple[str, str, float]] = {}
+    if "points" in table:
+        if template_keys:
+            ctx.fail(
+                f"{where}.{template_keys[0]}",
+                "give either `points` or the templates (`plus`, `minus`, `k`), not both",
+            )
+        point_tables = ctx.table(table["points"], f"{where}.points")
+        for op, spec in point_tables.items():
+            key = f"{where}.points.{op}"
+            _check_declared(ctx, op, key, declared)
+            spec_table = ctx.table(spec, key)
+            ctx.check_keys(spec_table, _POINT_KEYS, key)
+            for needed in _POINT_KEYS:
+                if needed not in spec_table:
+                    ctx.fail(f"{key}.{needed}", "missing")
+            k = ctx.number(spec_table["k"], f"{key}.k")
+            if k <= 0:
+                ctx.fail(f"{key}.k", f"must be > 0, got {k}")
+            points[op] = (
+                ctx.string(spec_table["plus"], f"{key}.plus"),
+                ctx.string(spec_table["minus"], f"{key}.minus"),
+                k,
+            )
+    else:
+        for needed in ("plus", "minus", "k"):
+            if needed not in table:
+                ctx.fail(
+                    f"{where}.{needed}",
+                    "missing: give `points.<op> = {plus, minus, k}` or the templates "
+                    "`plus`, `minus` (with '{op}') and `k`",
+                )
+        if "operators" in table:
+            ops = ctx.string_list(table["operators"], f"{where}.operators")
+            for i, op in enumerate(ops):
+                _check_declared(ctx, op, f"{where}.operators[{i}]", declared)
+        else:
+            ops = list(declared)
+        plus = ctx.string(table["plus"], f"{where}.plus")
+        minus = ctx.string(table["minus"], f"{where}.minus")
+        k = ctx.number(table["k"], f"{where}.k")
+        if k <= 0:
+            ctx.fail(f"{where}.k", f"must be > 0, got {k}")
+        for op in ops:
+            points[op] = (
+                _template(ctx, plus, op, f"{where}.plus"),
+                _template(ctx, minus, op, f"{where}.minus"),
+                k,
+            )
+    if not points:
+        ctx.fail(f"{where}.points", "no operator points given")
+    for op, (plus_id, minus_id, _) in points.items():
+        ids = {sm_weight, plus_id, minus_id}
+        if len(ids) != 3:
+            ctx.fail(
+                f"{where}.points.{op}",
+                f"the weight ids at 0, +k, -k must differ, got {sm_weight!r}, {plus_id!r}, "
+                f"{minus_id!r}",
+            )
+    return ReweightedConfig(
+        name=name,
+        files=files,
+        xsec_pb=xsec,
+        sm_weight=sm_weight,
+        points=dict(sorted(points.items())),
+    )
+
+
+def _check_sources(
+    ctx: _Ctx,
+    samples: Sequence[SampleConfig],
+    reweighted: Sequence[ReweightedConfig],
+    declared: tuple[str, ...],
+) -> None:
+    """One source per component, an SM source for EFT samples, every declared op provided."""
+    sources: dict[tuple[str, tuple[str, ...]], str] = {}
+
+    def claim(component: str, ops: tuple[str, ...], key: str) -> None:
+        previous = sources.get((component, ops))
+        if previous is not None:
+            what = component + (f" {'/'.join(ops)}" if ops else "")
+            ctx.fail(
+                key,
+                f"a second source of {what} (the first is {previous}); put all files of one "
+                "component into one sample's `files`",
+            )
+        sources[(component, ops)] = key
+
+    for i, sample in enumerate(samples):
+        claim(sample.component, sample.operators, f"samples[{i}].component")
+    for i, rw in enumerate(reweighted):
+        claim("sm", (), f"reweighted[{i}]")
+        for op in rw.points:
+            claim("lin", (op,), f"reweighted[{i}].points.{op}")
+            claim("quad", (op,), f"reweighted[{i}].points.{op}")
+    if ("sm", ()) not in sources:
+        for i, sample in enumerate(samples):
+            if sample.component != "sm":
+                ctx.fail(
+                    f"samples[{i}].component",
+                    f'a {sample.component!r} sample needs an SM sample (component = "sm"), '
+                    "and there is none",
+                )
+    provided = {op for _, ops in sources for op in ops}
+    for i, op in enumerate(declared):
+        if op not in provided:
+            ctx.fail(f"operators[{i}]", f"operator {op!r} is declared but no sample provides it")
+    names: dict[str, str] = {}
+    labelled = [(s.name, f"samples[{i}].name") for i, s in enumerate(samples)]
+    labelled += [(r.name, f"reweighted[{i}].name") for i, r in enumerate(reweighted)]
+    for name, key in labelled:
+        if name in names:
+            ctx.fail(key, f"sample name {name!r} is already used by {names[name]}")
+        names[name] = key
+    files: dict[Path, str] = {}
+    for prefix, entries in [(f"samples[{i}]", s.files) for i, s in enumerate(samples)] + [
+        (f"reweighted[{i}]", r.files) for i, r in enumerate(reweighted)
+    ]:
+        for path in entries:
+            if path in files and files[path] != prefix:
+                ctx.fail(f"{prefix}.files", f"{path} is also an input of {files[path]}")
+            files[path] = prefix
+
+
+def _parse(data: Mapping[str, Any], ctx: _Ctx, check_files: bool) -> AnalysisConfig:
+    ctx.check_keys(data, _TOP_KEYS, "")
+    declared = _operator_list(ctx, data.get("operators", []))
+
+    luminosity = ctx.number(data.get("luminosity_fb", 350.0), "luminosity_fb")
+    if luminosity <= 0:
+        ctx.fail("luminosity_fb", f"must be > 0 fb^-1, got {luminosity}")
+
+    selection = ctx.string(data.get("selection", DEFAULT_SELECTION), "selection")
+    try:
+        selection_expr(selection)
+    except SelectionError as exc:
+        ctx.fail("selection", str(exc))
+
+    features = (
+        ctx.observables(data["features"], "features") if "features" in data else DEFAULT_FEATURES
+    )
+    if "log_features" in data:
+        log_features = ctx.observables(data["log_features"], "log_features")
+        for i, name in enumerate(log_features):
+            if name not in features:
+                ctx.fail(f"log_features[{i}]", f"{name!r} is not one of `features`")
+    else:
+        log_features = tuple(name for name in ENERGY_LIKE if name in features)
+
+    split = _split(ctx, data.get("split", {}))
+
+    training_operator = None
+    if "training_operator" in data:
+        training_operator = ctx.string(data["training_operator"], "training_operator")
+        _check_declared(ctx, training_operator, "training_operator", declared)
+
+    if "output_dir" in data:
+        out = Path(ctx.string(data["output_dir"], "output_dir")).expanduser()
+        output_dir = (out if out.is_absolute() else ctx.base_dir / out).resolve()
+    else:
+        output_dir = (ctx.base_dir / "vbsad-output" / ctx.path.stem).resolve()
+
+    raw_samples = data.get("samples", [])
+    if not isinstance(raw_samples, list):
+        ctx.fail(
+            "samples", f"expected an array of tables ([[samples]]), got {_type_name(raw_samples)}"
+        )
+    samples = tuple(
+        _sample(ctx, value, i, declared, check_files) for i, value in enumerate(raw_samples)
+    )
+    raw_reweighted = data.get("reweighted", [])
+    if not isinstance(raw_reweighted, list):
+        ctx.fail(
+            "reweighted",
+            f"expected an array of tables ([[reweighted]]), got {_type_name(raw_reweighted)}",
+        )
+    reweighted = tuple(
+        _reweighted(ctx, value, i, declared, check_files) for i, value in enumerate(raw_reweighted)
+    )
+    if not samples and not reweighted:
+        ctx.fail("samples", "no samples: add [[samples]] or [[reweighted]] tables")
+    _check_sources(ctx, samples, reweighted, declared)
+
+    return AnalysisConfig(
+        path=ctx.path,
+        luminosity_fb=luminosity,
+        selection=selection,
+        features=features,
+        log_features=log_features,
+        split=split,
+        training_operator=training_operator,
+        output_dir=output_dir,
+        samples=samples,
+        reweighted=reweighted,
+        declared_operators=declared,
+    )
+
+
+def load_config(path: Path, *, check_files: bool = True) -> AnalysisConfig:
+    """Read and validate an analysis config (TOML; schema in the module docstring).
+
+    Args:
+        path: the config file.
+        check_files: check that every sample file exists and every glob matches (False: only
+            resolve the paths, e.g. to inspect a config whose data are elsewhere).
+
+    Raises:
+        ConfigError: the file is missing, not valid TOML, or violates the schema; the message
+            names the file and the key path.
+    """
+    resolved = Path(path).expanduser().resolve()
+    ctx = _Ctx(resolved)
+    try:
+        data = tomllib.loads(resolved.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        ctx.fail("", "config file not found")
+    except (OSError, UnicodeDecodeError) as exc:
+        ctx.fail("", f"cannot read the config file: {exc}")
+    except tomllib.TOMLDecodeError as exc:
+        ctx.fail("", f"invalid TOML: {exc}")
+    return _parse(data, ctx, check_files)
