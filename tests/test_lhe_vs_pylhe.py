@@ -21,7 +21,7 @@ import pyarrow as pa
 import pytest
 from conftest import ALL_FILES, LHE_DIR, N_LHE_FILES, N_SSWW_FILES, SSWW_DIR
 
-vbsad_batch = pytest.importorskip("vbsad_batch")
+import vbsad_batch
 
 OBS_COLUMNS = ["event", *ref_mod.OBSERVABLE_NAMES, "w"]
 PARTICLE_COLUMNS = [

@@ -99,22 +99,7 @@ DEFAULT_SELECTION = "ptj1 > 30 and ptj2 > 30 and deltaetajj > 2 and mjj > 200"
 ENERGY_LIKE: tuple[str, ...] = ("met", "mjj", "mll", "ptj1", "ptj2", "ptl1", "ptl2", "ptll")
 """Observables in GeV; the reference model takes their log10."""
 
-DEFAULT_FEATURES: tuple[str, ...] = (
-    "mll",
-    "mjj",
-    "ptl1",
-    "ptl2",
-    "ptj1",
-    "ptj2",
-    "ptll",
-    "met",
-    "etal1",
-    "etal2",
-    "etaj1",
-    "etaj2",
-    "deltaetajj",
-    "deltaphijj",
-)
+DEFAULT_FEATURES: tuple[str, ...] = OBSERVABLE_COLUMNS[:14]
 """The 14 model inputs of DESIGN.md."""
 
 INPUT_SUFFIXES: tuple[str, ...] = (".lhe", ".lhe.gz", ".parquet", ".root")
