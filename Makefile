@@ -18,15 +18,18 @@ $(STAMP): pyproject.toml $(RUST_SOURCES)
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet "maturin>=1.7,<2"
-	$(BIN)/pip install --quiet -e ".[test,lint,bench]"
+	$(BIN)/pip install --quiet -e ".[train,test,lint,bench]"
 	touch $(STAMP)
 
-# The main job. Until the full pipeline exists it writes the embedded demo sample,
-# preprocesses it into Parquet shards and inspects the result.
+# The main job. Until the full pipeline exists: write the embedded demo sample, preprocess it
+# into Parquet shards, inspect it, then weight it (EFT yields, training datasets) with the
+# reweighting example config.
 run: setup
-	$(BIN)/vbsad demo-data --output $(OUT)/demo
-	$(BIN)/vbsad preprocess $(OUT)/demo/*.lhe.gz --output $(OUT)/shards
-	$(BIN)/vbsad inspect $(OUT)/demo/ssww_demo.lhe.gz --events 5
+	$(BIN)/vbsad demo-data --output examples/demo
+	$(BIN)/vbsad preprocess examples/demo/*.lhe.gz --output $(OUT)/shards
+	$(BIN)/vbsad inspect examples/demo/ssww_demo.lhe.gz --events 5
+	$(BIN)/vbsad yields examples/demo_reweighted.toml --op cW=0.5
+	$(BIN)/vbsad datasets examples/demo_reweighted.toml
 
 test: setup lint test-rust test-python
 
@@ -47,4 +50,4 @@ bench: setup
 	$(BIN)/python benchmarks/ingest.py
 
 clean:
-	rm -rf $(VENV) target $(OUT)
+	rm -rf $(VENV) target $(OUT) examples/demo examples/vbsad-output
