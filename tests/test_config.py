@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
+import tomllib
 from pathlib import Path
 
 import polars as pl
 import pytest
 from conftest import SSWW_DIR
 
+import vbsad_batch.config as config_module
 from vbsad_batch.config import (
     DEFAULT_FEATURES,
     DEFAULT_SELECTION,
     ENERGY_LIKE,
     ConfigError,
     SelectionError,
+    TrainingConfig,
     load_config,
     selection_columns,
     selection_expr,
@@ -84,10 +88,13 @@ def test_reweighted_example_with_generated_demo_data(tmp_path: Path) -> None:
     assert config.operators() == tuple(sorted(DEFAULT_OPERATORS))
 
 
-def test_reweighted_example_needs_its_demo_file() -> None:
+def test_reweighted_example_needs_its_demo_file(tmp_path: Path) -> None:
+    # A copy away from examples/, where `make run` may have written the demo sample.
+    config = tmp_path / "demo_reweighted.toml"
+    shutil.copyfile(EXAMPLES / "demo_reweighted.toml", config)
     with pytest.raises(ConfigError, match=r"reweighted\[0\]\.files"):
-        load_config(EXAMPLES / "demo_reweighted.toml")
-    load_config(EXAMPLES / "demo_reweighted.toml", check_files=False)
+        load_config(config)
+    load_config(config, check_files=False)
 
 
 # --- a config written in the test ----------------------------------------------------------------
@@ -139,6 +146,7 @@ def test_defaults_and_resolution(tmp_path: Path, data_dir: Path) -> None:
     assert config.log_features == ENERGY_LIKE
     assert (config.split.train, config.split.validation, config.split.test) == (0.6, 0.2, 0.2)
     assert config.split.seed == 0
+    assert config.training == TrainingConfig()
     assert config.training_operator is None
     assert config.output_dir == (tmp_path / "vbsad-output" / "ana").resolve()
     sm, lin, quad, mix = config.samples
@@ -172,6 +180,72 @@ output_dir = "/abs/out"
     assert config.training_operator == "cHW"
     assert config.output_dir == Path("/abs/out")
     assert (config.split.train, config.split.seed) == (0.5, 7)
+
+
+def test_training_defaults_are_the_documented_paper_recipe() -> None:
+    training = TrainingConfig()
+    assert training.optimizer == "adam"
+    assert training.learning_rate == 5e-4
+    assert (training.epochs, training.patience, training.batch_size) == (200, 10, 32)
+    assert training.latent_dim == 3
+    assert training.hidden_layers == (20, 10, 7)
+    assert (training.beta, training.bce_weight) == (0.001, 1.0)
+    assert training.classifier_units == 50
+    assert training.leaky_relu_alpha == 0.3
+    assert training.seed == 0
+
+
+def test_schema_docstring_documents_the_training_defaults() -> None:
+    """The `[training]` block of config.py's docstring is valid TOML with the real defaults."""
+    lines = (config_module.__doc__ or "").splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip().startswith("[training]"))
+    block = []
+    for line in lines[start + 1 :]:
+        if not line.strip():
+            break
+        block.append(line.split("#", 1)[0].strip())
+    documented = tomllib.loads("\n".join(block))
+    defaults = dataclasses.asdict(TrainingConfig())
+    defaults["hidden_layers"] = list(defaults["hidden_layers"])
+    assert documented == defaults
+
+
+def test_training_section(tmp_path: Path, data_dir: Path) -> None:
+    text = (
+        BASE
+        + """
+[training]
+optimizer = "adam"
+learning_rate = 0.001
+epochs = 5
+patience = 2
+batch_size = 4096
+latent_dim = 7
+hidden_layers = [32, 16]
+beta = 0.5
+bce_weight = 2
+classifier_units = 8
+leaky_relu_alpha = 0.1
+seed = 3
+"""
+    )
+    config = load_config(_write(tmp_path, text))
+    assert config.training == TrainingConfig(
+        learning_rate=0.001,
+        epochs=5,
+        patience=2,
+        batch_size=4096,
+        latent_dim=7,
+        hidden_layers=(32, 16),
+        beta=0.5,
+        bce_weight=2.0,
+        classifier_units=8,
+        leaky_relu_alpha=0.1,
+        seed=3,
+    )
+    assert isinstance(config.training.bce_weight, float)
+    partial = load_config(_write(tmp_path, BASE + "[training]\nlatent_dim = 5\n"))
+    assert partial.training == TrainingConfig(latent_dim=5)
 
 
 def _replace(old: str, new: str) -> str:
@@ -220,6 +294,25 @@ ERRORS: list[tuple[str, str]] = [
     ("[[samples]]\ncomponent = 1\nfiles='x.lhe'\n", r"samples\[0\]\.component: expected a str"),
     ("operators = []\n", r"samples: no samples"),
     ("x = [\n", r"invalid TOML"),
+    # training
+    (BASE + "[training]\nlearning_rat = 1\n", r"training\.learning_rat: unknown key \(did you"),
+    (BASE + "[training]\noptimizer = 'sgd'\n", r"training\.optimizer: 'sgd' is not supported"),
+    (BASE + "[training]\nlearning_rate = 0\n", r"training\.learning_rate: must be > 0"),
+    (BASE + "[training]\nepochs = 0\n", r"training\.epochs: must be >= 1, got 0"),
+    (BASE + "[training]\nepochs = 2.5\n", r"training\.epochs: expected an integer"),
+    (BASE + "[training]\npatience = true\n", r"training\.patience: expected an integer"),
+    (BASE + "[training]\nbatch_size = -4\n", r"training\.batch_size: must be >= 1"),
+    (BASE + "[training]\nlatent_dim = 2\n", r"training\.latent_dim: must be in 3\.\.7, got 2"),
+    (BASE + "[training]\nlatent_dim = 8\n", r"training\.latent_dim: must be in 3\.\.7, got 8"),
+    (BASE + "[training]\nhidden_layers = []\n", r"training\.hidden_layers: must not be empty"),
+    (BASE + "[training]\nhidden_layers = 20\n", r"training\.hidden_layers: expected a list"),
+    (BASE + "[training]\nhidden_layers = [20, 0]\n", r"training\.hidden_layers\[1\]: must be >= 1"),
+    (BASE + "[training]\nbeta = -1\n", r"training\.beta: must be >= 0"),
+    (BASE + "[training]\nbce_weight = 'x'\n", r"training\.bce_weight: expected a number"),
+    (BASE + "[training]\nclassifier_units = 0\n", r"training\.classifier_units: must be >= 1"),
+    (BASE + "[training]\nleaky_relu_alpha = nan\n", r"training\.leaky_relu_alpha: must be finite"),
+    (BASE + "[training]\nseed = -1\n", r"training\.seed: must be >= 0"),
+    ("training = 3\n" + BASE, r"training: expected a table"),
 ]
 
 

@@ -111,8 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description=(
             "Anomaly detection for vector boson scattering EFT studies: turn Les Houches "
-            "event files into observable tables, inspect them, compute EFT yields and write "
-            "the training and test datasets."
+            "event files into observable tables, inspect them, compute EFT yields, write "
+            "the training and test datasets, train the VAE / VAE+NN models and score events."
         ),
         parents=[_verbosity_options(suppress_defaults=False)],
     )
@@ -303,6 +303,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ds.set_defaults(handler=_cmd_datasets)
 
+    _add_train_parser(subparsers, sub_common)
+    _add_score_parser(subparsers, sub_common)
+
     export = subparsers.add_parser(
         "export-root",
         parents=[sub_common],
@@ -328,6 +331,89 @@ def build_parser() -> argparse.ArgumentParser:
     )
     export.set_defaults(handler=_cmd_export_root)
     return parser
+
+
+_MODEL_KINDS = ("vae", "vae_nn")
+_LATENT_MIN, _LATENT_MAX = 3, 7  # as vbsad_batch.config.LATENT_DIM_RANGE (not imported: polars)
+
+
+def _latent_dim(text: str) -> int:
+    """An argparse type: a latent size in 3..7."""
+    value = _positive_int(text)
+    if not _LATENT_MIN <= value <= _LATENT_MAX:
+        raise argparse.ArgumentTypeError(f"must be in {_LATENT_MIN}..{_LATENT_MAX}, got {value}")
+    return value
+
+
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", type=Path, metavar="CONFIG", help="analysis config (TOML)")
+    parser.add_argument(
+        "--model",
+        choices=_MODEL_KINDS,
+        default="vae",
+        help="'vae': the VAE trained on SM events; 'vae_nn': the VAE plus the classifier on "
+        "the per-event (MSE, KLD), trained with the mixed SM+EFT set of the config's "
+        "training_operator (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--latent",
+        type=_latent_dim,
+        default=None,
+        metavar="K",
+        help=f"latent space size, {_LATENT_MIN}..{_LATENT_MAX} (default: [training] latent_dim "
+        "of the config, itself 3 by default)",
+    )
+
+
+def _add_train_parser(subparsers: Any, sub_common: argparse.ArgumentParser) -> None:
+    train = subparsers.add_parser(
+        "train",
+        parents=[sub_common],
+        help="train a VAE or VAE+NN model on the datasets of an analysis config",
+        description=(
+            "Train a model on the datasets written by 'vbsad datasets' (sm_train, "
+            "sm_validation, and for vae_nn mixed_train_<training_operator>) with the "
+            "hyperparameters of the config's [training] section, with early stopping on the "
+            "validation loss (the best weights are kept) and a checkpoint after every epoch. "
+            "Writes <output_dir>/models/<model>_latent<K>[_<operator>]/: the Keras model, "
+            "preprocessing.json, config.toml, history.csv, metrics.json and manifest.json "
+            "(dataset SHA-256s, settings). A model directory that is up to date is skipped. "
+            "Deterministic for a given [training] seed."
+        ),
+        epilog=f"example: {PROG} train examples/ssww_real.toml --model vae_nn --latent 3 --resume",
+    )
+    _add_model_options(train)
+    train.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run (SIGTERM, SIGKILL, crash) from its last checkpoint; "
+        "the result equals that of an uninterrupted run. Without a checkpoint, start afresh "
+        "(default: start afresh, discarding any checkpoint)",
+    )
+    train.add_argument(
+        "--force",
+        action="store_true",
+        help="retrain even when the model directory is up to date",
+    )
+    train.set_defaults(handler=_cmd_train)
+
+
+def _add_score_parser(subparsers: Any, sub_common: argparse.ArgumentParser) -> None:
+    score = subparsers.add_parser(
+        "score",
+        parents=[sub_common],
+        help="write the per-event anomaly scores of a trained model for every test dataset",
+        description=(
+            "Apply a model trained by 'vbsad train' to every test dataset of the config "
+            "(sm_test, lin_test_<op>, quad_test_<op>) and write per dataset a Parquet file "
+            "with event, input_sha256, yield, and the scores mse (mean squared reconstruction "
+            "error over the scaled features), kld (KL divergence of the latent distribution) "
+            "and, for vae_nn, score (classifier output in [0, 1]), plus a manifest."
+        ),
+        epilog=f"example: {PROG} score examples/ssww_real.toml --model vae_nn",
+    )
+    _add_model_options(score)
+    score.set_defaults(handler=_cmd_score)
 
 
 def _coefficient(text: str) -> tuple[str, float]:
@@ -710,6 +796,54 @@ def _cmd_datasets(args: argparse.Namespace, console: Console | None) -> int:
         for info in result.datasets:
             print(f"  {info.name:<{width}}  {info.n_rows:>9} rows  {info.sum_yield:12.6g}")
         print(f"manifest {result.manifest}")
+    return EXIT_OK
+
+
+def _cmd_train(args: argparse.Namespace, console: Console | None) -> int:
+    from vbsad_batch.config import load_config  # noqa: PLC0415 - polars only for this command
+    from vbsad_batch.training import train  # noqa: PLC0415 - TensorFlow only for this command
+
+    config = load_config(args.config)
+    try:
+        with make_progress_reporter(quiet=args.quiet, console=console) as reporter:
+            result = train(
+                config,
+                kind=args.model,
+                latent_dim=args.latent,
+                resume=args.resume,
+                force=args.force,
+                progress=reporter,
+            )
+    except (_Terminated, KeyboardInterrupt):
+        # The checkpoint of the last complete epoch is written atomically: it survives.
+        logger.warning("training interrupted: continue it with '%s train --resume'", PROG)
+        raise
+    if not args.quiet:
+        print(f"{result.status}: {result.model_dir} ({result.reason})")
+        print(
+            f"epochs run {result.epochs_run}, best epoch {result.best_epoch}, validation loss "
+            f"{result.best_val_loss:.6g}{', stopped early' if result.stopped_early else ''}"
+        )
+    return EXIT_OK
+
+
+def _cmd_score(args: argparse.Namespace, console: Console | None) -> int:
+    from vbsad_batch.config import load_config  # noqa: PLC0415 - polars only for this command
+    from vbsad_batch.scoring import score_datasets  # noqa: PLC0415 - TensorFlow only here
+    from vbsad_batch.training import model_directory  # noqa: PLC0415
+
+    config = load_config(args.config)
+    model_dir = model_directory(config, args.model, args.latent)
+    if not model_dir.is_dir():
+        raise _UsageError(
+            f"no trained model in {model_dir}: run '{PROG} train {args.config} --model "
+            f"{args.model}' first"
+        )
+    with make_progress_reporter(quiet=args.quiet, console=console) as reporter:
+        written = score_datasets(config, model_dir, progress=reporter)
+    if not args.quiet:
+        for path in written:
+            print(path)
     return EXIT_OK
 
 

@@ -27,6 +27,22 @@ must hold a sample)::
     test = 0.2
     seed = 0                        # integer >= 0
 
+    [training]                      # the models (defaults: the reference paper's recipe)
+    optimizer = "adam"              # only "adam"
+    learning_rate = 5e-4            # Adam step size (> 0)
+    epochs = 200                    # maximum number of epochs (integer >= 1)
+    patience = 10                   # early stopping: epochs without a lower validation loss
+                                    # (integer >= 1)
+    batch_size = 32                 # events per batch (integer >= 1)
+    latent_dim = 3                  # latent space size (integer in 3..7)
+    hidden_layers = [20, 10, 7]     # encoder Dense widths; the decoder mirrors them
+    beta = 0.001                    # weight of the KL divergence in the VAE loss (>= 0)
+    bce_weight = 1.0                # VAE+NN: weight of the classifier's binary cross-entropy
+                                    # (>= 0)
+    classifier_units = 50           # VAE+NN: width of the linear Dense layer of the classifier
+    leaky_relu_alpha = 0.3          # negative slope of the LeakyReLU activations (>= 0)
+    seed = 0                        # weight initialisation and sampling (integer >= 0)
+
     [[samples]]                     # one separately generated sample
     name = "SSWW_SM"                # optional, default "<component>[_<operator(s)>]"; unique
     component = "sm"                # "sm" | "lin" | "quad" | "mix"
@@ -79,6 +95,7 @@ __all__ = [
     "DEFAULT_SELECTION",
     "ENERGY_LIKE",
     "INPUT_SUFFIXES",
+    "LATENT_DIM_RANGE",
     "AnalysisConfig",
     "Component",
     "ConfigError",
@@ -86,6 +103,7 @@ __all__ = [
     "SampleConfig",
     "SelectionError",
     "SplitConfig",
+    "TrainingConfig",
     "load_config",
     "selection_columns",
     "selection_expr",
@@ -170,6 +188,54 @@ class SplitConfig:
 
 
 @dataclass(frozen=True)
+class TrainingConfig:
+    """Hyperparameters of the VAE and VAE+NN models and of their training.
+
+    The defaults are the reference paper's recipe (Adam at a learning rate of 5e-4, batch size
+    32, encoder 20-10-7 with a mirrored decoder, latent size 3, LeakyReLU with the Keras slope
+    0.3, classifier Dense 50 linear then Dense 1 hard-sigmoid). The early stopping patience
+    (10 epochs), beta (0.001) and the BCE weight (1) are this tool's choices: the paper's
+    authors scanned beta, and with min-max scaled inputs (per-event MSE ~0.01) beta = 1 makes
+    the KL term dominate, which collapses the latent space (KLD -> 0, every event encoded
+    alike).
+
+    Attributes:
+        optimizer: "adam".
+        learning_rate: Adam step size.
+        epochs: maximum number of training epochs.
+        patience: early stopping: stop after this many epochs without a lower validation loss
+            (the best weights are kept).
+        batch_size: events per training batch (SM batch and, for VAE+NN, mixed batch).
+        latent_dim: size of the latent space, 3..7.
+        hidden_layers: widths of the encoder's Dense layers, input side first; the decoder
+            uses them in reverse order.
+        beta: weight of the per-event KL divergence in the VAE loss MSE + beta * KLD.
+        bce_weight: VAE+NN: weight of the classifier's binary cross-entropy added to the VAE
+            loss.
+        classifier_units: VAE+NN: width of the classifier's linear Dense layer.
+        leaky_relu_alpha: negative slope of the LeakyReLU activations.
+        seed: seed of the weight initialisation and of the latent sampling.
+    """
+
+    optimizer: Literal["adam"] = "adam"
+    learning_rate: float = 5e-4
+    epochs: int = 200
+    patience: int = 10
+    batch_size: int = 32
+    latent_dim: int = 3
+    hidden_layers: tuple[int, ...] = (20, 10, 7)
+    beta: float = 0.001
+    bce_weight: float = 1.0
+    classifier_units: int = 50
+    leaky_relu_alpha: float = 0.3
+    seed: int = 0
+
+
+LATENT_DIM_RANGE: tuple[int, int] = (3, 7)
+"""Allowed latent sizes (inclusive), as studied by the reference paper."""
+
+
+@dataclass(frozen=True)
 class AnalysisConfig:
     """A validated analysis configuration (see the module docstring for the TOML schema).
 
@@ -180,6 +246,7 @@ class AnalysisConfig:
         features: model inputs.
         log_features: features that get log10 (subset of `features`).
         split: split fractions and seed.
+        training: model and training hyperparameters.
         training_operator: operator of the mixed SM+EFT training set, or None.
         output_dir: where the stages write, resolved.
         samples: separately generated samples.
@@ -193,6 +260,7 @@ class AnalysisConfig:
     features: tuple[str, ...] = DEFAULT_FEATURES
     log_features: tuple[str, ...] = ENERGY_LIKE
     split: SplitConfig = field(default_factory=SplitConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
     training_operator: str | None = None
     output_dir: Path = Path("vbsad-output")
     samples: tuple[SampleConfig, ...] = ()
@@ -539,9 +607,25 @@ _TOP_KEYS = (
     "training_operator",
     "output_dir",
     "split",
+    "training",
     "samples",
     "reweighted",
 )
+_TRAINING_KEYS = (
+    "optimizer",
+    "learning_rate",
+    "epochs",
+    "patience",
+    "batch_size",
+    "latent_dim",
+    "hidden_layers",
+    "beta",
+    "bce_weight",
+    "classifier_units",
+    "leaky_relu_alpha",
+    "seed",
+)
+_OPTIMIZERS = ("adam",)
 _SPLIT_KEYS = ("train", "validation", "test", "seed")
 _SAMPLE_KEYS = ("name", "component", "operator", "operators", "files", "xsec_pb")
 _REWEIGHTED_KEYS = (
@@ -602,6 +686,67 @@ def _split(ctx: _Ctx, value: object) -> SplitConfig:
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         ctx.fail("split.seed", f"expected an integer >= 0, got {_type_name(seed)}")
     return SplitConfig(seed=seed, **fractions)
+
+
+def _integer(ctx: _Ctx, value: object, key: str, minimum: int, maximum: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        ctx.fail(key, f"expected an integer, got {_type_name(value)}")
+    if value < minimum or (maximum is not None and value > maximum):
+        bounds = f"in {minimum}..{maximum}" if maximum is not None else f">= {minimum}"
+        ctx.fail(key, f"must be {bounds}, got {value}")
+    return value
+
+
+def _training(ctx: _Ctx, value: object) -> TrainingConfig:
+    table = ctx.table(value, "training")
+    ctx.check_keys(table, _TRAINING_KEYS, "training")
+    defaults = TrainingConfig()
+
+    def get(key: str) -> object:
+        return table.get(key, getattr(defaults, key))
+
+    optimizer = ctx.string(get("optimizer"), "training.optimizer")
+    if optimizer not in _OPTIMIZERS:
+        ctx.fail(
+            "training.optimizer",
+            f"{optimizer!r} is not supported; one of {', '.join(_OPTIMIZERS)}"
+            f"{_suggest(optimizer.lower(), _OPTIMIZERS)}",
+        )
+    learning_rate = ctx.number(get("learning_rate"), "training.learning_rate")
+    if learning_rate <= 0:
+        ctx.fail("training.learning_rate", f"must be > 0, got {learning_rate}")
+    floats: dict[str, float] = {}
+    for key in ("beta", "bce_weight", "leaky_relu_alpha"):
+        number = ctx.number(get(key), f"training.{key}")
+        if number < 0:
+            ctx.fail(f"training.{key}", f"must be >= 0, got {number}")
+        floats[key] = number
+    raw_hidden = get("hidden_layers")
+    if isinstance(raw_hidden, tuple):
+        raw_hidden = list(raw_hidden)
+    if not isinstance(raw_hidden, list):
+        ctx.fail(
+            "training.hidden_layers", f"expected a list of integers, got {_type_name(raw_hidden)}"
+        )
+    if not raw_hidden:
+        ctx.fail("training.hidden_layers", "must not be empty")
+    hidden = tuple(
+        _integer(ctx, width, f"training.hidden_layers[{i}]", 1)
+        for i, width in enumerate(raw_hidden)
+    )
+    low, high = LATENT_DIM_RANGE
+    return TrainingConfig(
+        optimizer="adam",
+        learning_rate=learning_rate,
+        epochs=_integer(ctx, get("epochs"), "training.epochs", 1),
+        patience=_integer(ctx, get("patience"), "training.patience", 1),
+        batch_size=_integer(ctx, get("batch_size"), "training.batch_size", 1),
+        latent_dim=_integer(ctx, get("latent_dim"), "training.latent_dim", low, high),
+        hidden_layers=hidden,
+        classifier_units=_integer(ctx, get("classifier_units"), "training.classifier_units", 1),
+        seed=_integer(ctx, get("seed"), "training.seed", 0),
+        **floats,
+    )
 
 
 def _xsec(ctx: _Ctx, value: object, key: str, *, positive: bool) -> float:
@@ -842,6 +987,7 @@ def _parse(data: Mapping[str, Any], ctx: _Ctx, check_files: bool) -> AnalysisCon
         log_features = tuple(name for name in ENERGY_LIKE if name in features)
 
     split = _split(ctx, data.get("split", {}))
+    training = _training(ctx, data.get("training", {}))
 
     training_operator = None
     if "training_operator" in data:
@@ -882,6 +1028,7 @@ def _parse(data: Mapping[str, Any], ctx: _Ctx, check_files: bool) -> AnalysisCon
         features=features,
         log_features=log_features,
         split=split,
+        training=training,
         training_operator=training_operator,
         output_dir=output_dir,
         samples=samples,

@@ -45,7 +45,7 @@ from typing import Any, Literal
 import polars as pl
 
 from vbsad_batch.atomic_write import atomic_path, remove_stale_temp_files
-from vbsad_batch.config import AnalysisConfig, selection_expr
+from vbsad_batch.config import AnalysisConfig, TrainingConfig, selection_expr
 from vbsad_batch.progress import ProgressCallback, ProgressEvent
 from vbsad_batch.provenance import (
     fingerprint_file,
@@ -162,7 +162,8 @@ def _key(config: AnalysisConfig, inputs: Sequence[dict[str, Any]], c: float) -> 
     return {
         "format_version": DATASETS_FORMAT_VERSION,
         "tool_version": tool_version(),
-        "config": _jsonable(config),
+        # The training settings do not change the datasets: editing them must not rebuild.
+        "config": _jsonable(dataclasses.replace(config, training=TrainingConfig())),
         "inputs": [{"path": i["path"], "sha256": i["sha256"]} for i in inputs],
         "options": {"training_coefficient": c},
     }

@@ -1,0 +1,224 @@
+"""Benchmark: this project's training (`vbsad_batch.training.train`: a tf.function step over
+tf.data, large batch) versus the reference paper's recipe (a plain Keras `model.fit` at batch
+size 32, Adam at 5e-4), on the same data in one run.
+
+Data: the embedded toy demo sample (`vbsad demo-data`, NOT physics), through the real pipeline:
+LHE -> `build_datasets` (VBS selection, 60/20/20 split) -> the same SM training and validation
+events and the same preprocessing (fitted on SM train) for both. Both train the same VAE
+(`vbsad_batch.model.build_model`, latent 3, seed 0) with the same loss (`vae_loss`, beta 1);
+op determinism is on for both (it is process-wide).
+
+Printed: training throughput (events/s, steady state: the first epoch, which traces, is left
+out) and the training time (validation excluded) until the validation loss first reaches a
+common target = the higher of the two best validation losses, i.e. a loss that both reached;
+then the ratios.
+
+    python benchmarks/training.py             # 100k generated events, fit 8 epochs
+    python benchmarks/training.py --quick     # 30k events, fit 2 epochs
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import math
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+CONFIG = """
+operators = ["cW"]
+training_operator = "cW"
+output_dir = "out"
+
+[split]
+train = 0.6
+validation = 0.2
+test = 0.2
+seed = 1
+
+[[reweighted]]
+name = "ssww_demo"
+files = "demo/ssww_demo.lhe.gz"
+sm_weight = "sm"
+plus = "{op}_p1"
+minus = "{op}_m1"
+k = 1.0
+"""
+
+
+def make_config(directory: Path, n_events: int) -> Any:
+    from vbsad_batch.config import load_config  # noqa: PLC0415
+    from vbsad_batch.datasets import build_datasets  # noqa: PLC0415
+    from vbsad_batch.demo import generate_demo  # noqa: PLC0415
+
+    generate_demo(directory / "demo", n_events=n_events, seed=1)
+    path = directory / "bench.toml"
+    path.write_text(CONFIG, encoding="utf-8")
+    config = load_config(path)
+    build_datasets(config)
+    return config
+
+
+def first_time_below(times: list[float], losses: list[float], target: float) -> float:
+    """Cumulative training time (s) at the end of the first epoch with loss <= target."""
+    elapsed = 0.0
+    for seconds, loss in zip(times, losses, strict=True):
+        elapsed += seconds
+        if loss <= target:
+            return elapsed
+    return math.inf
+
+
+def run_project(config: Any, batch_size: int, learning_rate: float, epochs: int) -> dict[str, Any]:
+    from vbsad_batch.training import train  # noqa: PLC0415
+
+    training = dataclasses.replace(
+        config.training,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        epochs=epochs,
+        patience=epochs,
+    )
+    result = train(dataclasses.replace(config, training=training), kind="vae", force=True)
+    with open(result.model_dir / "history.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    return {
+        "seconds": [float(r["seconds"]) for r in rows],
+        "val_loss": [float(r["val_loss"]) for r in rows],
+    }
+
+
+def run_keras_fit(config: Any, epochs: int) -> dict[str, Any]:
+    """The paper's recipe: keras Model.fit, batch 32, Adam 5e-4, shuffled every epoch."""
+    import keras  # noqa: PLC0415
+    import polars as pl  # noqa: PLC0415
+    import tensorflow as tf  # noqa: PLC0415
+
+    from vbsad_batch.model import Preprocessing, build_model, vae_loss  # noqa: PLC0415
+
+    datasets = config.output_dir / "datasets"
+    sm_train = pl.read_parquet(datasets / "sm_train.parquet")
+    prep = Preprocessing.fit(sm_train, config.features, config.log_features)
+    x_train = prep.transform(sm_train)
+    x_val = prep.transform(pl.read_parquet(datasets / "sm_validation.parquet"))
+    training = dataclasses.replace(config.training, batch_size=32, learning_rate=5e-4)
+    keras.utils.set_random_seed(training.seed)
+    vae = build_model("vae", x_train.shape[1], training)
+    beta = training.beta
+
+    class FitVAE(keras.Model):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__()
+            self.vae = vae
+            self.tracker = keras.metrics.Mean(name="vae_loss")
+
+        @property
+        def metrics(self) -> list[Any]:
+            return [self.tracker]
+
+        def call(self, x: Any, training: bool = False) -> Any:
+            return self.vae(x, training=training)
+
+        def train_step(self, data: Any) -> dict[str, Any]:
+            x = data[0] if isinstance(data, tuple) else data
+            with tf.GradientTape() as tape:
+                loss = vae_loss(self.vae, x, True, beta)
+            grads = tape.gradient(loss, self.vae.trainable_variables)
+            self.optimizer.apply_gradients(zip(grads, self.vae.trainable_variables, strict=True))
+            self.tracker.update_state(loss)
+            return {"vae_loss": self.tracker.result()}
+
+        def test_step(self, data: Any) -> dict[str, Any]:
+            x = data[0] if isinstance(data, tuple) else data
+            self.tracker.update_state(vae_loss(self.vae, x, False, beta))
+            return {"vae_loss": self.tracker.result()}
+
+    class Timer(keras.callbacks.Callback):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__()
+            self.seconds: list[float] = []
+            self.val_loss: list[float] = []
+
+        def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+            self._start = time.perf_counter()
+
+        def on_test_begin(self, logs: Any = None) -> None:
+            self.seconds.append(time.perf_counter() - self._start)
+
+        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            self.val_loss.append(float(logs["val_vae_loss"]))
+
+    model = FitVAE()
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=5e-4))
+    timer = Timer()
+    model.fit(
+        x_train,
+        batch_size=32,
+        epochs=epochs,
+        shuffle=True,
+        validation_data=(x_val,),
+        validation_batch_size=len(x_val),
+        callbacks=[timer],
+        verbose=0,
+    )
+    return {"seconds": timer.seconds, "val_loss": timer.val_loss, "n_train": len(x_train)}
+
+
+def steady_rate(n_train: int, seconds: list[float]) -> float:
+    steady = seconds[1:] or seconds
+    return n_train * len(steady) / sum(steady)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="short run: 30k events, 2 epochs")
+    parser.add_argument("--events", type=int, default=None, help="generated events (100000)")
+    parser.add_argument("--fit-epochs", type=int, default=None, help="model.fit epochs (8)")
+    parser.add_argument("--epochs", type=int, default=None, help="project epochs (400)")
+    parser.add_argument("--batch-size", type=int, default=4096, help="project batch (4096)")
+    parser.add_argument(
+        "--learning-rate", type=float, default=0.01, help="project Adam step (0.01)"
+    )
+    args = parser.parse_args()
+    n_events = args.events or (30_000 if args.quick else 100_000)
+    fit_epochs = args.fit_epochs or (2 if args.quick else 8)
+    epochs = args.epochs or (100 if args.quick else 400)
+
+    with tempfile.TemporaryDirectory(prefix="vbsad-bench-train-") as tmp:
+        start = time.perf_counter()
+        config = make_config(Path(tmp), n_events)
+        print(f"data: {n_events} demo events -> datasets in {time.perf_counter() - start:.1f} s")
+        fit = run_keras_fit(config, fit_epochs)
+        n_train = fit["n_train"]
+        ours = run_project(config, args.batch_size, args.learning_rate, epochs)
+
+    fit_rate = steady_rate(n_train, fit["seconds"])
+    our_rate = steady_rate(n_train, ours["seconds"])
+    target = max(min(fit["val_loss"]), min(ours["val_loss"]))
+    t_fit = first_time_below(fit["seconds"], fit["val_loss"], target)
+    t_ours = first_time_below(ours["seconds"], ours["val_loss"], target)
+    print(f"SM training events: {n_train}")
+    print(
+        f"keras fit, batch 32, Adam 5e-4: {len(fit['seconds'])} epochs, "
+        f"{fit_rate:,.0f} events/s, best val_loss {min(fit['val_loss']):.5g}"
+    )
+    print(
+        f"vbsad train, batch {args.batch_size}, Adam {args.learning_rate:g}: "
+        f"{len(ours['seconds'])} epochs, {our_rate:,.0f} events/s, "
+        f"best val_loss {min(ours['val_loss']):.5g}"
+    )
+    print(f"throughput ratio (vbsad / fit): {our_rate / fit_rate:.1f}x")
+    print(
+        f"time to val_loss <= {target:.5g} (training only): fit {t_fit:.2f} s, "
+        f"vbsad {t_ours:.2f} s, ratio {t_fit / t_ours:.1f}x"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,288 @@
+"""Training with real TensorFlow on the datasets of the real SSWW samples (examples/ssww_real.toml,
+~1000 SM training events): outputs, skip on re-run, determinism, resume after SIGKILL and
+SIGTERM, and `vbsad score`."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from conftest import SSWW_DIR
+
+from vbsad_batch.cli import main
+from vbsad_batch.config import AnalysisConfig, load_config
+from vbsad_batch.datasets import build_datasets
+from vbsad_batch.progress import ProgressEvent
+from vbsad_batch.provenance import sha256_file
+
+tf = pytest.importorskip("tensorflow")
+from vbsad_batch.model import load_model  # noqa: E402 - after the TensorFlow check
+from vbsad_batch.training import (  # noqa: E402
+    CHECKPOINT_NAME,
+    checkpoint_state,
+    model_directory,
+    train,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE = REPO / "examples" / "ssww_real.toml"
+
+# Small and fast: ~30 ms per epoch; patience = epochs so that no run stops early by chance.
+TRAINING = """
+[training]
+epochs = {epochs}
+patience = {patience}
+batch_size = 128
+learning_rate = 0.003
+seed = {seed}
+"""
+
+
+@pytest.fixture(scope="module")
+def datasets_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The datasets of examples/ssww_real.toml, written once for this module."""
+    root = tmp_path_factory.mktemp("datasets")
+    config = load_config(_write_config(root, epochs=1, patience=1, seed=0))
+    result = build_datasets(config)
+    return result.directory
+
+
+def _write_config(directory: Path, *, epochs: int, patience: int, seed: int = 0) -> Path:
+    text = EXAMPLE.read_text(encoding="utf-8").replace(
+        '"../../shared/testdata/ssww/', f'"{SSWW_DIR.as_posix()}/'
+    )
+    text = (
+        'output_dir = "out"\n' + text + TRAINING.format(epochs=epochs, patience=patience, seed=seed)
+    )
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "ssww.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _config(
+    tmp_path: Path, datasets_dir: Path, *, epochs: int = 12, patience: int = 12, seed: int = 0
+) -> AnalysisConfig:
+    """A config in `tmp_path` whose output directory holds a copy of the module's datasets."""
+    path = _write_config(tmp_path, epochs=epochs, patience=patience, seed=seed)
+    shutil.copytree(datasets_dir, tmp_path / "out" / "datasets")
+    return load_config(path)
+
+
+def _weights(model_dir: Path) -> list[np.ndarray]:
+    return [np.asarray(w) for w in load_model(model_dir).get_weights()]
+
+
+def _history(model_dir: Path) -> list[dict[str, str]]:
+    with open(model_dir / "history.csv", newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def test_train_writes_outputs_and_the_validation_loss_falls(
+    tmp_path: Path, datasets_dir: Path
+) -> None:
+    config = _config(tmp_path, datasets_dir, epochs=12, patience=3)
+    result = train(config, kind="vae")
+    directory = model_directory(config, "vae")
+    assert result.status == "trained"
+    assert result.model_dir == directory == tmp_path / "out" / "models" / "vae_latent3"
+    expected = {
+        "model.keras",
+        "preprocessing.json",
+        "config.toml",
+        "history.csv",
+        "metrics.json",
+        "manifest.json",
+    }
+    assert {p.name for p in directory.iterdir()} == expected  # no checkpoint, no temp file
+
+    history = _history(directory)
+    assert len(history) == result.epochs_run
+    assert [int(row["epoch"]) for row in history] == list(range(1, result.epochs_run + 1))
+    val = [float(row["val_loss"]) for row in history]
+    # Seeds 0-4: the best validation loss is 0.17-0.20 times the first epoch's.
+    assert min(val) < 0.5 * val[0]
+    assert result.best_val_loss == pytest.approx(min(val), rel=1e-12)
+    assert val[result.best_epoch - 1] == min(val)
+
+    metrics = json.loads((directory / "metrics.json").read_text())
+    assert metrics["epochs_run"] == result.epochs_run
+    assert metrics["best_epoch"] == result.best_epoch
+    assert (
+        metrics["n_train"]
+        == pl.scan_parquet(datasets_dir / "sm_train.parquet").select(pl.len()).collect().item()
+    )
+    assert metrics["validation_mse_mean"] > 0
+
+    manifest = json.loads((directory / "manifest.json").read_text())
+    checksums = manifest["key"]["datasets"]
+    assert set(checksums) == {"sm_train", "sm_validation"}
+    for name, digest in checksums.items():
+        assert digest == sha256_file(config.output_dir / "datasets" / f"{name}.parquet")
+    for entry in manifest["outputs"]:
+        assert sha256_file(directory / entry["path"]) == entry["sha256"]
+    assert (directory / "config.toml").read_bytes() == config.path.read_bytes()
+
+    # Up to date: skipped, with or without --resume; --force retrains.
+    assert train(config, kind="vae").status == "skipped"
+    assert train(config, kind="vae", resume=True).status == "skipped"
+    again = train(config, kind="vae", force=True)
+    assert again.status == "trained"
+    assert again.best_val_loss == result.best_val_loss
+
+
+def test_same_seed_same_weights_other_seed_other_weights(
+    tmp_path: Path, datasets_dir: Path
+) -> None:
+    weights = []
+    for run, seed in enumerate((5, 5, 6)):
+        config = _config(tmp_path / f"run{run}", datasets_dir, epochs=4, seed=seed)
+        train(config, kind="vae_nn")
+        weights.append(_weights(model_directory(config, "vae_nn")))
+    assert all(np.array_equal(a, b) for a, b in zip(weights[0], weights[1], strict=True))
+    assert not all(np.array_equal(a, b) for a, b in zip(weights[0], weights[2], strict=True))
+
+
+def _interrupted_run(config: AnalysisConfig, sig: signal.Signals, after_epoch: int) -> int:
+    """Run `vbsad train` in a subprocess, send it `sig` once the checkpoint of `after_epoch`
+    exists; return the exit code."""
+    model_dir = model_directory(config, "vae_nn")
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    command = [sys.executable, "-m", "vbsad_batch", "-q", "train", str(config.path)]
+    proc = subprocess.Popen(
+        [*command, "--model", "vae_nn"], env=env, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            state = checkpoint_state(model_dir)
+            if state is not None and state["next_epoch"] >= after_epoch:
+                proc.send_signal(sig)
+                break
+            time.sleep(0.005)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    state = checkpoint_state(model_dir)
+    assert state is not None, stderr
+    assert after_epoch <= state["next_epoch"] < 40, "the run was not interrupted mid-training"
+    assert not (model_dir / "manifest.json").exists()
+    return proc.returncode
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_resume_after_kill_gives_the_uninterrupted_weights(
+    tmp_path: Path, datasets_dir: Path, sig: signal.Signals
+) -> None:
+    reference = _config(tmp_path / "reference", datasets_dir, epochs=40, patience=40)
+    train(reference, kind="vae_nn")
+    reference_dir = model_directory(reference, "vae_nn")
+
+    config = _config(tmp_path / "killed", datasets_dir, epochs=40, patience=40)
+    code = _interrupted_run(config, sig, after_epoch=3)
+    model_dir = model_directory(config, "vae_nn")
+    if sig == signal.SIGKILL:
+        assert code == -signal.SIGKILL
+    else:
+        assert code == 128 + signal.SIGTERM  # vbsad's clean exit on SIGTERM
+        assert not [p for p in model_dir.iterdir() if p.name.startswith(".tmp-")]
+
+    assert main(["-q", "train", str(config.path), "--model", "vae_nn", "--resume"]) == 0
+    assert not (model_dir / CHECKPOINT_NAME).exists()
+    resumed_history = _history(model_dir)
+    reference_history = _history(reference_dir)
+    assert len(resumed_history) == len(reference_history) == 40
+    for a, b in zip(resumed_history, reference_history, strict=True):
+        assert (a["train_loss"], a["val_loss"]) == (b["train_loss"], b["val_loss"])
+    for a, b in zip(_weights(model_dir), _weights(reference_dir), strict=True):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
+
+
+class _CrashError(Exception):
+    pass
+
+
+def _crash_after(epoch: int) -> Callable[[ProgressEvent], None]:
+    """A progress callback that raises after `epoch`'s checkpoint: a run that dies there."""
+
+    def callback(event: ProgressEvent) -> None:
+        if event.kind == "item_advanced" and event.rows >= epoch:
+            raise _CrashError
+
+    return callback
+
+
+def test_resume_after_a_crash_and_refusal_of_other_settings(
+    tmp_path: Path, datasets_dir: Path
+) -> None:
+    config = _config(tmp_path, datasets_dir, epochs=5, patience=5)
+    model_dir = model_directory(config, "vae_nn")
+    with pytest.raises(_CrashError):
+        train(config, kind="vae_nn", progress=_crash_after(2))
+    state = checkpoint_state(model_dir)
+    assert state is not None
+    assert state["next_epoch"] == 2
+    assert not (model_dir / "manifest.json").exists()
+
+    changed = load_config(_write_config(tmp_path, epochs=6, patience=5))
+    with pytest.raises(ValueError, match="checkpoint of another training"):
+        train(changed, kind="vae_nn", resume=True)
+    resumed = train(config, kind="vae_nn", resume=True)
+    assert (resumed.status, resumed.epochs_run) == ("resumed", 5)
+    # Without --resume an old checkpoint is discarded and the training starts afresh.
+    with pytest.raises(_CrashError):
+        train(changed, kind="vae_nn", progress=_crash_after(1))
+    fresh = train(changed, kind="vae_nn")
+    assert (fresh.status, fresh.epochs_run) == ("trained", 6)
+
+
+def test_score_writes_per_event_scores_for_every_test_dataset(
+    tmp_path: Path, datasets_dir: Path
+) -> None:
+    config = _config(tmp_path, datasets_dir, epochs=3)
+    assert main(["-q", "train", str(config.path), "--model", "vae_nn"]) == 0
+    assert main(["-q", "score", str(config.path), "--model", "vae_nn"]) == 0
+    scores_dir = config.output_dir / "scores" / "vae_nn_latent3_cW"
+    names = {"sm_test", "lin_test_cW", "quad_test_cW"}
+    assert {p.stem for p in scores_dir.glob("*.parquet")} == names
+    for name in names:
+        path = scores_dir / f"{name}.parquet"
+        scores = pl.read_parquet(path)
+        dataset = pl.read_parquet(datasets_dir / f"{name}.parquet")
+        assert scores.height == dataset.height
+        assert {"event", "input_sha256", "yield", "mse", "kld", "score"} <= set(scores.columns)
+        assert scores["event"].to_list() == dataset["event"].to_list()
+        assert scores["mse"].is_finite().all()
+        assert (scores["mse"] >= 0).all()
+        assert ((scores["score"] >= 0) & (scores["score"] <= 1)).all()
+
+
+def test_train_and_score_help_do_not_import_tensorflow() -> None:
+    code = (
+        "import sys; from vbsad_batch.cli import main\n"
+        "for cmd in ([], ['train'], ['score'], ['preprocess']):\n"
+        "    assert main([*cmd, '--help']) == 0\n"
+        "assert 'tensorflow' not in sys.modules"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_missing_datasets_are_a_clear_error(tmp_path: Path) -> None:
+    config = load_config(_write_config(tmp_path, epochs=1, patience=1))
+    with pytest.raises(FileNotFoundError, match="vbsad datasets"):
+        train(config, kind="vae")
+    assert main(["-q", "train", str(config.path)]) == 1
