@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml $(RUST_SOURCES)
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet "maturin>=1.7,<2"
-	$(BIN)/pip install --quiet -e ".[train,test,lint,bench]"
+	$(BIN)/pip install --quiet -e ".[train,mpi,test,lint,bench]"
 	touch $(STAMP)
 
 # The main job. Until the full pipeline exists: write the embedded demo sample, preprocess it
