@@ -17,6 +17,7 @@ from vbsad_batch.config import (
     DEFAULT_SELECTION,
     ENERGY_LIKE,
     ConfigError,
+    ScanConfig,
     SelectionError,
     TrainingConfig,
     load_config,
@@ -195,19 +196,46 @@ def test_training_defaults_are_the_documented_paper_recipe() -> None:
     assert training.seed == 0
 
 
-def test_schema_docstring_documents_the_training_defaults() -> None:
-    """The `[training]` block of config.py's docstring is valid TOML with the real defaults."""
+def _documented_section(name: str) -> dict[str, object]:
+    """The `[name]` block of config.py's docstring, parsed as TOML."""
     lines = (config_module.__doc__ or "").splitlines()
-    start = next(i for i, line in enumerate(lines) if line.strip().startswith("[training]"))
+    start = next(i for i, line in enumerate(lines) if line.strip().startswith(f"[{name}]"))
     block = []
     for line in lines[start + 1 :]:
         if not line.strip():
             break
         block.append(line.split("#", 1)[0].strip())
-    documented = tomllib.loads("\n".join(block))
+    return tomllib.loads("\n".join(block))
+
+
+def test_schema_docstring_documents_the_training_defaults() -> None:
+    """The `[training]` block of config.py's docstring is valid TOML with the real defaults."""
     defaults = dataclasses.asdict(TrainingConfig())
     defaults["hidden_layers"] = list(defaults["hidden_layers"])
-    assert documented == defaults
+    assert _documented_section("training") == defaults
+
+
+def test_scan_section_defaults_documented_and_explicit(tmp_path: Path, data_dir: Path) -> None:
+    defaults = dataclasses.asdict(ScanConfig())
+    defaults = {k: list(v) if isinstance(v, tuple) else v for k, v in defaults.items()}
+    assert _documented_section("scan") == defaults
+    assert (ScanConfig().significance, ScanConfig().min_sm_mc_events) == (3.0, 10)
+    assert load_config(_write(tmp_path, BASE)).scan == ScanConfig()
+    text = BASE + (
+        "[scan]\nsignificance = 2\nmin_sm_mc_events = 1\nmin_sm_yield = 0\n"
+        "bootstrap_replicas = 0\nseed = 4\nvae_scores = 'kld'\nvae_nn_scores = ['mse', 'score']\n"
+    )
+    scan = load_config(_write(tmp_path, text)).scan
+    assert scan == ScanConfig(
+        significance=2.0,
+        min_sm_mc_events=1,
+        min_sm_yield=0.0,
+        bootstrap_replicas=0,
+        seed=4,
+        vae_scores=("kld",),
+        vae_nn_scores=("mse", "score"),
+    )
+    assert scan.score_columns("vae_nn") == ("mse", "score")
 
 
 def test_training_section(tmp_path: Path, data_dir: Path) -> None:
@@ -313,6 +341,19 @@ ERRORS: list[tuple[str, str]] = [
     (BASE + "[training]\nleaky_relu_alpha = nan\n", r"training\.leaky_relu_alpha: must be finite"),
     (BASE + "[training]\nseed = -1\n", r"training\.seed: must be >= 0"),
     ("training = 3\n" + BASE, r"training: expected a table"),
+    # scan
+    (BASE + "[scan]\nsignificanse = 3\n", r"scan\.significanse: unknown key \(did you"),
+    (BASE + "[scan]\nsignificance = 0\n", r"scan\.significance: must be > 0"),
+    (BASE + "[scan]\nmin_sm_mc_events = 0\n", r"scan\.min_sm_mc_events: must be >= 1"),
+    (BASE + "[scan]\nmin_sm_yield = -1\n", r"scan\.min_sm_yield: must be >= 0 events"),
+    (BASE + "[scan]\nbootstrap_replicas = 1.5\n", r"scan\.bootstrap_replicas: expected an int"),
+    (BASE + "[scan]\nbootstrap_chunk = 0\n", r"scan\.bootstrap_chunk: must be >= 1"),
+    (BASE + "[scan]\ninterval_bins = 1\n", r"scan\.interval_bins: must be >= 2"),
+    (BASE + "[scan]\ncurve_points = -1\n", r"scan\.curve_points: must be >= 0"),
+    (BASE + "[scan]\nvae_scores = ['score']\n", r"scan\.vae_scores\[0\]: 'score' is not a score"),
+    (BASE + "[scan]\nvae_nn_scores = ['scor']\n", r"vae_nn_scores\[0\]: .*did you mean 'score'"),
+    (BASE + "[scan]\nvae_scores = []\n", r"scan\.vae_scores: must not be empty"),
+    (BASE + "[scan]\nvae_scores = ['mse', 'mse']\n", r"scan\.vae_scores\[1\]: 'mse' is listed"),
 ]
 
 

@@ -112,7 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Anomaly detection for vector boson scattering EFT studies: turn Les Houches "
             "event files into observable tables, inspect them, compute EFT yields, write "
-            "the training and test datasets, train the VAE / VAE+NN models and score events."
+            "the training and test datasets, train the VAE / VAE+NN models, score events and "
+            "scan the sensitivity."
         ),
         parents=[_verbosity_options(suppress_defaults=False)],
     )
@@ -305,6 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_train_parser(subparsers, sub_common)
     _add_score_parser(subparsers, sub_common)
+    _add_scan_parser(subparsers, sub_common)
 
     export = subparsers.add_parser(
         "export-root",
@@ -414,6 +416,40 @@ def _add_score_parser(subparsers: Any, sub_common: argparse.ArgumentParser) -> N
     )
     _add_model_options(score)
     score.set_defaults(handler=_cmd_score)
+
+
+def _add_scan_parser(subparsers: Any, sub_common: argparse.ArgumentParser) -> None:
+    scan = subparsers.add_parser(
+        "scan",
+        parents=[sub_common],
+        help="sensitivity table: the smallest Wilson coefficients each model sees at 3 sigma",
+        description=(
+            "For every model scored by 'vbsad score' and every operator of the config: scan "
+            "every distinct score threshold (region: score >= threshold) and find the smallest "
+            "c- < 0 < c+ (Lambda = 1 TeV) with sigma = |c L + c^2 Q| / sqrt(S) = 3 over the "
+            "admissible regions (S, L, Q: SM, LIN, QUAD yields in events at the config's "
+            "luminosity), the same with the Asimov significance, the expected 95% CL interval "
+            "from a binned likelihood, and bootstrap uncertainties, with the settings of the "
+            "config's [scan] section. Writes <output_dir>/scan/: table.csv, table.json, "
+            "table.md (models as rows, operators as columns), curves.parquet (S, L, Q and the "
+            "SM efficiency per threshold) and manifest.json. Runs alone or under 'mpiexec -n N' "
+            "(the work is split over the ranks; the outputs are identical). A run whose inputs "
+            "and settings are unchanged does nothing."
+        ),
+        epilog=f"example: mpiexec -n 4 {PROG} scan examples/ssww_real.toml",
+    )
+    scan.add_argument("config", type=Path, metavar="CONFIG", help="analysis config (TOML)")
+    scan.add_argument(
+        "--models",
+        nargs="+",
+        metavar="MODEL",
+        help="model directory names under <output_dir>/scores/, e.g. vae_latent3 "
+        "vae_nn_latent3_cW (default: every scored model)",
+    )
+    scan.add_argument(
+        "--force", action="store_true", help="recompute even when the outputs are up to date"
+    )
+    scan.set_defaults(handler=_cmd_scan)
 
 
 def _coefficient(text: str) -> tuple[str, float]:
@@ -844,6 +880,49 @@ def _cmd_score(args: argparse.Namespace, console: Console | None) -> int:
     if not args.quiet:
         for path in written:
             print(path)
+    return EXIT_OK
+
+
+def _cmd_scan(args: argparse.Namespace, console: Console | None) -> int:
+    from vbsad_batch.config import ConfigError, load_config  # noqa: PLC0415 - polars only here
+    from vbsad_batch.distributed import RankFailure, abort, world  # noqa: PLC0415
+    from vbsad_batch.scan_report import run_scan  # noqa: PLC0415 - numpy, scipy only here
+
+    comm = world()
+    rank = comm.rank
+    if rank != 0:  # only rank 0 prints
+        logging.getLogger("vbsad_batch").setLevel(logging.CRITICAL + 1)
+    try:
+        config = load_config(args.config)
+        with make_progress_reporter(quiet=args.quiet or rank != 0, console=console) as reporter:
+            result = run_scan(
+                config, models=args.models, comm=comm, progress=reporter, force=args.force
+            )
+    except (RankFailure, ConfigError):
+        # Raised on every rank (a failed work item, an error of rank 0's planning, an invalid
+        # config): rank 0 reports it, the others just fail.
+        if rank != 0:
+            return EXIT_DATA_ERROR
+        raise
+    except BaseException as exc:
+        if rank == 0 or comm.size == 1:
+            raise
+        # An error that only this rank sees: the others may wait for it in a collective.
+        _error(f"rank {rank}: {' '.join(str(exc).split()) or type(exc).__name__}")
+        sys.stderr.flush()
+        abort(comm, EXIT_DATA_ERROR)
+    if result is None or args.quiet:
+        return EXIT_OK
+    print(
+        f"{result.status}: {result.directory} ({result.items} work item(s) on {result.ranks} "
+        "rank(s))"
+    )
+    table_md = result.directory / "table.md"
+    sections = table_md.read_text(encoding="utf-8").split("\n## ")
+    if len(sections) > 1:
+        print("## " + sections[1].rstrip())
+    for path in result.outputs:
+        print(path)
     return EXIT_OK
 
 

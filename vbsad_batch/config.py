@@ -43,6 +43,23 @@ must hold a sample)::
     leaky_relu_alpha = 0.3          # negative slope of the LeakyReLU activations (>= 0)
     seed = 0                        # weight initialisation and sampling (integer >= 0)
 
+    [scan]                          # sensitivity scans of `vbsad scan` (see vbsad_batch.scan)
+    significance = 3.0              # z of the limits: proxy sigma and Asimov Z (> 0)
+    min_sm_mc_events = 10           # admissible region: at least this many SM Monte Carlo
+                                    # events (integer >= 1) ...
+    min_sm_yield = 1.0              # ... and at least this SM yield, events at the luminosity
+                                    # (>= 0)
+    bootstrap_replicas = 100        # replicas of the Monte Carlo uncertainty (integer >= 0;
+                                    # 0: no uncertainty)
+    bootstrap_chunk = 10            # replicas per unit of work across MPI ranks (integer >= 1);
+                                    # does not change the numbers
+    seed = 0                        # bootstrap seed (integer >= 0)
+    interval_bins = 20              # score bins of the 95% CL likelihood (integer >= 2)
+    curve_points = 2000             # rows per curve in curves.parquet, evenly spaced in
+                                    # threshold rank (integer >= 0; 0: every threshold)
+    vae_scores = ["mse"]            # score column(s) of a VAE: "mse" and/or "kld"
+    vae_nn_scores = ["score"]       # of a VAE+NN: "score" (classifier), "mse", "kld"
+
     [[samples]]                     # one separately generated sample
     name = "SSWW_SM"                # optional, default "<component>[_<operator(s)>]"; unique
     component = "sm"                # "sm" | "lin" | "quad" | "mix"
@@ -96,11 +113,13 @@ __all__ = [
     "ENERGY_LIKE",
     "INPUT_SUFFIXES",
     "LATENT_DIM_RANGE",
+    "SCORE_COLUMNS",
     "AnalysisConfig",
     "Component",
     "ConfigError",
     "ReweightedConfig",
     "SampleConfig",
+    "ScanConfig",
     "SelectionError",
     "SplitConfig",
     "TrainingConfig",
@@ -234,6 +253,58 @@ class TrainingConfig:
 LATENT_DIM_RANGE: tuple[int, int] = (3, 7)
 """Allowed latent sizes (inclusive), as studied by the reference paper."""
 
+SCORE_COLUMNS: dict[str, tuple[str, ...]] = {
+    "vae": ("mse", "kld"),
+    "vae_nn": ("mse", "kld", "score"),
+}
+"""Score columns of `vbsad score` per model kind (higher: more anomalous)."""
+
+
+@dataclass(frozen=True)
+class ScanConfig:
+    """Settings of the sensitivity scans (`vbsad scan`, `vbsad_batch.scan_report`).
+
+    The defaults: the paper's 3 sigma; a region is admissible with at least 10 SM Monte Carlo
+    events (relative MC error of S about 1/sqrt(10) ~ 30%, beyond which the proxy
+    sigma = |c L + c^2 Q| / sqrt(S) chases fluctuations) and an SM yield of at least 1 event
+    (below it sqrt(S) is no Gaussian width); 100 bootstrap replicas (an uncertainty on the
+    uncertainty of ~7%). A VAE is scored by its reconstruction MSE, as in the paper; a VAE+NN
+    by its classifier output.
+
+    Attributes:
+        significance: z at which the limits are set (proxy sigma and Asimov Z).
+        min_sm_mc_events: admissible region: minimum number of SM Monte Carlo events in it.
+        min_sm_yield: admissible region: minimum SM yield in it, events at the luminosity.
+        bootstrap_replicas: bootstrap replicas of the Monte Carlo uncertainty (0: none).
+        bootstrap_chunk: replicas per unit of work distributed over the MPI ranks (the
+            results do not depend on it).
+        seed: bootstrap seed.
+        interval_bins: number of score bins of the binned likelihood of the 95% CL interval.
+        curve_points: rows per (model, operator) curve in curves.parquet, evenly spaced in
+            threshold rank plus the thresholds of the limits (0: every distinct threshold).
+        vae_scores: score columns scanned for a VAE ("mse", "kld").
+        vae_nn_scores: score columns scanned for a VAE+NN ("score", "mse", "kld").
+    """
+
+    significance: float = 3.0
+    min_sm_mc_events: int = 10
+    min_sm_yield: float = 1.0
+    bootstrap_replicas: int = 100
+    bootstrap_chunk: int = 10
+    seed: int = 0
+    interval_bins: int = 20
+    curve_points: int = 2000
+    vae_scores: tuple[str, ...] = ("mse",)
+    vae_nn_scores: tuple[str, ...] = ("score",)
+
+    def score_columns(self, kind: str) -> tuple[str, ...]:
+        """The score columns scanned for a model of `kind` ("vae" or "vae_nn")."""
+        if kind == "vae":
+            return self.vae_scores
+        if kind == "vae_nn":
+            return self.vae_nn_scores
+        raise ValueError(f"unknown model kind {kind!r}: expected 'vae' or 'vae_nn'")
+
 
 @dataclass(frozen=True)
 class AnalysisConfig:
@@ -247,6 +318,7 @@ class AnalysisConfig:
         log_features: features that get log10 (subset of `features`).
         split: split fractions and seed.
         training: model and training hyperparameters.
+        scan: settings of the sensitivity scans.
         training_operator: operator of the mixed SM+EFT training set, or None.
         output_dir: where the stages write, resolved.
         samples: separately generated samples.
@@ -261,6 +333,7 @@ class AnalysisConfig:
     log_features: tuple[str, ...] = ENERGY_LIKE
     split: SplitConfig = field(default_factory=SplitConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
+    scan: ScanConfig = field(default_factory=ScanConfig)
     training_operator: str | None = None
     output_dir: Path = Path("vbsad-output")
     samples: tuple[SampleConfig, ...] = ()
@@ -608,6 +681,7 @@ _TOP_KEYS = (
     "output_dir",
     "split",
     "training",
+    "scan",
     "samples",
     "reweighted",
 )
@@ -624,6 +698,18 @@ _TRAINING_KEYS = (
     "classifier_units",
     "leaky_relu_alpha",
     "seed",
+)
+_SCAN_KEYS = (
+    "significance",
+    "min_sm_mc_events",
+    "min_sm_yield",
+    "bootstrap_replicas",
+    "bootstrap_chunk",
+    "seed",
+    "interval_bins",
+    "curve_points",
+    "vae_scores",
+    "vae_nn_scores",
 )
 _OPTIMIZERS = ("adam",)
 _SPLIT_KEYS = ("train", "validation", "test", "seed")
@@ -746,6 +832,54 @@ def _training(ctx: _Ctx, value: object) -> TrainingConfig:
         classifier_units=_integer(ctx, get("classifier_units"), "training.classifier_units", 1),
         seed=_integer(ctx, get("seed"), "training.seed", 0),
         **floats,
+    )
+
+
+def _scan(ctx: _Ctx, value: object) -> ScanConfig:
+    table = ctx.table(value, "scan")
+    ctx.check_keys(table, _SCAN_KEYS, "scan")
+    defaults = ScanConfig()
+
+    def get(key: str) -> object:
+        return table.get(key, getattr(defaults, key))
+
+    significance = ctx.number(get("significance"), "scan.significance")
+    if significance <= 0:
+        ctx.fail("scan.significance", f"must be > 0, got {significance}")
+    min_sm_yield = ctx.number(get("min_sm_yield"), "scan.min_sm_yield")
+    if min_sm_yield < 0:
+        ctx.fail("scan.min_sm_yield", f"must be >= 0 events, got {min_sm_yield}")
+    columns: dict[str, tuple[str, ...]] = {}
+    for kind in ("vae", "vae_nn"):
+        key = f"scan.{kind}_scores"
+        raw = get(f"{kind}_scores")
+        names = ctx.string_list(
+            list(raw) if isinstance(raw, tuple) else raw, key, allow_single=True
+        )
+        if not names:
+            ctx.fail(key, "must not be empty")
+        allowed = SCORE_COLUMNS[kind]
+        for i, name in enumerate(names):
+            if name not in allowed:
+                ctx.fail(
+                    f"{key}[{i}]",
+                    f"{name!r} is not a score column of a {kind!r} model; one of "
+                    f"{', '.join(allowed)}{_suggest(name, allowed)}",
+                )
+            if name in names[:i]:
+                ctx.fail(f"{key}[{i}]", f"{name!r} is listed twice")
+        columns[kind] = tuple(names)
+    return ScanConfig(
+        significance=significance,
+        min_sm_mc_events=_integer(ctx, get("min_sm_mc_events"), "scan.min_sm_mc_events", 1),
+        min_sm_yield=min_sm_yield,
+        bootstrap_replicas=_integer(ctx, get("bootstrap_replicas"), "scan.bootstrap_replicas", 0),
+        bootstrap_chunk=_integer(ctx, get("bootstrap_chunk"), "scan.bootstrap_chunk", 1),
+        seed=_integer(ctx, get("seed"), "scan.seed", 0),
+        interval_bins=_integer(ctx, get("interval_bins"), "scan.interval_bins", 2),
+        curve_points=_integer(ctx, get("curve_points"), "scan.curve_points", 0),
+        vae_scores=columns["vae"],
+        vae_nn_scores=columns["vae_nn"],
     )
 
 
@@ -988,6 +1122,7 @@ def _parse(data: Mapping[str, Any], ctx: _Ctx, check_files: bool) -> AnalysisCon
 
     split = _split(ctx, data.get("split", {}))
     training = _training(ctx, data.get("training", {}))
+    scan = _scan(ctx, data.get("scan", {}))
 
     training_operator = None
     if "training_operator" in data:
@@ -1029,6 +1164,7 @@ def _parse(data: Mapping[str, Any], ctx: _Ctx, check_files: bool) -> AnalysisCon
         log_features=log_features,
         split=split,
         training=training,
+        scan=scan,
         training_operator=training_operator,
         output_dir=output_dir,
         samples=samples,

@@ -1,0 +1,901 @@
+"""The sensitivity table of every scored model: load scores, scan, distribute, gather, write.
+
+`run_scan(config)` reads the per-event scores of `vbsad score`
+(`<output_dir>/scores/<model>/{sm_test,lin_test_<op>,quad_test_<op>}.parquet`, columns `yield`
+in events at the config's luminosity and the scores `mse`, `kld` and, for a VAE+NN, `score`),
+and for every model, score column (`[scan] vae_scores`, `vae_nn_scores`: by default the MSE of
+a VAE, as in the reference paper, and the classifier output of a VAE+NN) and operator computes
+with `vbsad_batch.scan`:
+
+- the proxy limits: the smallest c- < 0 < c+ at which some admissible region score >= t has
+  sigma = |c L + c^2 Q| / sqrt(S) = z, with the region's threshold, S, L, Q (events) and SM
+  efficiency;
+- the same with the Asimov discovery significance Z;
+- the expected 95% CL interval on c from the binned likelihood of the score distribution;
+- the bootstrap uncertainty of the proxy limits (standard deviation over replicas of the
+  Monte Carlo events resampled with their yields).
+
+The work items (operator x model x score column x {the point estimate, chunks of bootstrap
+replicas}) are split over the MPI ranks with `vbsad_batch.distributed.map_work`; rank 0 gathers
+the results in item order and writes, atomically, into `<output_dir>/scan/`:
+
+- `table.json`, `table.csv`, `table.md`: the reference paper's Table 1 layout, models as rows
+  and operators as columns (see `TABLE_FIELDS` for the quantities per operator);
+- `curves.parquet`: per model, score column and operator the scan over thresholds (threshold,
+  S, L, Q, SM Monte Carlo events, SM efficiency, admissible), thinned to `[scan] curve_points`
+  rows per curve (evenly spaced in threshold rank, plus the thresholds of the limits);
+- `manifest.json`, written last: the score files' SHA-256, the settings, the tool version.
+
+Every number comes from deterministic functions of the same inputs, the bootstrap is seeded per
+replica, and nothing depends on timing, the host or the number of ranks: the outputs are
+byte-identical for 1 and N ranks. A re-run with the same inputs, settings and tool version
+whose outputs are all still there does nothing.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+import platform
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from vbsad_batch.atomic_write import atomic_path, remove_stale_temp_files, write_text_atomic
+from vbsad_batch.config import AnalysisConfig, ScanConfig
+from vbsad_batch.distributed import Communicator, map_work, run_on_root, world
+from vbsad_batch.progress import ProgressCallback, ProgressEvent
+from vbsad_batch.provenance import read_manifest, sha256_file, tool_version, write_manifest
+from vbsad_batch.scan import (
+    Admissibility,
+    CoefficientLimit,
+    LimitPoint,
+    ScoreSample,
+    bootstrap_limits,
+    interval_95cl,
+    scan_thresholds,
+    solve_asimov,
+    solve_proxy,
+)
+from vbsad_batch.scoring import SCORES_DIR_NAME
+
+__all__ = [
+    "CURVE_COLUMNS",
+    "MANIFEST_KIND",
+    "OUTPUT_NAMES",
+    "SCAN_DIR_NAME",
+    "SCAN_FORMAT_VERSION",
+    "TABLE_FIELDS",
+    "ModelScores",
+    "ScanResult",
+    "WorkItem",
+    "discover_models",
+    "run_scan",
+    "scan_directory",
+]
+
+logger = logging.getLogger(__name__)
+
+SCAN_DIR_NAME = "scan"
+SCAN_FORMAT_VERSION = 1
+"""Version of the scan outputs' layout; bump when it changes."""
+
+MANIFEST_NAME = "manifest.json"
+MANIFEST_KIND = "vbsad_batch.scan"
+SCORES_MANIFEST_KIND = "vbsad_batch.scores"
+OUTPUT_NAMES: tuple[str, ...] = ("table.json", "table.csv", "table.md", "curves.parquet")
+"""The output files of `run_scan` besides the manifest."""
+
+CURVE_COLUMNS: tuple[str, ...] = (
+    "model",
+    "score",
+    "operator",
+    "threshold",
+    "sm_yield",
+    "lin_yield",
+    "quad_yield",
+    "sm_mc_events",
+    "sm_efficiency",
+    "admissible",
+)
+"""Columns of curves.parquet (yields in events at the config's luminosity)."""
+
+TABLE_FIELDS: tuple[str, ...] = (
+    "proxy.c_minus",
+    "proxy.c_plus",
+    "proxy.c_minus_error",
+    "proxy.c_plus_error",
+    "proxy.bootstrap_reached_minus",
+    "proxy.bootstrap_reached_plus",
+    "proxy.minus.threshold",
+    "proxy.minus.sm_yield",
+    "proxy.minus.lin_yield",
+    "proxy.minus.quad_yield",
+    "proxy.minus.sm_mc_events",
+    "proxy.minus.sm_efficiency",
+    "proxy.plus.threshold",
+    "proxy.plus.sm_yield",
+    "proxy.plus.lin_yield",
+    "proxy.plus.quad_yield",
+    "proxy.plus.sm_mc_events",
+    "proxy.plus.sm_efficiency",
+    "asimov.c_minus",
+    "asimov.c_plus",
+    "asimov.minus.threshold",
+    "asimov.minus.sm_yield",
+    "asimov.minus.lin_yield",
+    "asimov.minus.quad_yield",
+    "asimov.minus.sm_mc_events",
+    "asimov.minus.sm_efficiency",
+    "asimov.plus.threshold",
+    "asimov.plus.sm_yield",
+    "asimov.plus.lin_yield",
+    "asimov.plus.quad_yield",
+    "asimov.plus.sm_mc_events",
+    "asimov.plus.sm_efficiency",
+    "interval_95cl.low",
+    "interval_95cl.high",
+)
+"""Quantities per operator, as keys of table.json's nested dicts and table.csv's column suffixes
+(`<operator>.<field>`). c: Wilson coefficient (Lambda = 1 TeV); `*_error`: bootstrap standard
+deviation; `bootstrap_reached_*`: fraction of replicas in which the limit was reached;
+`minus` / `plus`: the region of the limit (yields in events). Empty / null: not reached."""
+
+_KIND_ORDER = {"vae": 0, "vae_nn": 1}
+_REGION_FIELDS = (
+    "threshold",
+    "sm_yield",
+    "lin_yield",
+    "quad_yield",
+    "sm_mc_events",
+    "sm_efficiency",
+)
+_STAGE = "scan"
+
+
+def scan_directory(config: AnalysisConfig) -> Path:
+    """Where `run_scan` writes: <output_dir>/scan."""
+    return config.output_dir / SCAN_DIR_NAME
+
+
+# --- inputs -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ModelScores:
+    """The scores of one model, as found under <output_dir>/scores/.
+
+    Attributes:
+        name: the model directory name, e.g. "vae_latent3" or "vae_nn_latent3_cW".
+        kind: "vae" or "vae_nn".
+        directory: the scores directory.
+        files: dataset name -> (score file, its SHA-256 recorded by `vbsad score`).
+    """
+
+    name: str
+    kind: str
+    directory: Path
+    files: dict[str, tuple[Path, str]]
+
+
+def _operator_order(config: AnalysisConfig) -> tuple[str, ...]:
+    """Declared operators in file order, then any others sorted (the table's column order)."""
+    declared = config.declared_operators
+    return declared + tuple(op for op in config.operators() if op not in declared)
+
+
+def discover_models(
+    config: AnalysisConfig, models: Sequence[str] | None = None
+) -> list[ModelScores]:
+    """The scored models under <output_dir>/scores/ (those whose `vbsad score` run completed).
+
+    Args:
+        config: the analysis configuration.
+        models: model directory names to keep (default: every scored model).
+
+    Returns:
+        the models, VAEs first, then by name.
+
+    Raises:
+        FileNotFoundError: no scores, or a model of `models` has none.
+        ValueError: a model lacks the scores of a test dataset of an operator.
+    """
+    root = config.output_dir / SCORES_DIR_NAME
+    found: dict[str, ModelScores] = {}
+    incomplete: list[str] = []
+    candidates = sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    for directory in candidates:
+        manifest = read_manifest(directory / MANIFEST_NAME)
+        if manifest is None or manifest.get("kind") != SCORES_MANIFEST_KIND:
+            incomplete.append(directory.name)
+            continue
+        kind = str(manifest.get("model_kind", ""))
+        if kind not in _KIND_ORDER:
+            raise ValueError(
+                f"{directory / MANIFEST_NAME}: unknown model kind {kind!r} (expected "
+                "'vae' or 'vae_nn')"
+            )
+        files = {
+            str(entry["name"]): (directory / str(entry["path"]), str(entry["sha256"]))
+            for entry in manifest.get("outputs", [])
+        }
+        found[directory.name] = ModelScores(directory.name, kind, directory, files)
+    if models:
+        missing = [name for name in models if name not in found]
+        if missing:
+            known = ", ".join(found) or "none"
+            unfinished = f"; without a complete scoring run: {', '.join(incomplete)}"
+            raise FileNotFoundError(
+                f"{root}: no scores of model(s) {', '.join(missing)} (scored models: {known}"
+                f"{unfinished if incomplete else ''}); run `vbsad score` first"
+            )
+        selected = [found[name] for name in dict.fromkeys(models)]
+    else:
+        selected = list(found.values())
+    if not selected:
+        raise FileNotFoundError(f"{root}: no scored model; run `vbsad score` first")
+    for model in selected:
+        for op in _operator_order(config):
+            for dataset in ("sm_test", f"lin_test_{op}", f"quad_test_{op}"):
+                if dataset not in model.files:
+                    raise ValueError(
+                        f"{model.directory}: no scores of {dataset} (operator {op}); run "
+                        "`vbsad datasets` and `vbsad score` again"
+                    )
+    return sorted(selected, key=lambda m: (_KIND_ORDER[m.kind], m.name))
+
+
+@dataclass(frozen=True, slots=True)
+class _ScoreColumns:
+    """One score column of a score file with what identifies its events."""
+
+    score: np.ndarray  # float64
+    yield_: np.ndarray  # float64, events
+    event: np.ndarray  # int64, event number in its input file
+    input_index: np.ndarray  # int64, index into `inputs`
+    inputs: tuple[str, ...]  # SHA-256 of the input files
+
+
+_EVENT_BITS = 40  # event numbers below 2^40 (10^12); the input file's code above
+
+
+def _load_columns(path: Path, column: str) -> _ScoreColumns:
+    """One score column, the yields (events) and the event identities of a score file."""
+    schema = pq.read_schema(path)
+    for name in ("yield", "event", "input_sha256", column):
+        if name not in schema.names:
+            raise ValueError(f"{path}: column {name!r} missing (columns: {schema.names})")
+    table = pq.read_table(path, columns=["yield", "event", "input_sha256", column])
+    score = table.column(column).to_numpy().astype(np.float64)
+    weights = table.column("yield").to_numpy().astype(np.float64)
+    for name, values in ((column, score), ("yield", weights)):
+        bad = np.flatnonzero(~np.isfinite(values))
+        if bad.size:
+            raise ValueError(
+                f"{path}: {bad.size} non-finite value(s) in column {name!r} (first at row "
+                f"{int(bad[0])})"
+            )
+    event = table.column("event").to_numpy().astype(np.int64)
+    if event.size and (int(event.min()) < 0 or int(event.max()) >= 1 << _EVENT_BITS):
+        raise ValueError(f"{path}: event numbers outside [0, 2^{_EVENT_BITS})")
+    encoded = pc.dictionary_encode(table.column("input_sha256")).combine_chunks()
+    return _ScoreColumns(
+        score=score,
+        yield_=weights,
+        event=event,
+        input_index=encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64),
+        inputs=tuple(str(v) for v in encoded.dictionary.to_pylist()),
+    )
+
+
+def _samples(parts: Sequence[_ScoreColumns]) -> tuple[ScoreSample, ...]:
+    """SM, LIN, QUAD samples whose event ids are equal for the same Monte Carlo event (the same
+    input file and event number, as in a reweighted sample), so that the bootstrap gives them
+    one weight. The ids depend only on the inputs' SHA-256 (sorted), not on the reading order."""
+    codes = {sha: i for i, sha in enumerate(sorted({sha for p in parts for sha in p.inputs}))}
+    samples = []
+    for part in parts:
+        table = np.asarray([codes[sha] for sha in part.inputs], dtype=np.int64)
+        ids = (table[part.input_index] << _EVENT_BITS) | part.event if part.inputs else part.event
+        samples.append(ScoreSample(score=part.score, yield_=part.yield_, event_id=ids))
+    return tuple(samples)
+
+
+# --- work items and their results ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class WorkItem:
+    """One unit of distributed work.
+
+    Attributes:
+        model: model directory name.
+        score: score column.
+        operator: the EFT operator.
+        replicas: None: the point estimate (scan, limits, interval, curve); (start, stop): the
+            bootstrap replicas start..stop-1.
+    """
+
+    model: str
+    score: str
+    operator: str
+    replicas: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _PointResult:
+    proxy: dict[str, Any]
+    asimov: dict[str, Any]
+    interval: tuple[float | None, float | None]
+    curve: dict[str, np.ndarray]
+
+
+def _number(value: Any) -> float | None:
+    """A finite float, or None (not reached, undefined)."""
+    if value is None:
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _region(point: LimitPoint | None) -> dict[str, Any]:
+    if point is None:
+        return dict.fromkeys(_REGION_FIELDS)
+    out = {name: _number(getattr(point, name)) for name in _REGION_FIELDS}
+    out["sm_mc_events"] = int(point.sm_mc_events)
+    return out
+
+
+def _limit_dict(limit: CoefficientLimit) -> dict[str, Any]:
+    """A limit of `vbsad_batch.scan` as the table's nested dict (plain floats, None)."""
+    return {
+        "c_minus": _number(limit.c_minus),
+        "c_plus": _number(limit.c_plus),
+        "minus": _region(limit.minus),
+        "plus": _region(limit.plus),
+    }
+
+
+def _thinned(n: int, points: int, keep: Sequence[int]) -> np.ndarray:
+    """Indices of `points` thresholds evenly spaced in rank, plus `keep` (0: all)."""
+    if points == 0 or n <= points:
+        return np.arange(n)
+    even = np.round(np.linspace(0.0, n - 1.0, points)).astype(np.int64)
+    extra = np.asarray([k for k in keep if 0 <= k < n], dtype=np.int64)
+    return np.unique(np.concatenate([even, extra]))
+
+
+class _Worker:
+    """Computes work items; keeps the score files this rank has read."""
+
+    def __init__(
+        self,
+        models: Mapping[str, ModelScores],
+        settings: ScanConfig,
+        emit: ProgressCallback,
+        n_items: int,
+    ) -> None:
+        self._models = models
+        self._settings = settings
+        self._admissible = Admissibility(
+            min_sm_mc_events=settings.min_sm_mc_events, min_sm_yield=settings.min_sm_yield
+        )
+        self._emit = emit
+        self._n_items = n_items
+        self._cache: dict[tuple[str, str, str], _ScoreColumns] = {}
+
+    def _columns(self, model: str, dataset: str, column: str) -> _ScoreColumns:
+        key = (model, dataset, column)
+        if key not in self._cache:
+            path, _ = self._models[model].files[dataset]
+            self._cache[key] = _load_columns(path, column)
+        return self._cache[key]
+
+    def __call__(self, item: WorkItem) -> _PointResult | np.ndarray:
+        start_time = time.monotonic()  # for progress reports only, never in the outputs
+        datasets = ("sm_test", f"lin_test_{item.operator}", f"quad_test_{item.operator}")
+        sm, lin, quad = _samples([self._columns(item.model, d, item.score) for d in datasets])
+        settings = self._settings
+        result: _PointResult | np.ndarray
+        if item.replicas is not None:
+            start, stop = item.replicas
+            result = np.asarray(
+                bootstrap_limits(
+                    sm,
+                    lin,
+                    quad,
+                    replicas=settings.bootstrap_replicas,
+                    seed=settings.seed,
+                    significance=settings.significance,
+                    admissible=self._admissible,
+                    replica_indices=range(start, stop),
+                ),
+                dtype=np.float64,
+            ).reshape(stop - start, 2)
+        else:
+            result = self._point(sm, lin, quad)
+        self._emit(
+            ProgressEvent(
+                _STAGE,
+                "item_finished",
+                item=_item_label(item),
+                total_items=self._n_items,
+                events=len(sm) + len(lin) + len(quad),
+                seconds=time.monotonic() - start_time,
+            )
+        )
+        return result
+
+    def _point(self, sm: ScoreSample, lin: ScoreSample, quad: ScoreSample) -> _PointResult:
+        settings = self._settings
+        scan = scan_thresholds(sm, lin, quad)
+        proxy = solve_proxy(scan, settings.significance, self._admissible)
+        asimov = solve_asimov(scan, settings.significance, self._admissible)
+        low, high = interval_95cl(sm, lin, quad, bins=settings.interval_bins)
+        thresholds = np.asarray(scan.threshold, dtype=np.float64)
+        keep = [
+            point.threshold_index
+            for limit in (proxy, asimov)
+            for point in (limit.minus, limit.plus)
+            if point is not None
+        ]
+        index = _thinned(thresholds.size, settings.curve_points, keep)
+        curve = {
+            "threshold": thresholds[index],
+            "sm_yield": np.asarray(scan.sm_yield, dtype=np.float64)[index],
+            "lin_yield": np.asarray(scan.lin_yield, dtype=np.float64)[index],
+            "quad_yield": np.asarray(scan.quad_yield, dtype=np.float64)[index],
+            "sm_mc_events": np.asarray(scan.sm_mc_events, dtype=np.int64)[index],
+            "sm_efficiency": np.asarray(scan.sm_efficiency, dtype=np.float64)[index],
+            "admissible": np.asarray(scan.admissible(self._admissible), dtype=bool)[index],
+        }
+        return _PointResult(
+            proxy=_limit_dict(proxy),
+            asimov=_limit_dict(asimov),
+            interval=(_number(low), _number(high)),
+            curve=curve,
+        )
+
+
+def _item_label(item: WorkItem) -> str:
+    what = (
+        "limits" if item.replicas is None else f"bootstrap {item.replicas[0]}..{item.replicas[1]}"
+    )
+    return f"{item.model}:{item.score}:{item.operator} {what}"
+
+
+def _rows(models: Sequence[ModelScores], settings: ScanConfig) -> list[tuple[str, str, str]]:
+    """(model, kind, score column) per table row, in row order."""
+    return [(m.name, m.kind, col) for m in models for col in settings.score_columns(m.kind)]
+
+
+def _work_items(
+    rows: Sequence[tuple[str, str, str]], operators: Sequence[str], settings: ScanConfig
+) -> list[WorkItem]:
+    items: list[WorkItem] = []
+    replicas, chunk = settings.bootstrap_replicas, settings.bootstrap_chunk
+    for model, _, column in rows:
+        for op in operators:
+            items.append(WorkItem(model, column, op))
+            items.extend(
+                WorkItem(model, column, op, (start, min(start + chunk, replicas)))
+                for start in range(0, replicas, chunk)
+            )
+    return items
+
+
+def _bootstrap_summary(limits: np.ndarray) -> dict[str, float | None]:
+    """Standard deviation (ddof 1) of c- and c+ over the replicas that reached the limit."""
+    out: dict[str, float | None] = {}
+    for column, side in enumerate(("minus", "plus")):
+        values = limits[:, column] if limits.size else np.empty(0)
+        reached = values[np.isfinite(values)]
+        out[f"c_{side}_error"] = float(np.std(reached, ddof=1)) if reached.size >= 2 else None
+        out[f"bootstrap_reached_{side}"] = reached.size / values.size if values.size else None
+    return out
+
+
+# --- outputs ------------------------------------------------------------------------------------
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_value(v) for v in value]
+    return value
+
+
+def _flatten(tree: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    for key, value in tree.items():
+        if isinstance(value, Mapping):
+            yield from _flatten(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
+def _csv_text(document: Mapping[str, Any]) -> str:
+    operators = document["operators"]
+    header = ["model", "kind", "score"] + [f"{op}.{f}" for op in operators for f in TABLE_FIELDS]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    for row in document["rows"]:
+        cells: list[str] = [row["model"], row["kind"], row["score"]]
+        for op in operators:
+            flat = dict(_flatten(row["operators"][op]))
+            for field in TABLE_FIELDS:
+                value = flat[field]
+                cells.append("" if value is None else repr(value))
+        writer.writerow(cells)
+    return buffer.getvalue()
+
+
+def _fmt(value: float | None, error: float | None = None) -> str:
+    if value is None:
+        return "not reached"
+    text = f"{value:.3g}"
+    return text if error is None else f"{text} ± {error:.2g}"
+
+
+def _pair(minus: str, plus: str) -> str:
+    return "not reached" if minus == plus == "not reached" else f"{minus}, {plus}"
+
+
+def _markdown_table(document: Mapping[str, Any], cell: Any, *, label: str = "model") -> list[str]:
+    operators = document["operators"]
+    lines = [
+        "| " + " | ".join([label, *operators]) + " |",
+        "|" + "---|" * (len(operators) + 1),
+    ]
+    for row in document["rows"]:
+        cells = [cell(row["operators"][op]) for op in operators]
+        lines.append("| " + " | ".join([f"`{row['model']}` ({row['score']})", *cells]) + " |")
+    return lines
+
+
+def _markdown_text(document: Mapping[str, Any]) -> str:
+    z = document["significance"]
+    adm = document["admissibility"]
+    boot = document["bootstrap"]
+
+    def proxy(entry: Mapping[str, Any]) -> str:
+        p = entry["proxy"]
+        return _pair(_fmt(p["c_minus"], p["c_minus_error"]), _fmt(p["c_plus"], p["c_plus_error"]))
+
+    def asimov(entry: Mapping[str, Any]) -> str:
+        a = entry["asimov"]
+        return _pair(_fmt(a["c_minus"]), _fmt(a["c_plus"]))
+
+    def interval(entry: Mapping[str, Any]) -> str:
+        low, high = entry["interval_95cl"]["low"], entry["interval_95cl"]["high"]
+        left = "(-inf" if low is None else f"[{low:.3g}"
+        right = "+inf)" if high is None else f"{high:.3g}]"
+        return f"{left}, {right}"
+
+    def region(entry: Mapping[str, Any]) -> str:
+        parts = []
+        for side, sign in (("minus", "c-"), ("plus", "c+")):
+            r = entry["proxy"][side]
+            if r["threshold"] is None:
+                parts.append(f"{sign}: not reached")
+            else:
+                parts.append(
+                    f"{sign}: t {r['threshold']:.4g}, S {r['sm_yield']:.3g}, "
+                    f"L {r['lin_yield']:.3g}, Q {r['quad_yield']:.3g}, "
+                    f"{r['sm_mc_events']:.0f} SM MC events, eff {r['sm_efficiency']:.3g}"
+                )
+        return "; ".join(parts)
+
+    lines = [
+        "# Sensitivity to the EFT operators",
+        "",
+        f"Luminosity {document['luminosity_fb']:g} fb^-1. Wilson coefficients at Lambda = 1 TeV. "
+        f"Anomaly region: score >= threshold; admissible with at least "
+        f"{adm['min_sm_mc_events']} SM Monte Carlo events and an SM yield of at least "
+        f"{adm['min_sm_yield']:g} events. Rows: model (score column); columns: operators.",
+        "",
+        f"## Smallest c-, c+ with sigma = |c L + c^2 Q| / sqrt(S) = {z:g} (the paper's proxy)",
+        "",
+        f"± : standard deviation over {boot['replicas']} bootstrap replicas of the Monte Carlo "
+        f"events (seed {boot['seed']}).",
+        "",
+        *_markdown_table(document, proxy),
+        "",
+        f"## Smallest c-, c+ with the Asimov significance Z = {z:g}",
+        "",
+        "Z = sqrt(2((s+b) ln(1+s/b) - s)), s = c L + c^2 Q, b = S.",
+        "",
+        *_markdown_table(document, asimov),
+        "",
+        "## Expected 95% CL interval on c",
+        "",
+        f"Binned likelihood of the score distribution on SM Asimov data "
+        f"({document['interval_95cl']['bins']} bins of equal SM Monte Carlo content); "
+        "an infinite end: not constrained on that side.",
+        "",
+        *_markdown_table(document, interval),
+        "",
+        "## Regions of the proxy limits",
+        "",
+        "t: threshold; S, L, Q: SM, LIN (c = 1), QUAD (c = 1) yields in the region, events; "
+        "eff: SM efficiency.",
+        "",
+        *_markdown_table(document, region),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _curves_table(
+    rows: Sequence[tuple[str, str, str]],
+    operators: Sequence[str],
+    points: Mapping[tuple[str, str, str], _PointResult],
+) -> pa.Table:
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in CURVE_COLUMNS}
+    for model, _, column in rows:
+        for op in operators:
+            curve = points[(model, column, op)].curve
+            n = curve["threshold"].size
+            parts["model"].append(np.full(n, model, dtype=object))
+            parts["score"].append(np.full(n, column, dtype=object))
+            parts["operator"].append(np.full(n, op, dtype=object))
+            for name in CURVE_COLUMNS[3:]:
+                parts[name].append(curve[name])
+    types = {
+        "model": pa.string(),
+        "score": pa.string(),
+        "operator": pa.string(),
+        "sm_mc_events": pa.int64(),
+        "admissible": pa.bool_(),
+    }
+    arrays = [
+        pa.array(
+            np.concatenate(parts[name]) if parts[name] else [],
+            type=types.get(name, pa.float64()),
+        )
+        for name in CURVE_COLUMNS
+    ]
+    return pa.Table.from_arrays(arrays, names=list(CURVE_COLUMNS))
+
+
+@dataclass(frozen=True, slots=True)
+class ScanResult:
+    """What `run_scan` did (returned on rank 0).
+
+    Attributes:
+        status: "written" or "up to date".
+        directory: the output directory.
+        outputs: the files written (or already there), manifest last.
+        table: the content of table.json.
+        items: number of work items computed (0 when up to date).
+        ranks: number of MPI ranks of the run.
+    """
+
+    status: str
+    directory: Path
+    outputs: tuple[Path, ...]
+    table: dict[str, Any]
+    items: int
+    ranks: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    models: tuple[ModelScores, ...]
+    key: dict[str, Any]
+    up_to_date: bool
+
+
+def _settings_dict(config: AnalysisConfig) -> dict[str, Any]:
+    s = config.scan
+    return {
+        "significance": s.significance,
+        "min_sm_mc_events": s.min_sm_mc_events,
+        "min_sm_yield": s.min_sm_yield,
+        "bootstrap_replicas": s.bootstrap_replicas,
+        "seed": s.seed,
+        "interval_bins": s.interval_bins,
+        "curve_points": s.curve_points,
+        "vae_scores": list(s.vae_scores),
+        "vae_nn_scores": list(s.vae_nn_scores),
+    }
+
+
+def _plan(config: AnalysisConfig, models: Sequence[str] | None, force: bool) -> _Plan:
+    """Find the models, check and hash their score files, decide whether to run (rank 0)."""
+    found = discover_models(config, models)
+    operators = _operator_order(config)
+    inputs: list[dict[str, Any]] = []
+    for model in found:
+        names = ["sm_test"] + [f"{c}_test_{op}" for op in operators for c in ("lin", "quad")]
+        files = []
+        for name in names:
+            path, recorded = model.files[name]
+            digest = sha256_file(path)
+            if digest != recorded:
+                raise ValueError(
+                    f"{path}: SHA-256 differs from the scores manifest (modified since `vbsad "
+                    "score` wrote it); run `vbsad score` again"
+                )
+            files.append({"name": name, "path": path.name, "sha256": digest})
+        inputs.append({"model": model.name, "kind": model.kind, "files": files})
+    key = {
+        "format_version": SCAN_FORMAT_VERSION,
+        "tool_version": tool_version(),
+        "luminosity_fb": config.luminosity_fb,
+        "operators": list(operators),
+        "settings": _settings_dict(config),
+        "inputs": inputs,
+    }
+    directory = scan_directory(config)
+    up_to_date = False
+    if not force:
+        manifest = read_manifest(directory / MANIFEST_NAME)
+        if manifest is not None and manifest.get("kind") == MANIFEST_KIND:
+            same = json.dumps(manifest.get("key"), sort_keys=True) == json.dumps(
+                key, sort_keys=True
+            )
+            outputs = manifest.get("outputs", [])
+            up_to_date = same and all(
+                (directory / str(e.get("path"))).is_file()
+                and (directory / str(e.get("path"))).stat().st_size == e.get("size_bytes")
+                for e in outputs
+            )
+    return _Plan(tuple(found), key, up_to_date)
+
+
+def _document(
+    config: AnalysisConfig,
+    rows: Sequence[tuple[str, str, str]],
+    operators: Sequence[str],
+    points: Mapping[tuple[str, str, str], _PointResult],
+    boots: Mapping[tuple[str, str, str], np.ndarray],
+) -> dict[str, Any]:
+    s = config.scan
+    table_rows = []
+    for model, kind, column in rows:
+        per_op: dict[str, Any] = {}
+        for op in operators:
+            point = points[(model, column, op)]
+            proxy = dict(point.proxy)
+            proxy.update(_bootstrap_summary(boots[(model, column, op)]))
+            per_op[op] = {
+                "proxy": proxy,
+                "asimov": point.asimov,
+                "interval_95cl": {"low": point.interval[0], "high": point.interval[1]},
+            }
+        table_rows.append({"model": model, "kind": kind, "score": column, "operators": per_op})
+    return {
+        "format_version": SCAN_FORMAT_VERSION,
+        "luminosity_fb": config.luminosity_fb,
+        "significance": s.significance,
+        "admissibility": {
+            "min_sm_mc_events": s.min_sm_mc_events,
+            "min_sm_yield": s.min_sm_yield,
+        },
+        "bootstrap": {"replicas": s.bootstrap_replicas, "seed": s.seed},
+        "interval_95cl": {"bins": s.interval_bins},
+        "fields": list(TABLE_FIELDS),
+        "operators": list(operators),
+        "rows": table_rows,
+    }
+
+
+def _write_outputs(
+    directory: Path, document: dict[str, Any], curves: pa.Table, key: dict[str, Any]
+) -> tuple[Path, ...]:
+    directory.mkdir(parents=True, exist_ok=True)
+    manifest_path = directory / MANIFEST_NAME
+    manifest_path.unlink(missing_ok=True)  # the manifest marks completion
+    remove_stale_temp_files(directory)
+    clean = _json_value(document)
+    texts = {
+        "table.json": json.dumps(clean, indent=2, allow_nan=False) + "\n",
+        "table.csv": _csv_text(clean),
+        "table.md": _markdown_text(clean),
+    }
+    for name, text in texts.items():
+        write_text_atomic(directory / name, text)
+    with atomic_path(directory / "curves.parquet") as tmp:
+        pq.write_table(curves, tmp, compression="zstd")
+    outputs = [directory / name for name in OUTPUT_NAMES]
+    manifest = {
+        "kind": MANIFEST_KIND,
+        "key": key,
+        "outputs": [
+            {"path": p.name, "sha256": sha256_file(p), "size_bytes": p.stat().st_size}
+            for p in outputs
+        ],
+        # No host, time or rank count: the outputs are identical for any run of the same inputs.
+        "provenance": {
+            "tool": "vbsad_batch",
+            "tool_version": tool_version(),
+            "python": platform.python_version(),
+            "numpy": np.__version__,
+        },
+    }
+    write_manifest(manifest_path, manifest)
+    return (*outputs, manifest_path)
+
+
+def run_scan(
+    config: AnalysisConfig,
+    *,
+    models: Sequence[str] | None = None,
+    comm: Communicator | None = None,
+    progress: ProgressCallback | None = None,
+    force: bool = False,
+) -> ScanResult | None:
+    """Scan every scored model and operator and write the tables (see the module docstring).
+
+    A collective call: under MPI every rank calls it with the same arguments.
+
+    Args:
+        config: the analysis configuration (its `[scan]` section holds the settings).
+        models: model directory names under <output_dir>/scores/ (default: every scored model).
+        comm: the communicator (default `vbsad_batch.distributed.world()`).
+        progress: called on rank 0 with `ProgressEvent`s (stage "scan"; rank 0's items only).
+        force: recompute even when the outputs are up to date.
+
+    Returns:
+        on rank 0 what was done; None on the other ranks.
+
+    Raises:
+        FileNotFoundError: no scores (on rank 0; `RankFailure` on the others).
+        ValueError: a score file was modified after `vbsad score`, lacks a column or holds a
+            non-finite value.
+        RankFailure: a work item failed on some rank (on every rank).
+    """
+    comm = world() if comm is None else comm
+    rank = comm.rank
+    emit = progress if progress is not None and rank == 0 else (lambda event: None)
+    directory = scan_directory(config)
+    plan = run_on_root(lambda: _plan(config, models, force), comm=comm)
+    if plan.up_to_date:
+        if rank != 0:
+            return None
+        emit(ProgressEvent(_STAGE, "run_finished", message="up to date"))
+        document = json.loads((directory / "table.json").read_text(encoding="utf-8"))
+        outputs = (*(directory / n for n in OUTPUT_NAMES), directory / MANIFEST_NAME)
+        return ScanResult("up to date", directory, outputs, document, 0, comm.size)
+
+    operators = _operator_order(config)
+    rows = _rows(plan.models, config.scan)
+    items = _work_items(rows, operators, config.scan)
+    mine = len(range(rank, len(items), comm.size))
+    emit(ProgressEvent(_STAGE, "run_started", total_items=mine))
+    worker = _Worker({m.name: m for m in plan.models}, config.scan, emit, mine)
+    results = map_work(items, worker, comm=comm)
+    if results is None:
+        return None
+
+    points: dict[tuple[str, str, str], _PointResult] = {}
+    chunks: dict[tuple[str, str, str], list[np.ndarray]] = {}
+    for item, result in zip(items, results, strict=True):
+        key = (item.model, item.score, item.operator)
+        if isinstance(result, _PointResult):
+            points[key] = result
+        else:
+            chunks.setdefault(key, []).append(result)
+    boots = {
+        key: np.concatenate(chunks[key]) if key in chunks else np.empty((0, 2)) for key in points
+    }
+    document = _document(config, rows, operators, points, boots)
+    curves = _curves_table(rows, operators, points)
+    outputs = _write_outputs(directory, document, curves, plan.key)
+    emit(ProgressEvent(_STAGE, "run_finished", message=f"{len(items)} work item(s)"))
+    clean: dict[str, Any] = _json_value(document)
+    return ScanResult("written", directory, outputs, clean, len(items), comm.size)
