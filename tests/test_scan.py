@@ -15,12 +15,17 @@ from scipy import optimize, stats
 
 from vbsad_batch.scan import (
     Admissibility,
+    PairScan,
     ScoreSample,
     ThresholdScan,
     asimov_z,
     bootstrap_limits,
+    contour_2d,
     interval_95cl,
+    pair_region,
+    scan_pair,
     scan_thresholds,
+    sigma_2d,
     sigma_curve,
     solve_asimov,
     solve_proxy,
@@ -468,3 +473,123 @@ def test_bootstrap_spread_shrinks_with_more_events() -> None:
 
     small, large = spread(1_000), spread(16_000)
     assert large < small / 2.0  # ~1/sqrt(16) = 1/4 expected
+
+
+# --- two operators -------------------------------------------------------------------------------
+
+
+def one_pair_region(s: float, a: tuple[float, float], b: tuple[float, float], m: float) -> PairScan:
+    """A pair scan with a single region of the given yields: S, (L_a, Q_a), (L_b, Q_b), M."""
+    (la, qa), (lb, qb) = a, b
+    one = np.array
+    return PairScan(
+        threshold=one([0.5]),
+        sm_yield=one([s]),
+        lin_a=one([la]),
+        quad_a=one([qa]),
+        lin_b=one([lb]),
+        quad_b=one([qb]),
+        mix_yield=one([m]),
+        sm_mc_events=one([100], dtype=np.int64),
+        sm_efficiency=one([1.0]),
+    )
+
+
+QUARTERS = np.array([0.0, 0.5, 1.0, 1.5]) * np.pi  # the four half-axes
+
+
+def test_contour_hand_computed_without_mix() -> None:
+    # sigma = |2 c_a + c_b^2| / 2: on the c_a axis c_a = +-3, on the c_b axis c_b = +-sqrt(6)
+    pair = one_pair_region(4.0, (2.0, 0.0), (0.0, 1.0), 0.0)
+    c_a, c_b = contour_2d(pair, 0, 3.0, QUARTERS)
+    r6 = math.sqrt(6.0)
+    np.testing.assert_allclose(c_a, [3.0, 0.0, -3.0, 0.0], rtol=1e-15, atol=0)
+    np.testing.assert_allclose(c_b, [0.0, r6, 0.0, -r6], rtol=1e-15, atol=0)
+    # the diagonal c_a = c_b = r / sqrt(2): (r^2 / 2 + sqrt(2) r) / 2 = 3, r > 0
+    diag_a, diag_b = contour_2d(pair, 0, 3.0, [np.pi / 4])
+    r = -math.sqrt(2.0) + math.sqrt(2.0 + 12.0)  # r^2 + 2 sqrt(2) r - 12 = 0
+    np.testing.assert_allclose([diag_a[0], diag_b[0]], [r / math.sqrt(2.0)] * 2, rtol=1e-14)
+
+
+@pytest.mark.parametrize("mix", [0.0, 0.9, -2.5])
+def test_contour_points_have_sigma_z_and_are_first_crossings(mix: float) -> None:
+    pair = one_pair_region(3.0, (-1.2, 0.4), (0.8, 0.3), mix)
+    angles = 2 * np.pi * np.arange(360) / 360
+    c_a, c_b = contour_2d(pair, 0, 3.0, angles)
+    reached = np.isfinite(c_a)
+    assert np.count_nonzero(reached) >= 300
+    np.testing.assert_allclose(sigma_2d(pair, 0, c_a[reached], c_b[reached]), 3.0, rtol=1e-12)
+    # inside the contour along every ray the significance stays below 3 (first crossing)
+    inner = np.linspace(0.0, 0.999, 200)[:, None]
+    assert np.all(sigma_2d(pair, 0, inner * c_a[reached], inner * c_b[reached]) < 3.0)
+    # rays that never reach 3: still below 3 far out
+    far = 1e3 * np.array([np.cos(angles[~reached]), np.sin(angles[~reached])])
+    assert np.all(sigma_2d(pair, 0, far[0], far[1]) < 3.0)
+    # on the axes: the 1D limits of either operator in that region; M does not matter there
+    on_axes = contour_2d(pair, 0, 3.0, QUARTERS)
+    for which, axis in (("a", on_axes[0]), ("b", on_axes[1])):
+        limit = solve_proxy(pair.single(which), 3.0, LOOSE)  # type: ignore[arg-type]
+        ends = axis[[0, 2]] if which == "a" else axis[[1, 3]]
+        np.testing.assert_allclose(sorted(ends), [limit.c_minus, limit.c_plus], rtol=1e-14)
+    # sigma_2d on an axis is the 1D sigma curve
+    grid = np.linspace(-5, 5, 11)
+    np.testing.assert_allclose(
+        sigma_2d(pair, 0, grid, 0.0), sigma_curve(pair.single("a"), 0, grid), rtol=1e-15
+    )
+
+
+def random_pair(rng: np.random.Generator, n: int) -> tuple[ScoreSample, ...]:
+    sm, lin_a, quad_a = random_toy(rng, n)
+    _, lin_b, quad_b = random_toy(rng, n)
+    mix_score = np.round(rng.uniform(0, 1, n), 2)
+    mix = ScoreSample(mix_score, rng.normal(0.05, 0.2, n))
+    return sm, lin_a, quad_a, lin_b, quad_b, mix
+
+
+def test_scan_pair_against_masks_and_single_scans() -> None:
+    sm, lin_a, quad_a, lin_b, quad_b, mix = random_pair(np.random.default_rng(7), 60)
+    pair = scan_pair(sm, lin_a=lin_a, quad_a=quad_a, lin_b=lin_b, quad_b=quad_b, mix=mix)
+    every = (sm, lin_a, quad_a, lin_b, quad_b, mix)
+    thresholds = np.array(sorted(set(np.concatenate([x.score for x in every]))))
+    np.testing.assert_array_equal(pair.threshold, thresholds)
+    columns = (pair.sm_yield, pair.lin_a, pair.quad_a, pair.lin_b, pair.quad_b, pair.mix_yield)
+    for sample, column in zip(every, columns, strict=True):
+        expected = [sample.yield_[sample.score >= t].sum() for t in thresholds]
+        np.testing.assert_allclose(column, expected, rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(
+        pair.sm_mc_events, [np.count_nonzero(sm.score >= t) for t in thresholds]
+    )
+    # the pair's single scans give the limits of the operators' own scans
+    adm = Admissibility(min_sm_mc_events=5, min_sm_yield=0.5)
+    for which, (lin, quad) in (("a", (lin_a, quad_a)), ("b", (lin_b, quad_b))):
+        own = solve_proxy(scan_thresholds(sm, lin, quad), 3.0, adm)
+        joint = solve_proxy(pair.single(which), 3.0, adm)  # type: ignore[arg-type]
+        assert joint.c_minus == pytest.approx(own.c_minus, rel=1e-12)
+        assert joint.c_plus == pytest.approx(own.c_plus, rel=1e-12)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_pair_region_minimizes_the_worst_ratio_brute_force(seed: int) -> None:
+    sm, lin_a, quad_a, lin_b, quad_b, mix = random_pair(np.random.default_rng(seed), 80)
+    pair = scan_pair(sm, lin_a=lin_a, quad_a=quad_a, lin_b=lin_b, quad_b=quad_b, mix=mix)
+    adm = Admissibility(min_sm_mc_events=5, min_sm_yield=0.5)
+    index = pair_region(pair, 1.0, adm)
+    # brute force: per region, the 1D limits of a and b with brentq-free closed forms via one
+    # region each, then the worst ratio to each side's best
+    per_region = []
+    for i in range(len(pair)):
+        ok = pair.sm_mc_events[i] >= 5 and pair.sm_yield[i] >= 0.5 and pair.sm_yield[i] > 0
+        sides = []
+        for lin, quad in ((pair.lin_a, pair.quad_a), (pair.lin_b, pair.quad_b)):
+            limit = solve_proxy(one_region(pair.sm_yield[i], lin[i], quad[i]), 1.0, LOOSE)
+            sides += [limit.c_minus, limit.c_plus] if ok else [None, None]
+        per_region.append([math.inf if c is None else abs(c) for c in sides])
+    table = np.array(per_region)
+    best = table.min(axis=0)
+    used = np.isfinite(best)
+    assert used.any()
+    worst = (table[:, used] / best[used]).max(axis=1)
+    if not np.isfinite(worst.min()):
+        assert index is None
+    else:
+        assert index == int(np.argmin(worst))

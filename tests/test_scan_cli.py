@@ -23,7 +23,18 @@ from conftest import SSWW_DIR
 
 from vbsad_batch.cli import main
 from vbsad_batch.config import ScanConfig, load_config
-from vbsad_batch.scan_report import CURVE_COLUMNS, TABLE_FIELDS, run_scan
+from vbsad_batch.scan_report import (
+    CONTOUR_ANGLES,
+    CONTOUR_COLUMNS,
+    CONTOUR_GRID_COLUMNS,
+    CONTOUR_GRID_POINTS,
+    CURVE_COLUMNS,
+    OUTPUT_NAMES,
+    SIGMA_CURVE_COLUMNS,
+    SIGMA_CURVE_POINTS,
+    TABLE_FIELDS,
+    run_scan,
+)
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 OPERATORS = ("cW", "cHW")
@@ -75,12 +86,14 @@ def write_synthetic_scores(
     n_sm: int = 3000,
     seed: int = 5,
     nan_in: str | None = None,
+    mix: Sequence[tuple[str, str]] = (),
 ) -> None:
     """<output_dir>/scores/<model>/{sm_test,lin_test_<op>,quad_test_<op>}.parquet + manifest.
 
     SM: exponential scores of scale 1, 0.4 events each (1200 events in total); LIN: scale 2,
     negative yields with every 7th positive; QUAD: scale 4. `nan_in`: a dataset name whose
-    first score becomes NaN (recorded in the manifest like any file).
+    first score becomes NaN (recorded in the manifest like any file). `mix`: operator pairs
+    with a MIX sample `mix_test_<a>_<b>` (names sorted; scale 3, 0.06 events each).
     """
     rng = np.random.default_rng(seed)
     for model, kind in models:
@@ -90,6 +103,9 @@ def write_synthetic_scores(
         for i, op in enumerate(operators):
             specs.append((f"lin_test_{op}", n_sm // 2, 2.0 + i, -0.08, _sha(f"lin {op}")))
             specs.append((f"quad_test_{op}", n_sm // 2, 4.0 + i, 0.1, _sha(f"quad {op}")))
+        for pair in mix:
+            name = "mix_test_" + "_".join(sorted(pair))
+            specs.append((name, n_sm // 2, 3.0, 0.06, _sha(name)))
         outputs = []
         for name, n, scale, unit_yield, sha in specs:
             table = _scores_table(rng, n, scale, unit_yield, kind=kind, sha=sha)
@@ -174,7 +190,7 @@ def test_scan_writes_the_paper_table(synthetic: Path, capsys: pytest.CaptureFixt
     assert f"written: {scan_dir}" in out
     assert "on 1 rank(s)" in out
     names = sorted(p.name for p in scan_dir.iterdir())
-    assert names == ["curves.parquet", "manifest.json", "table.csv", "table.json", "table.md"]
+    assert names == sorted((*OUTPUT_NAMES, "manifest.json"))
 
     document = json.loads((scan_dir / "table.json").read_text())
     assert document["operators"] == list(OPERATORS)  # declared order
@@ -267,6 +283,127 @@ def test_scan_writes_the_paper_table(synthetic: Path, capsys: pytest.CaptureFixt
     }
     assert manifest["key"]["settings"]["bootstrap_replicas"] == 6
     assert "created_utc" not in json.dumps(manifest)  # nothing that changes between runs
+
+
+def test_sigma_curves_and_contours(tmp_path: Path) -> None:
+    config = load_config(write_config(tmp_path, SMALL_SCAN))
+    write_synthetic_scores(tmp_path / "out", mix=[("cW", "cHW")])
+    result = run_scan(config)
+    assert result is not None
+    assert result.items == 2 * (2 * 3 + 1)  # rows x (operators x 3 + one contour)
+    scan_dir = result.directory
+    rows = {(r["model"], r["score"]): r["operators"] for r in result.table["rows"]}
+
+    # sigma(c): per reached limit, the statistic at that limit's threshold, on a symmetric grid
+    curves = pq.read_table(scan_dir / "sigma_curves.parquet")
+    assert tuple(curves.column_names) == SIGMA_CURVE_COLUMNS
+    records = curves.to_pylist()
+    n_curves = 0
+    for (model, column), per_op in rows.items():
+        for op in OPERATORS:
+            mine = [
+                r for r in records if (r["model"], r["score"], r["operator"]) == (model, column, op)
+            ]
+            limits = [
+                (stat, side, per_op[op][stat][f"c_{side}"], per_op[op][stat][side])
+                for stat in ("proxy", "asimov")
+                for side in ("minus", "plus")
+                if per_op[op][stat][f"c_{side}"] is not None
+            ]
+            assert len(mine) == SIGMA_CURVE_POINTS * len(limits)
+            extent = 1.5 * max(abs(c) for _, _, c, _ in limits)
+            for k, (stat, side, c_limit, region) in enumerate(limits):
+                part = mine[k * SIGMA_CURVE_POINTS : (k + 1) * SIGMA_CURVE_POINTS]
+                assert {(r["statistic"], r["side"], r["threshold"]) for r in part} == {
+                    (stat, side, region["threshold"])
+                }
+                c = np.array([r["c"] for r in part])
+                sigma = np.array([r["sigma"] for r in part])
+                assert c[0] == pytest.approx(-extent)
+                assert c[-1] == pytest.approx(extent)
+                assert c[SIGMA_CURVE_POINTS // 2] == 0.0
+                assert sigma[SIGMA_CURVE_POINTS // 2] == 0.0
+                np.testing.assert_allclose(c, -c[::-1], rtol=1e-12, atol=1e-15)
+                s, lin, quad = region["sm_yield"], region["lin_yield"], region["quad_yield"]
+                if stat == "proxy":
+                    expected = np.abs(c * lin + c * c * quad) / math.sqrt(s)
+                    np.testing.assert_allclose(sigma, expected, rtol=1e-12)
+                # the curve crosses 3 at the limit: interpolate between the grid points around it
+                j = int(np.searchsorted(c, c_limit))
+                assert min(sigma[j - 1], sigma[j]) <= 3.0 <= max(sigma[j - 1], sigma[j])
+                n_curves += 1
+    assert n_curves >= 8
+
+    # contours: one per model x score for the pair with a MIX sample, every point at sigma = 3
+    contours = pq.read_table(scan_dir / "contours.parquet")
+    assert tuple(contours.column_names) == CONTOUR_COLUMNS
+    grid = pq.read_table(scan_dir / "contour_grid.parquet")
+    assert tuple(grid.column_names) == CONTOUR_GRID_COLUMNS
+    points = contours.to_pylist()
+    for (model, column), per_op in rows.items():
+        mine = [p for p in points if (p["model"], p["score"]) == (model, column)]
+        assert len(mine) == CONTOUR_ANGLES
+        region = mine[0]
+        assert (region["operator_a"], region["operator_b"]) == ("cW", "cHW")
+        # the region's yields, summed by hand from the score files (mix file included)
+        scores_dir = tmp_path / "out" / "scores" / model
+        t = region["threshold"]
+        sums = {}
+        for name, key in (
+            ("sm_test", "sm_yield"),
+            ("lin_test_cW", "lin_a"),
+            ("quad_test_cW", "quad_a"),
+            ("lin_test_cHW", "lin_b"),
+            ("quad_test_cHW", "quad_b"),
+            ("mix_test_cHW_cW", "mix_yield"),
+        ):
+            table = pq.read_table(scores_dir / f"{name}.parquet")
+            score = table.column(column).to_numpy().astype(np.float64)
+            sums[key] = float(table.column("yield").to_numpy()[score >= t].sum())
+            assert region[key] == pytest.approx(sums[key], rel=1e-9, abs=1e-9)
+        assert region["sm_mc_events"] >= 10
+        c_a = np.array([p["c_a"] for p in mine], dtype=float)
+        c_b = np.array([p["c_b"] for p in mine], dtype=float)
+        ok = np.isfinite(c_a)
+        assert ok.sum() >= CONTOUR_ANGLES // 2
+        signal = (
+            c_a * sums["lin_a"]
+            + c_b * sums["lin_b"]
+            + c_a**2 * sums["quad_a"]
+            + c_b**2 * sums["quad_b"]
+            + c_a * c_b * sums["mix_yield"]
+        )
+        np.testing.assert_allclose(np.abs(signal[ok]) / math.sqrt(sums["sm_yield"]), 3.0, rtol=1e-8)
+        # the region is no worse for either operator's 1D limits than needed: its axis points
+        # are at least the table's limits in |c|
+        for k, (op, values) in enumerate((("cW", c_a), ("cHW", c_b))):
+            on_axis = (
+                values[[0, CONTOUR_ANGLES // 2]]
+                if k == 0
+                else values[[CONTOUR_ANGLES // 4, 3 * CONTOUR_ANGLES // 4]]
+            )
+            proxy = per_op[op]["proxy"]
+            for value in on_axis[np.isfinite(on_axis)]:
+                best = proxy["c_plus"] if value > 0 else proxy["c_minus"]
+                assert abs(value) >= abs(best) * (1 - 1e-12)
+        # the grid: the same sigma, CONTOUR_GRID_POINTS^2 values
+        cells = [g for g in grid.to_pylist() if (g["model"], g["score"]) == (model, column)]
+        assert len(cells) == CONTOUR_GRID_POINTS**2
+        ga = np.array([g["c_a"] for g in cells])
+        gb = np.array([g["c_b"] for g in cells])
+        expected = np.abs(
+            ga * sums["lin_a"]
+            + gb * sums["lin_b"]
+            + ga**2 * sums["quad_a"]
+            + gb**2 * sums["quad_b"]
+            + ga * gb * sums["mix_yield"]
+        ) / math.sqrt(sums["sm_yield"])
+        np.testing.assert_allclose([g["sigma"] for g in cells], expected, rtol=1e-8)
+        assert ga.max() == pytest.approx(1.5 * np.max(np.abs(c_a[ok])))
+
+    manifest = json.loads((scan_dir / "manifest.json").read_text())
+    files = {f["name"] for i in manifest["key"]["inputs"] for f in i["files"]}
+    assert "mix_test_cHW_cW" in files
 
 
 def test_rerun_is_up_to_date_and_outputs_do_not_depend_on_the_chunking(

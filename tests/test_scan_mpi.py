@@ -14,6 +14,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 from test_scan_cli import SMALL_SCAN, write_config, write_synthetic_scores
 
@@ -120,7 +121,7 @@ def test_map_work_gathers_in_item_order_and_reports_a_failing_rank(tmp_path: Pat
 
 def test_one_and_two_ranks_write_identical_outputs(tmp_path: Path) -> None:
     config = write_config(tmp_path, SMALL_SCAN)
-    write_synthetic_scores(tmp_path / "out")
+    write_synthetic_scores(tmp_path / "out", mix=[("cW", "cHW")])
     scan_dir = tmp_path / "out" / "scan"
 
     single = run_vbsad("scan", str(config))
@@ -132,15 +133,19 @@ def test_one_and_two_ranks_write_identical_outputs(tmp_path: Path) -> None:
     double = run_mpi(2, "-m", "vbsad_batch", "scan", str(config))
     assert double.returncode == 0, double.stderr
     assert double.stdout.count("written: ") == 1  # only rank 0 prints
-    assert "(12 work item(s) on 2 rank(s))" in double.stdout
+    assert "(14 work item(s) on 2 rank(s))" in double.stdout  # 12 + 2 contours
     two = {p.name: p.read_bytes() for p in sorted(scan_dir.iterdir())}
     assert sorted(two) == [
+        "contour_grid.parquet",
+        "contours.parquet",
         "curves.parquet",
         "manifest.json",
+        "sigma_curves.parquet",
         "table.csv",
         "table.json",
         "table.md",
     ]
+    assert pq.read_metadata(scan_dir / "contours.parquet").num_rows > 0
     for name, content in one.items():
         assert two[name] == content, f"{name} differs between 1 and 2 ranks"
 

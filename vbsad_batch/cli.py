@@ -432,7 +432,10 @@ def _add_scan_parser(subparsers: Any, sub_common: argparse.ArgumentParser) -> No
             "from a binned likelihood, and bootstrap uncertainties, with the settings of the "
             "config's [scan] section. Writes <output_dir>/scan/: table.csv, table.json, "
             "table.md (models as rows, operators as columns), curves.parquet (S, L, Q and the "
-            "SM efficiency per threshold) and manifest.json. Runs alone or under 'mpiexec -n N' "
+            "SM efficiency per threshold), sigma_curves.parquet (sigma(c) at each limit's "
+            "region), for operator pairs with MIX samples contours.parquet and "
+            "contour_grid.parquet (sigma(c_a, c_b) = 3), and manifest.json. Runs alone or under "
+            "'mpiexec -n N' "
             "(the work is split over the ranks; the outputs are identical). A run whose inputs "
             "and settings are unchanged does nothing."
         ),

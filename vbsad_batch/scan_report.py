@@ -24,6 +24,27 @@ the results in item order and writes, atomically, into `<output_dir>/scan/`:
 - `curves.parquet`: per model, score column and operator the scan over thresholds (threshold,
   S, L, Q, SM Monte Carlo events, SM efficiency, admissible), thinned to `[scan] curve_points`
   rows per curve (evenly spaced in threshold rank, plus the thresholds of the limits);
+- `sigma_curves.parquet` (`SIGMA_CURVE_COLUMNS`): per model, score column and operator the
+  sensitivity curves sigma(c) in the fixed region of each limit: for each statistic ("proxy":
+  |c L + c^2 Q| / sqrt(S); "asimov": the two-sided Asimov Z) and side ("minus", "plus") whose
+  limit is reached, that statistic at the threshold of that limit, on one grid of c per
+  operator: `SIGMA_CURVE_POINTS` points evenly spaced on [-C, C], symmetric around 0 (which it
+  contains), C = `SIGMA_CURVE_RANGE` x the largest |c| of the reached limits (both statistics,
+  both sides). An operator with no limit reached has no rows;
+- `contours.parquet` (`CONTOUR_COLUMNS`): for every pair of operators a, b (in the table's
+  column order) with a MIX sample (`mix_test_<a>_<b>` scores, operators sorted in the name),
+  per model and score column, the proxy contour sigma(c_a, c_b) = |c_a L_a + c_b L_b +
+  c_a^2 Q_a + c_b^2 Q_b + c_a c_b M| / sqrt(S) = z in one region: the admissible threshold
+  where the pair's 1D proxy limits are jointly best (`vbsad_batch.scan.pair_region`: the
+  smallest worst ratio |c_side(t)| / |c_side limit| over the four sides). One row per angle
+  (`CONTOUR_ANGLES` angles 2 pi k / n, k = 0..n-1): the exact first crossing of sigma = z
+  along the ray from (0, 0) (`vbsad_batch.scan.contour_2d`), c_a and c_b null where the ray
+  never reaches it; the region's threshold and yields repeated on every row. A pair with no
+  such region has no rows;
+- `contour_grid.parquet` (`CONTOUR_GRID_COLUMNS`): in the same regions, sigma(c_a, c_b) on a
+  `CONTOUR_GRID_POINTS` x `CONTOUR_GRID_POINTS` grid, each axis evenly spaced on [-C, C] with C =
+  `SIGMA_CURVE_RANGE` x the largest |c| of that axis over the contour's points (no rows when
+  the contour has none), rows c_a-major;
 - `manifest.json`, written last: the score files' SHA-256, the settings, the tool version.
 
 Every number comes from deterministic functions of the same inputs, the bootstrap is seeded per
@@ -60,21 +81,36 @@ from vbsad_batch.scan import (
     Admissibility,
     CoefficientLimit,
     LimitPoint,
+    PairScan,
     ScoreSample,
+    Statistic,
+    ThresholdScan,
     bootstrap_limits,
+    contour_2d,
     interval_95cl,
+    pair_region,
+    scan_pair,
     scan_thresholds,
+    sigma_2d,
+    sigma_curve,
     solve_asimov,
     solve_proxy,
 )
 from vbsad_batch.scoring import SCORES_DIR_NAME
 
 __all__ = [
+    "CONTOUR_ANGLES",
+    "CONTOUR_COLUMNS",
+    "CONTOUR_GRID_COLUMNS",
+    "CONTOUR_GRID_POINTS",
     "CURVE_COLUMNS",
     "MANIFEST_KIND",
     "OUTPUT_NAMES",
     "SCAN_DIR_NAME",
     "SCAN_FORMAT_VERSION",
+    "SIGMA_CURVE_COLUMNS",
+    "SIGMA_CURVE_POINTS",
+    "SIGMA_CURVE_RANGE",
     "TABLE_FIELDS",
     "ModelScores",
     "ScanResult",
@@ -87,13 +123,21 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 SCAN_DIR_NAME = "scan"
-SCAN_FORMAT_VERSION = 1
+SCAN_FORMAT_VERSION = 2
 """Version of the scan outputs' layout; bump when it changes."""
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_KIND = "vbsad_batch.scan"
 SCORES_MANIFEST_KIND = "vbsad_batch.scores"
-OUTPUT_NAMES: tuple[str, ...] = ("table.json", "table.csv", "table.md", "curves.parquet")
+OUTPUT_NAMES: tuple[str, ...] = (
+    "table.json",
+    "table.csv",
+    "table.md",
+    "curves.parquet",
+    "sigma_curves.parquet",
+    "contours.parquet",
+    "contour_grid.parquet",
+)
 """The output files of `run_scan` besides the manifest."""
 
 CURVE_COLUMNS: tuple[str, ...] = (
@@ -109,6 +153,51 @@ CURVE_COLUMNS: tuple[str, ...] = (
     "admissible",
 )
 """Columns of curves.parquet (yields in events at the config's luminosity)."""
+
+SIGMA_CURVE_POINTS = 401
+"""Points of the c grid of sigma_curves.parquet (odd: c = 0 is one of them)."""
+SIGMA_CURVE_RANGE = 1.5
+"""The c grids span +-SIGMA_CURVE_RANGE x the largest |c| of the limits (or contour points)."""
+CONTOUR_ANGLES = 720
+"""Rays (points) per contour in contours.parquet: every 0.5 degree, the axes included."""
+CONTOUR_GRID_POINTS = 101
+"""Points per axis of the grid of contour_grid.parquet (odd: the axes are on it)."""
+
+SIGMA_CURVE_COLUMNS: tuple[str, ...] = (
+    "model",
+    "score",
+    "operator",
+    "statistic",
+    "side",
+    "threshold",
+    "c",
+    "sigma",
+)
+"""Columns of sigma_curves.parquet: `statistic` "proxy" or "asimov", `side` "minus" or "plus"
+(the limit whose region, score >= `threshold`, the curve is in), `sigma` that statistic at
+Wilson coefficient `c` (Lambda = 1 TeV)."""
+
+_PAIR_REGION_COLUMNS: tuple[str, ...] = (
+    "model",
+    "score",
+    "operator_a",
+    "operator_b",
+    "threshold",
+    "sm_yield",
+    "lin_a",
+    "quad_a",
+    "lin_b",
+    "quad_b",
+    "mix_yield",
+    "sm_mc_events",
+)
+CONTOUR_COLUMNS: tuple[str, ...] = (*_PAIR_REGION_COLUMNS, "angle", "c_a", "c_b")
+"""Columns of contours.parquet: the region (score >= `threshold`; S, L_a, Q_a, L_b, Q_b and the
+MIX yield M in events at c = 1; SM Monte Carlo events), `angle` (radians) of the ray from
+(0, 0), and the point (c_a, c_b) of sigma = z on it (null: not reached)."""
+CONTOUR_GRID_COLUMNS: tuple[str, ...] = (*_PAIR_REGION_COLUMNS, "c_a", "c_b", "sigma")
+"""Columns of contour_grid.parquet: the region as in contours.parquet, and the proxy sigma at
+(c_a, c_b)."""
 
 TABLE_FIELDS: tuple[str, ...] = (
     "proxy.c_minus",
@@ -324,12 +413,15 @@ class WorkItem:
         operator: the EFT operator.
         replicas: None: the point estimate (scan, limits, interval, curve); (start, stop): the
             bootstrap replicas start..stop-1.
+        partner: None, or the second operator b of a contour (then `operator` is a and
+            `replicas` None).
     """
 
     model: str
     score: str
     operator: str
     replicas: tuple[int, int] | None = None
+    partner: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,6 +430,14 @@ class _PointResult:
     asimov: dict[str, Any]
     interval: tuple[float | None, float | None]
     curve: dict[str, np.ndarray]
+    sigma_curves: dict[str, np.ndarray]
+
+
+@dataclass(frozen=True, slots=True)
+class _ContourResult:
+    region: dict[str, Any]  # _PAIR_REGION_COLUMNS[4:] -> value; empty: no region
+    contour: dict[str, np.ndarray]  # angle, c_a, c_b
+    grid: dict[str, np.ndarray]  # c_a, c_b, sigma
 
 
 def _number(value: Any) -> float | None:
@@ -401,13 +501,23 @@ class _Worker:
             self._cache[key] = _load_columns(path, column)
         return self._cache[key]
 
-    def __call__(self, item: WorkItem) -> _PointResult | np.ndarray:
+    def __call__(self, item: WorkItem) -> _PointResult | _ContourResult | np.ndarray:
         start_time = time.monotonic()  # for progress reports only, never in the outputs
         datasets = ("sm_test", f"lin_test_{item.operator}", f"quad_test_{item.operator}")
         sm, lin, quad = _samples([self._columns(item.model, d, item.score) for d in datasets])
         settings = self._settings
-        result: _PointResult | np.ndarray
-        if item.replicas is not None:
+        result: _PointResult | _ContourResult | np.ndarray
+        if item.partner is not None:
+            b = item.partner
+            names = (f"lin_test_{b}", f"quad_test_{b}", _mix_name(item.operator, b))
+            lin_b, quad_b, mix = (
+                ScoreSample(score=c.score, yield_=c.yield_)
+                for c in (self._columns(item.model, d, item.score) for d in names)
+            )
+            result = self._contour(
+                scan_pair(sm, lin_a=lin, quad_a=quad, lin_b=lin_b, quad_b=quad_b, mix=mix)
+            )
+        elif item.replicas is not None:
             start, stop = item.replicas
             result = np.asarray(
                 bootstrap_limits(
@@ -464,10 +574,92 @@ class _Worker:
             asimov=_limit_dict(asimov),
             interval=(_number(low), _number(high)),
             curve=curve,
+            sigma_curves=_sigma_curves(scan, proxy, asimov),
         )
+
+    def _contour(self, pair: PairScan) -> _ContourResult:
+        z = self._settings.significance
+        index = pair_region(pair, z, self._admissible)
+        empty = np.empty(0, dtype=np.float64)
+        if index is None:
+            return _ContourResult({}, {"angle": empty, "c_a": empty, "c_b": empty}, {})
+        region = {
+            "threshold": float(pair.threshold[index]),
+            "sm_yield": float(pair.sm_yield[index]),
+            "lin_a": float(pair.lin_a[index]),
+            "quad_a": float(pair.quad_a[index]),
+            "lin_b": float(pair.lin_b[index]),
+            "quad_b": float(pair.quad_b[index]),
+            "mix_yield": float(pair.mix_yield[index]),
+            "sm_mc_events": int(pair.sm_mc_events[index]),
+        }
+        angle = 2.0 * np.pi * np.arange(CONTOUR_ANGLES) / CONTOUR_ANGLES
+        c_a, c_b = contour_2d(pair, index, z, angle)
+        grid = {"c_a": empty, "c_b": empty, "sigma": empty}
+        reached = np.isfinite(c_a)
+        if bool(np.any(reached)):
+            axes = []
+            for values in (c_a, c_b):
+                extent = SIGMA_CURVE_RANGE * float(np.max(np.abs(values[reached])))
+                if extent == 0.0:  # every point on the other axis
+                    extent = SIGMA_CURVE_RANGE * float(np.max(np.abs(np.hypot(c_a, c_b)[reached])))
+                axes.append(np.linspace(-extent, extent, CONTOUR_GRID_POINTS))
+            grid_a, grid_b = np.meshgrid(axes[0], axes[1], indexing="ij")
+            grid = {
+                "c_a": grid_a.ravel(),
+                "c_b": grid_b.ravel(),
+                "sigma": sigma_2d(pair, index, grid_a, grid_b).ravel(),
+            }
+        return _ContourResult(region, {"angle": angle, "c_a": c_a, "c_b": c_b}, grid)
+
+
+def _mix_name(a: str, b: str) -> str:
+    """The dataset of the MIX sample of operators a and b (names sorted, as `vbsad datasets`)."""
+    return "mix_test_" + "_".join(sorted((a, b)))
+
+
+def _mix_pairs(model: ModelScores, operators: Sequence[str]) -> list[tuple[str, str]]:
+    """The operator pairs (a, b), in column order, with MIX scores for `model`."""
+    return [
+        (a, b)
+        for i, a in enumerate(operators)
+        for b in operators[i + 1 :]
+        if _mix_name(a, b) in model.files
+    ]
+
+
+def _sigma_curves(
+    scan: ThresholdScan, proxy: CoefficientLimit, asimov: CoefficientLimit
+) -> dict[str, np.ndarray]:
+    """sigma(c) at the region of every reached limit (see the module docstring)."""
+    limits: tuple[tuple[Statistic, CoefficientLimit], ...] = (("proxy", proxy), ("asimov", asimov))
+    reached = [
+        (statistic, side, point)
+        for statistic, limit in limits
+        for side, point in (("minus", limit.minus), ("plus", limit.plus))
+        if point is not None
+    ]
+    parts: dict[str, list[np.ndarray]] = {n: [] for n in SIGMA_CURVE_COLUMNS[3:]}
+    if reached:
+        extent = SIGMA_CURVE_RANGE * max(abs(point.c) for _, _, point in reached)
+        grid = np.linspace(-extent, extent, SIGMA_CURVE_POINTS)
+        grid[SIGMA_CURVE_POINTS // 2] = 0.0
+        for statistic, side, point in reached:
+            sigma = sigma_curve(scan, point.threshold_index, grid, statistic=statistic)
+            parts["statistic"].append(np.full(grid.size, statistic, dtype=object))
+            parts["side"].append(np.full(grid.size, side, dtype=object))
+            parts["threshold"].append(np.full(grid.size, point.threshold))
+            parts["c"].append(grid)
+            parts["sigma"].append(np.asarray(sigma, dtype=np.float64))
+    return {
+        name: np.concatenate(values) if values else np.empty(0, dtype=object)
+        for name, values in parts.items()
+    }
 
 
 def _item_label(item: WorkItem) -> str:
+    if item.partner is not None:
+        return f"{item.model}:{item.score}:{item.operator},{item.partner} contour"
     what = (
         "limits" if item.replicas is None else f"bootstrap {item.replicas[0]}..{item.replicas[1]}"
     )
@@ -480,7 +672,10 @@ def _rows(models: Sequence[ModelScores], settings: ScanConfig) -> list[tuple[str
 
 
 def _work_items(
-    rows: Sequence[tuple[str, str, str]], operators: Sequence[str], settings: ScanConfig
+    rows: Sequence[tuple[str, str, str]],
+    operators: Sequence[str],
+    settings: ScanConfig,
+    pairs: Mapping[str, Sequence[tuple[str, str]]],
 ) -> list[WorkItem]:
     items: list[WorkItem] = []
     replicas, chunk = settings.bootstrap_replicas, settings.bootstrap_chunk
@@ -491,6 +686,7 @@ def _work_items(
                 WorkItem(model, column, op, (start, min(start + chunk, replicas)))
                 for start in range(0, replicas, chunk)
             )
+        items.extend(WorkItem(model, column, a, None, b) for a, b in pairs.get(model, ()))
     return items
 
 
@@ -671,6 +867,72 @@ def _curves_table(
     return pa.Table.from_arrays(arrays, names=list(CURVE_COLUMNS))
 
 
+def _typed_table(
+    columns: Sequence[str], parts: Mapping[str, list[np.ndarray]], types: Mapping[str, Any]
+) -> pa.Table:
+    """A table of the concatenated parts; float64 unless `types` says otherwise, NaN -> null in
+    float columns other than sigma (not reached)."""
+    arrays = []
+    for name in columns:
+        kind = types.get(name, pa.float64())
+        if not parts[name]:
+            arrays.append(pa.array([], type=kind))
+            continue
+        values = np.concatenate(parts[name])
+        mask = None
+        if kind == pa.float64() and name not in ("sigma",):
+            mask = ~np.isfinite(values.astype(np.float64))
+        arrays.append(pa.array(values, type=kind, mask=mask))
+    return pa.Table.from_arrays(arrays, names=list(columns))
+
+
+_STRING_TYPES = {
+    name: pa.string()
+    for name in ("model", "score", "operator", "operator_a", "operator_b", "statistic", "side")
+}
+
+
+def _sigma_curves_table(
+    rows: Sequence[tuple[str, str, str]],
+    operators: Sequence[str],
+    points: Mapping[tuple[str, str, str], _PointResult],
+) -> pa.Table:
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in SIGMA_CURVE_COLUMNS}
+    for model, _, column in rows:
+        for op in operators:
+            curves = points[(model, column, op)].sigma_curves
+            n = curves["c"].size
+            for name, value in (("model", model), ("score", column), ("operator", op)):
+                parts[name].append(np.full(n, value, dtype=object))
+            for name in SIGMA_CURVE_COLUMNS[3:]:
+                parts[name].append(curves[name])
+    return _typed_table(SIGMA_CURVE_COLUMNS, parts, _STRING_TYPES)
+
+
+def _contour_tables(
+    contours: Mapping[tuple[str, str, str, str], _ContourResult],
+) -> tuple[pa.Table, pa.Table]:
+    """(contours.parquet, contour_grid.parquet) in work-item order."""
+    tables = []
+    for columns, field in ((CONTOUR_COLUMNS, "contour"), (CONTOUR_GRID_COLUMNS, "grid")):
+        parts: dict[str, list[np.ndarray]] = {name: [] for name in columns}
+        for (model, column, a, b), result in contours.items():
+            values: dict[str, np.ndarray] = getattr(result, field)
+            if not result.region or not values or values["c_a"].size == 0:
+                continue
+            n = values["c_a"].size
+            head = {"model": model, "score": column, "operator_a": a, "operator_b": b}
+            for name in _PAIR_REGION_COLUMNS:
+                value = head[name] if name in head else result.region[name]
+                dtype = object if name in head else type(value)
+                parts[name].append(np.full(n, value, dtype=dtype))
+            for name in columns[len(_PAIR_REGION_COLUMNS) :]:
+                parts[name].append(values[name])
+        types = {**_STRING_TYPES, "sm_mc_events": pa.int64()}
+        tables.append(_typed_table(columns, parts, types))
+    return tables[0], tables[1]
+
+
 @dataclass(frozen=True, slots=True)
 class ScanResult:
     """What `run_scan` did (returned on rank 0).
@@ -721,6 +983,7 @@ def _plan(config: AnalysisConfig, models: Sequence[str] | None, force: bool) -> 
     inputs: list[dict[str, Any]] = []
     for model in found:
         names = ["sm_test"] + [f"{c}_test_{op}" for op in operators for c in ("lin", "quad")]
+        names += [_mix_name(a, b) for a, b in _mix_pairs(model, operators)]
         files = []
         for name in names:
             path, recorded = model.files[name]
@@ -795,7 +1058,10 @@ def _document(
 
 
 def _write_outputs(
-    directory: Path, document: dict[str, Any], curves: pa.Table, key: dict[str, Any]
+    directory: Path,
+    document: dict[str, Any],
+    parquet: Mapping[str, pa.Table],
+    key: dict[str, Any],
 ) -> tuple[Path, ...]:
     directory.mkdir(parents=True, exist_ok=True)
     manifest_path = directory / MANIFEST_NAME
@@ -809,8 +1075,9 @@ def _write_outputs(
     }
     for name, text in texts.items():
         write_text_atomic(directory / name, text)
-    with atomic_path(directory / "curves.parquet") as tmp:
-        pq.write_table(curves, tmp, compression="zstd")
+    for name, table in parquet.items():
+        with atomic_path(directory / name) as tmp:
+            pq.write_table(table, tmp, compression="zstd")
     outputs = [directory / name for name in OUTPUT_NAMES]
     manifest = {
         "kind": MANIFEST_KIND,
@@ -874,7 +1141,8 @@ def run_scan(
 
     operators = _operator_order(config)
     rows = _rows(plan.models, config.scan)
-    items = _work_items(rows, operators, config.scan)
+    pairs = {m.name: _mix_pairs(m, operators) for m in plan.models}
+    items = _work_items(rows, operators, config.scan, pairs)
     mine = len(range(rank, len(items), comm.size))
     emit(ProgressEvent(_STAGE, "run_started", total_items=mine))
     worker = _Worker({m.name: m for m in plan.models}, config.scan, emit, mine)
@@ -884,9 +1152,12 @@ def run_scan(
 
     points: dict[tuple[str, str, str], _PointResult] = {}
     chunks: dict[tuple[str, str, str], list[np.ndarray]] = {}
+    contours: dict[tuple[str, str, str, str], _ContourResult] = {}
     for item, result in zip(items, results, strict=True):
         key = (item.model, item.score, item.operator)
-        if isinstance(result, _PointResult):
+        if isinstance(result, _ContourResult):
+            contours[(*key, str(item.partner))] = result
+        elif isinstance(result, _PointResult):
             points[key] = result
         else:
             chunks.setdefault(key, []).append(result)
@@ -894,8 +1165,14 @@ def run_scan(
         key: np.concatenate(chunks[key]) if key in chunks else np.empty((0, 2)) for key in points
     }
     document = _document(config, rows, operators, points, boots)
-    curves = _curves_table(rows, operators, points)
-    outputs = _write_outputs(directory, document, curves, plan.key)
+    contour_table, grid_table = _contour_tables(contours)
+    parquet = {
+        "curves.parquet": _curves_table(rows, operators, points),
+        "sigma_curves.parquet": _sigma_curves_table(rows, operators, points),
+        "contours.parquet": contour_table,
+        "contour_grid.parquet": grid_table,
+    }
+    outputs = _write_outputs(directory, document, parquet, plan.key)
     emit(ProgressEvent(_STAGE, "run_finished", message=f"{len(items)} work item(s)"))
     clean: dict[str, Any] = _json_value(document)
     return ScanResult("written", directory, outputs, clean, len(items), comm.size)
