@@ -13,8 +13,8 @@ out) and the training time (validation excluded) until the validation loss first
 common target = the higher of the two best validation losses, i.e. a loss that both reached;
 then the ratios.
 
-    python benchmarks/training.py             # 100k generated events, fit 8 epochs
-    python benchmarks/training.py --quick     # 30k events, fit 2 epochs
+    python benchmarks/training.py             # 100k generated events, fit 8 epochs, batch 4096
+    python benchmarks/training.py --quick     # 30k events, fit 2 epochs (tracing-dominated)
 """
 
 from __future__ import annotations
@@ -180,7 +180,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="short run: 30k events, 2 epochs")
     parser.add_argument("--events", type=int, default=None, help="generated events (100000)")
     parser.add_argument("--fit-epochs", type=int, default=None, help="model.fit epochs (8)")
-    parser.add_argument("--epochs", type=int, default=None, help="project epochs (400)")
+    parser.add_argument("--epochs", type=int, default=None, help="project epochs (150)")
     parser.add_argument("--batch-size", type=int, default=4096, help="project batch (4096)")
     parser.add_argument(
         "--learning-rate", type=float, default=0.01, help="project Adam step (0.01)"
@@ -188,7 +188,7 @@ def main() -> None:
     args = parser.parse_args()
     n_events = args.events or (30_000 if args.quick else 100_000)
     fit_epochs = args.fit_epochs or (2 if args.quick else 8)
-    epochs = args.epochs or (100 if args.quick else 400)
+    epochs = args.epochs or (60 if args.quick else 150)
 
     with tempfile.TemporaryDirectory(prefix="vbsad-bench-train-") as tmp:
         start = time.perf_counter()

@@ -19,17 +19,27 @@ checkpoints every epoch, exact resume.
 
 Every file is written atomically (temporary file, then rename).
 
-Training. Hyperparameters come from `config.training`. The SM training events are shuffled
-every epoch by a permutation that is a pure function of (seed, epoch) and batched with tf.data;
-one tf.function runs a whole epoch of steps (forward, loss of `vbsad_batch.model`, gradient,
-optimizer update) inside the graph. For "vae_nn" each SM batch is paired with a batch of the
-mixed set (its own permutation, batch size ceil(n_mixed / steps) so that every mixed event is
-seen at least once per epoch) with labels 0 (SM) / 1 (EFT) and weights = the events' yields
-scaled per class so that each class has total weight n_mixed / 2 (balanced classes; LIN
-yields may be negative and are kept). The validation loss, on which early stopping acts, is
-the VAE loss (mse + beta kld, per-event mean) on `sm_validation`, for both kinds: the datasets
-stage has no mixed validation set. Training stops when it has not improved for `patience`
-epochs; the weights of the best epoch are restored before saving.
+Training. Hyperparameters come from `config.training`. The SM training events are shuffled every
+epoch by a permutation that is a pure function of (seed, epoch), cut into batches and fed
+through tf.data in chunks of up to `STEP_CHUNK_EVENTS` events; one tf.function runs the steps of
+a chunk (forward, loss of `vbsad_batch.model`, gradient, optimizer update) in a graph loop, so
+that the host overhead is paid per chunk, not per step. For "vae_nn" each SM batch is paired
+with a batch of the mixed set (its own permutation, batch size ceil(n_mixed / steps) so that
+every mixed event is seen at least once per epoch) with labels 0 (SM) / 1 (EFT) and weights =
+the events' yields scaled per class so that each class has total weight n_mixed / 2 (balanced
+classes; LIN yields may be negative and are kept). The validation loss, on which early stopping
+acts, is the VAE loss (mse + beta kld, per-event mean) on `sm_validation`, for both kinds: the
+datasets stage has no mixed validation set. Training stops when it has not improved for
+`patience` epochs; the weights of the best epoch are restored before saving.
+
+Large batches. The paper's recipe (batch 32, Adam 5e-4) makes ~1700 small steps per epoch of
+55k events; on CPU a step costs about the same up to batches of thousands, so a large batch
+trains far more events per second, but makes fewer updates per epoch: with the paper's learning
+rate it needs many more epochs. With a large batch, raise the learning rate with it, roughly as
+sqrt(batch / 32) from 5e-4: `batch_size = 1024, learning_rate = 0.003` or
+`batch_size = 4096, learning_rate = 0.01` (measured on the demo data: the same validation loss
+as the paper's recipe in several times less time; 0.02 at 4096 stalled on a plateau). This is
+what `benchmarks/training.py` measures by default.
 
 Determinism and resume. `tf.config.experimental.enable_op_determinism()` is switched on and
 every random source is seeded from `config.training.seed`: weight initialisation (Keras global
@@ -311,23 +321,56 @@ def _load_data(
     return prep, data
 
 
+STEP_CHUNK_EVENTS = 32768
+"""Training events per call of the compiled training function: the steps of one call run in a
+graph loop, so that the per-call host overhead (~1 ms) is paid once per chunk, not per step."""
+
+
+def _chunked(batches: np.ndarray, steps_per_chunk: int) -> list[np.ndarray]:
+    """Split (steps, batch, ...) into chunks of at most `steps_per_chunk` steps."""
+    return [batches[i : i + steps_per_chunk] for i in range(0, len(batches), steps_per_chunk)]
+
+
+def _concatenated(elements: Sequence[Any]) -> tf.data.Dataset:
+    """A dataset of these elements (chunks; few per epoch), in order."""
+    dataset = tf.data.Dataset.from_tensors(elements[0])
+    for element in elements[1:]:
+        dataset = dataset.concatenate(tf.data.Dataset.from_tensors(element))
+    return dataset.prefetch(1)
+
+
 def _train_dataset(
     data: _Data, seed: int, epoch: int, batch_size: int
 ) -> tuple[tf.data.Dataset, int]:
-    """The batches of one epoch and the number of steps."""
+    """The batches of one epoch, grouped in chunks of steps, and the number of steps.
+
+    Each element is a chunk (steps, batch, features) (for "vae_nn" with the matching mixed
+    batches, labels and weights, each (steps, mixed batch, ...)). The batches are cut in NumPy
+    from the epoch's permutation (the same batches as `Dataset.batch` would give: consecutive
+    slices, a smaller last one alone in its chunk), which avoids tf.data's per-event slicing.
+    """
     n = len(data.x_train)
     steps = math.ceil(n / batch_size)
-    sm = tf.data.Dataset.from_tensor_slices(data.x_train[_permutation(n, seed, epoch, 0)])
-    sm = sm.batch(batch_size)
+    full = n // batch_size
+    chunk = max(1, STEP_CHUNK_EVENTS // batch_size)
+    x = data.x_train[_permutation(n, seed, epoch, 0)]
+    sm = _chunked(x[: full * batch_size].reshape(full, batch_size, -1), chunk)
+    if full < steps:
+        sm.append(x[None, full * batch_size :])
     if data.x_mix is None or data.labels is None or data.weights is None:
-        return sm.prefetch(2), steps
+        return _concatenated(sm), steps
     n_mix = len(data.x_mix)
-    order = _permutation(n_mix, seed, epoch, 1)
-    mix = tf.data.Dataset.from_tensor_slices(
-        (data.x_mix[order], data.labels[order], data.weights[order])
-    )
-    mix = mix.repeat().batch(math.ceil(n_mix / steps))
-    return tf.data.Dataset.zip(sm, mix).prefetch(2), steps
+    mix_batch = math.ceil(n_mix / steps)
+    # As Dataset.repeat().batch(mix_batch): consecutive slices of the repeated permutation.
+    order = _permutation(n_mix, seed, epoch, 1)[np.arange(steps * mix_batch) % n_mix]
+    mixed = [
+        _chunked(a[order].reshape(steps, mix_batch, *a.shape[1:]), chunk)
+        for a in (data.x_mix, data.labels, data.weights)
+    ]
+    if full < steps:  # the last, smaller SM batch is alone in its chunk: split the mixed likewise
+        for m in mixed:
+            m[-1:] = [m[-1][:-1], m[-1][-1:]] if len(m[-1]) > 1 else m[-1:]
+    return _concatenated([(s, (a, b, c)) for s, a, b, c in zip(sm, *mixed, strict=True)]), steps
 
 
 # --- checkpoints --------------------------------------------------------------------------------
@@ -405,10 +448,12 @@ def _make_optimizer(training: TrainingConfig) -> Any:
 
 
 class _Epoch:
-    """One epoch of training: a `tf.function` step (forward pass, loss of `vbsad_batch.model`,
-    gradient, optimizer update) traced once with a fixed input signature, called for each batch
-    of the epoch's tf.data pipeline. (A whole-epoch tf.function looping over the dataset inside
-    the graph costs ~0.3 s per call here to set up its iterator: slower for small datasets.)"""
+    """One epoch of training: a `tf.function` (traced once, fixed input signature) that runs the
+    steps of a chunk of batches in a graph loop (per step: forward pass, loss of
+    `vbsad_batch.model`, gradient, optimizer update), called for each chunk of the epoch's
+    tf.data pipeline (`_train_dataset`). Looping in the graph saves a host round trip per step;
+    chunks rather than the whole epoch keep the pipeline streaming. (Iterating a tf.data
+    dataset inside the graph instead costs ~0.3 s per call here to set up its iterator.)"""
 
     def __init__(
         self, model: Any, optimizer: Any, kind: ModelKind, training: TrainingConfig
@@ -418,8 +463,8 @@ class _Epoch:
         n_features = int(model.n_features)
         self._sums = tf.Variable(tf.zeros(2, tf.float32), trainable=False)  # (sum loss*n, n)
         sums = self._sums
-        features = tf.TensorSpec((None, n_features), tf.float32)
-        per_event = tf.TensorSpec((None,), tf.float32)
+        features = tf.TensorSpec((None, None, n_features), tf.float32)
+        per_event = tf.TensorSpec((None, None), tf.float32)
 
         def update(loss_fn: Any, x: Any) -> None:
             with tf.GradientTape() as tape:
@@ -447,22 +492,30 @@ class _Epoch:
                 x,
             )
 
+        def vae_steps(xs: Any) -> None:
+            for i in tf.range(tf.shape(xs)[0]):
+                vae_step(xs[i])
+
+        def vae_nn_steps(xs: Any, xs_mix: Any, labels: Any, weights: Any) -> None:
+            for i in tf.range(tf.shape(xs)[0]):
+                vae_nn_step(xs[i], xs_mix[i], labels[i], weights[i])
+
         # tf.function as a call, not a decorator: TensorFlow is untyped (mypy --strict).
         self._kind = kind
-        self._vae_step = tf.function(vae_step, input_signature=[features])
-        self._vae_nn_step = tf.function(
-            vae_nn_step, input_signature=[features, features, per_event, per_event]
+        self._vae_steps = tf.function(vae_steps, input_signature=[features])
+        self._vae_nn_steps = tf.function(
+            vae_nn_steps, input_signature=[features, features, per_event, per_event]
         )
 
     def __call__(self, dataset: Any) -> float:
         """Train on every batch of `dataset`; return the event-weighted mean training loss."""
         self._sums.assign(tf.zeros(2, tf.float32))
         if self._kind == "vae":
-            for x in dataset:
-                self._vae_step(x)
+            for xs in dataset:
+                self._vae_steps(xs)
         else:
-            for x, (x_mix, labels, weights) in dataset:
-                self._vae_nn_step(x, x_mix, labels, weights)
+            for xs, (xs_mix, labels, weights) in dataset:
+                self._vae_nn_steps(xs, xs_mix, labels, weights)
         total, count = self._sums.numpy()
         return float(total / count)
 
