@@ -49,6 +49,7 @@ from vbsad_batch.config import AnalysisConfig, TrainingConfig, selection_expr
 from vbsad_batch.progress import ProgressCallback, ProgressEvent
 from vbsad_batch.provenance import (
     fingerprint_file,
+    jsonable,
     read_manifest,
     runtime_provenance,
     sha256_file,
@@ -140,18 +141,6 @@ class _Plan:
     frame: pl.LazyFrame
 
 
-def _jsonable(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    return value
-
-
 def _input_files(config: AnalysisConfig) -> list[Path]:
     files = [path for sample in config.samples for path in sample.files]
     files += [path for rw in config.reweighted for path in rw.files]
@@ -163,7 +152,7 @@ def _key(config: AnalysisConfig, inputs: Sequence[dict[str, Any]], c: float) -> 
         "format_version": DATASETS_FORMAT_VERSION,
         "tool_version": tool_version(),
         # The training settings do not change the datasets: editing them must not rebuild.
-        "config": _jsonable(dataclasses.replace(config, training=TrainingConfig())),
+        "config": jsonable(dataclasses.replace(config, training=TrainingConfig())),
         "inputs": [{"path": i["path"], "sha256": i["sha256"]} for i in inputs],
         "options": {"training_coefficient": c},
     }

@@ -7,6 +7,7 @@ a re-run decide whether the output is still up to date.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import hashlib
 import json
@@ -113,6 +114,20 @@ def runtime_provenance() -> dict[str, Any]:
         "host": socket.gethostname(),
         "created_utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
+
+
+def jsonable(value: Any) -> Any:
+    """`value` as JSON-ready data for a manifest: dataclasses become dicts, paths strings,
+    tuples lists (recursively), so that settings can be recorded and compared."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    return value
 
 
 def write_manifest(path: str | os.PathLike[str], content: Mapping[str, Any]) -> None:

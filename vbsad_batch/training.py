@@ -94,6 +94,7 @@ from vbsad_batch.model import (
 )
 from vbsad_batch.progress import ProgressCallback, ProgressEvent
 from vbsad_batch.provenance import (
+    jsonable,
     read_manifest,
     runtime_provenance,
     sha256_file,
@@ -211,18 +212,6 @@ def _dataset_names(config: AnalysisConfig, kind: ModelKind) -> list[str]:
     return names
 
 
-def _jsonable(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    return value
-
-
 def _key(
     config: AnalysisConfig, kind: ModelKind, training: TrainingConfig, datasets: dict[str, str]
 ) -> dict[str, Any]:
@@ -230,7 +219,7 @@ def _key(
         "format_version": TRAINING_FORMAT_VERSION,
         "tool_version": tool_version(),
         "kind": kind,
-        "training": _jsonable(training),
+        "training": jsonable(training),
         "features": list(config.features),
         "log_features": list(config.log_features),
         "training_operator": config.training_operator if kind == "vae_nn" else None,
