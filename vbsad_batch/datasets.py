@@ -33,7 +33,6 @@ with their recorded sizes, does nothing.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 import time
@@ -50,6 +49,7 @@ from vbsad_batch.progress import ProgressCallback, ProgressEvent
 from vbsad_batch.provenance import (
     fingerprint_file,
     jsonable,
+    manifest_up_to_date,
     read_manifest,
     runtime_provenance,
     sha256_file,
@@ -158,28 +158,12 @@ def _key(config: AnalysisConfig, inputs: Sequence[dict[str, Any]], c: float) -> 
     }
 
 
-def _same(a: Any, b: Any) -> bool:
-    return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
-
-
 def _up_to_date(
     manifest: dict[str, Any] | None, key: dict[str, Any], directory: Path
 ) -> tuple[bool, str]:
-    if manifest is None:
-        return False, "new"
-    try:
-        if manifest.get("kind") != MANIFEST_KIND:
-            return False, "manifest of another kind"
-        if not _same(manifest["key"], key):
-            changed = [k for k in key if not _same(manifest["key"].get(k), key[k])]
-            return False, f"{', '.join(changed)} changed"
-        for entry in manifest["datasets"]:
-            path = directory / entry["path"]
-            if not path.is_file() or path.stat().st_size != entry["size_bytes"]:
-                return False, f"{entry['path']} missing or modified"
-    except (KeyError, TypeError, AttributeError):
-        return False, "manifest incomplete"
-    return True, "up to date"
+    return manifest_up_to_date(
+        manifest, kind=MANIFEST_KIND, key=key, directory=directory, outputs_field="datasets"
+    )
 
 
 def _result_from_manifest(

@@ -130,6 +130,40 @@ def jsonable(value: Any) -> Any:
     return value
 
 
+def manifest_up_to_date(
+    manifest: Mapping[str, Any] | None,
+    *,
+    kind: str,
+    key: Mapping[str, Any],
+    directory: Path,
+    outputs_field: str,
+) -> tuple[bool, str]:
+    """Whether a stage's outputs in `directory` are current: the manifest is of `kind`, was
+    made for the same `key` (inputs, settings, version) and every file listed under
+    `outputs_field` (entries with `path` and `size_bytes`) is there with its size.
+    Returns (up to date, reason)."""
+    if manifest is None:
+        return False, "new"
+    try:
+        if manifest.get("kind") != kind:
+            return False, "manifest of another kind"
+
+        def canonical(value: Any) -> str:
+            return json.dumps(value, sort_keys=True)
+
+        old_key = manifest["key"]
+        if canonical(old_key) != canonical(key):
+            changed = [k for k in key if canonical(old_key.get(k)) != canonical(key[k])]
+            return False, f"{', '.join(changed)} changed"
+        for entry in manifest[outputs_field]:
+            path = directory / entry["path"]
+            if not path.is_file() or path.stat().st_size != entry["size_bytes"]:
+                return False, f"{entry['path']} missing or modified"
+    except (KeyError, TypeError, AttributeError):
+        return False, "manifest incomplete"
+    return True, "up to date"
+
+
 def write_manifest(path: str | os.PathLike[str], content: Mapping[str, Any]) -> None:
     """Write `content` as indented JSON to `path`, atomically (temp file, fsync, rename)."""
     text = json.dumps(content, indent=2, sort_keys=True) + "\n"

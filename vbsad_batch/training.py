@@ -95,6 +95,7 @@ from vbsad_batch.model import (
 from vbsad_batch.progress import ProgressCallback, ProgressEvent
 from vbsad_batch.provenance import (
     jsonable,
+    manifest_up_to_date,
     read_manifest,
     runtime_provenance,
     sha256_file,
@@ -238,21 +239,9 @@ def _digest(value: Any) -> str:
 def _up_to_date(
     manifest: dict[str, Any] | None, key: dict[str, Any], directory: Path
 ) -> tuple[bool, str]:
-    if manifest is None:
-        return False, "new"
-    try:
-        if manifest.get("kind") != MANIFEST_KIND:
-            return False, "manifest of another kind"
-        if _canonical(manifest["key"]) != _canonical(key):
-            changed = [k for k in key if _canonical(manifest["key"].get(k)) != _canonical(key[k])]
-            return False, f"{', '.join(changed)} changed"
-        for entry in manifest["outputs"]:
-            path = directory / entry["path"]
-            if not path.is_file() or path.stat().st_size != entry["size_bytes"]:
-                return False, f"{entry['path']} missing or modified"
-    except (KeyError, TypeError, AttributeError):
-        return False, "manifest incomplete"
-    return True, "up to date"
+    return manifest_up_to_date(
+        manifest, kind=MANIFEST_KIND, key=key, directory=directory, outputs_field="outputs"
+    )
 
 
 # --- determinism --------------------------------------------------------------------------------
