@@ -62,7 +62,7 @@ import logging
 import math
 import platform
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -835,21 +835,33 @@ def _markdown_text(document: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _point_parts(
+    rows: Sequence[tuple[str, str, str]],
+    operators: Sequence[str],
+    columns: Sequence[str],
+    arrays_of: Callable[[_PointResult], Mapping[str, np.ndarray]],
+    points: Mapping[tuple[str, str, str], _PointResult],
+) -> dict[str, list[np.ndarray]]:
+    """Per column, the arrays of every (model, score, operator) point in table order, with the
+    first three columns (model, score, operator) filled in."""
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in columns}
+    for model, _, column in rows:
+        for op in operators:
+            arrays = arrays_of(points[(model, column, op)])
+            n = arrays[columns[3]].size
+            for name, value in zip(columns[:3], (model, column, op), strict=True):
+                parts[name].append(np.full(n, value, dtype=object))
+            for name in columns[3:]:
+                parts[name].append(arrays[name])
+    return parts
+
+
 def _curves_table(
     rows: Sequence[tuple[str, str, str]],
     operators: Sequence[str],
     points: Mapping[tuple[str, str, str], _PointResult],
 ) -> pa.Table:
-    parts: dict[str, list[np.ndarray]] = {name: [] for name in CURVE_COLUMNS}
-    for model, _, column in rows:
-        for op in operators:
-            curve = points[(model, column, op)].curve
-            n = curve["threshold"].size
-            parts["model"].append(np.full(n, model, dtype=object))
-            parts["score"].append(np.full(n, column, dtype=object))
-            parts["operator"].append(np.full(n, op, dtype=object))
-            for name in CURVE_COLUMNS[3:]:
-                parts[name].append(curve[name])
+    parts = _point_parts(rows, operators, CURVE_COLUMNS, lambda p: p.curve, points)
     types = {
         "model": pa.string(),
         "score": pa.string(),
@@ -897,15 +909,7 @@ def _sigma_curves_table(
     operators: Sequence[str],
     points: Mapping[tuple[str, str, str], _PointResult],
 ) -> pa.Table:
-    parts: dict[str, list[np.ndarray]] = {name: [] for name in SIGMA_CURVE_COLUMNS}
-    for model, _, column in rows:
-        for op in operators:
-            curves = points[(model, column, op)].sigma_curves
-            n = curves["c"].size
-            for name, value in (("model", model), ("score", column), ("operator", op)):
-                parts[name].append(np.full(n, value, dtype=object))
-            for name in SIGMA_CURVE_COLUMNS[3:]:
-                parts[name].append(curves[name])
+    parts = _point_parts(rows, operators, SIGMA_CURVE_COLUMNS, lambda p: p.sigma_curves, points)
     return _typed_table(SIGMA_CURVE_COLUMNS, parts, _STRING_TYPES)
 
 
