@@ -77,7 +77,7 @@ def test_real_example_points_at_the_shared_samples() -> None:
 
 
 def test_reweighted_example_with_generated_demo_data(tmp_path: Path) -> None:
-    generate_demo(tmp_path / "demo", n_events=20, seed=3)
+    generate_demo(tmp_path / "demo", n_events=20, seed=3, eft_samples=False)
     config_path = tmp_path / "demo_reweighted.toml"
     shutil.copy(EXAMPLES / "demo_reweighted.toml", config_path)
     config = load_config(config_path)

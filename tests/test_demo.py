@@ -174,10 +174,9 @@ def test_weight_values_follow_toy_response(demo_files: dict[str, Path]) -> None:
         assert event.eventinfo.weight == pytest.approx(xsec, rel=1e-6)
         assert w["sm"] == pytest.approx(event.eventinfo.weight, rel=1e-7)
         p, _ = _momenta(event)
-        m_ww = np.array([_mass(p[2] + p[3])])
         for op in DEFAULT_OPERATORS:
             for suffix, c in (("m1", -1.0), ("p1", 1.0)):
-                expected = float(toy_eft_ratio(op, c, m_ww)[0]) * w["sm"]
+                expected = float(toy_eft_ratio(op, c, p)[0]) * w["sm"]
                 assert w[f"{op}_{suffix}"] == pytest.approx(expected, rel=1e-6)
                 assert w[f"{op}_{suffix}"] >= 0.0
 
@@ -346,7 +345,7 @@ def test_invalid_arguments(tmp_path: Path, kwargs: dict[str, object], exc: type)
 
 def test_generate_demo(tmp_path: Path) -> None:
     out = tmp_path / "new" / "dir"
-    paths = generate_demo(out, n_events=120, seed=1)
+    paths = generate_demo(out, n_events=120, seed=1, eft_samples=False)
     assert paths == [out / "ssww_demo.lhe.gz"]
     _, events = _read(paths[0])
     assert len(events) == 120

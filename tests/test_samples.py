@@ -223,7 +223,7 @@ def test_lhe_shards_are_cached_and_never_shared(tmp_path: Path) -> None:
 
 
 def test_named_weights_of_a_reweighted_sample(tmp_path: Path) -> None:
-    (demo,) = generate_demo(tmp_path / "demo", n_events=60, seed=5)
+    (demo,) = generate_demo(tmp_path / "demo", n_events=60, seed=5, eft_samples=False)
     frame, norm = event_table(demo, work_dir=tmp_path / "work", weight_ids=["sm", "cW_p1"])
     _, named = _pylhe_weights(demo)
     for wid in ("sm", "cW_p1", "cW_m1"):

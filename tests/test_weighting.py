@@ -169,15 +169,9 @@ def test_reweighting_derivation_exact() -> None:
         reweighting_exprs("c0", "plus", "minus", 0.0)
 
 
-def _m_ww(event: pylhe.LHEEvent) -> float:
-    """Invariant mass of the two W bosons (status 2, |id| 24) of a demo event, GeV."""
-    ws = [p for p in event.particles if abs(p.id) == 24 and p.status == 2]
-    assert len(ws) == 2
-    e = sum(p.e for p in ws)
-    px = sum(p.px for p in ws)
-    py = sum(p.py for p in ws)
-    pz = sum(p.pz for p in ws)
-    return math.sqrt(max(e * e - px * px - py * py - pz * pz, 0.0))
+def _momenta(event: pylhe.LHEEvent) -> np.ndarray:
+    """(10, 4) momenta (px, py, pz, E; GeV) of a demo event in file order, from pylhe."""
+    return np.array([[p.px, p.py, p.pz, p.e] for p in event.particles])
 
 
 def test_closure_reweighted_vs_separate_components(tmp_path: Path) -> None:
@@ -186,10 +180,10 @@ def test_closure_reweighted_vs_separate_components(tmp_path: Path) -> None:
     operators = ("cW", "cqq3")
     path = write_demo_lhe(tmp_path / "demo.lhe.gz", n_events=300, seed=11, operators=operators)
 
-    # Independent path: pylhe -> m_WW per event -> components w0, w0*lin(m), w0*quad(m).
+    # Independent path: pylhe -> momenta per event -> components w0, w0*lin(p), w0*quad(p).
     events = list(pylhe.LHEFile.fromfile(str(path)).events)
     w0 = np.array([ev.weights["sm"] for ev in events])
-    m_ww = np.array([_m_ww(ev) for ev in events])
+    momenta = np.stack([_momenta(ev) for ev in events])
 
     frame = pl.from_arrow(read_lhe(path).read_all())
     assert isinstance(frame, pl.DataFrame)
@@ -204,8 +198,8 @@ def test_closure_reweighted_vs_separate_components(tmp_path: Path) -> None:
         w_plus = np.array([ev.weights[f"{op}_p1"] for ev in events])
         w_minus = np.array([ev.weights[f"{op}_m1"] for ev in events])
         rounding = 0.5e-7 * (np.abs(w_plus) + np.abs(w_minus) + 2 * np.abs(w0))
-        lin_diff = lin_f.collect()["w"].to_numpy() - w0 * toy_eft_lin(op, m_ww)
-        quad_diff = quad_f.collect()["w"].to_numpy() - w0 * toy_eft_quad(op, m_ww)
+        lin_diff = lin_f.collect()["w"].to_numpy() - w0 * toy_eft_lin(op, momenta)
+        quad_diff = quad_f.collect()["w"].to_numpy() - w0 * toy_eft_quad(op, momenta)
         assert np.all(np.abs(lin_diff) <= rounding / 2)
         assert np.all(np.abs(quad_diff) <= rounding / 2)
         # And the yields: the same normalisation applies to every component.
@@ -215,7 +209,7 @@ def test_closure_reweighted_vs_separate_components(tmp_path: Path) -> None:
         )
         scale = SM_XSEC_PB * 1000.0 * 350.0 / w0.sum()
         mjj = frame["mjj"].to_numpy()
-        expected = scale * np.sum((w0 * toy_eft_lin(op, m_ww))[mjj > 200])
+        expected = scale * np.sum((w0 * toy_eft_lin(op, momenta))[mjj > 200])
         assert stat["yield_selected"] == pytest.approx(expected, rel=1e-6)
 
 

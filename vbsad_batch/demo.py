@@ -25,26 +25,41 @@ Weights per event, in this order:
 
 from __future__ import annotations
 
+import functools
 import gzip as _gzip
 import math
 import re
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Literal
 
 import numpy as np
 import numpy.typing as npt
 
 from vbsad_batch.atomic_write import atomic_path
+from vbsad_batch.demo_eft import (
+    LAMBDA_GEV,
+    TOY_EFT_RESPONSE,
+    sm_suppression,
+    toy_eft_lin,
+    toy_eft_quad,
+    toy_eft_ratio,
+    toy_lin_bound,
+    toy_quad_bound,
+)
 
 __all__ = [
+    "COMPONENTS",
     "DEFAULT_OPERATORS",
     "DEMO_LHE_NAME",
     "MAX_EXTRA_WEIGHTS",
     "TOY_EFT_RESPONSE",
+    "CrossSection",
+    "component_cross_section",
     "demo_weight_ids",
     "generate_demo",
+    "sample_name",
     "toy_eft_lin",
     "toy_eft_quad",
     "toy_eft_ratio",
@@ -67,7 +82,6 @@ BW_CUTOFF = 15.0  # |m - M| < BW_CUTOFF * Gamma, as MadGraph's bwcutoff
 Z_MASS_GEV = 91.1876
 ALPHA_S_MZ = 0.130  # LO PDF set value (NNPDF2.3 LO, LHAPDF id 247000)
 ALPHA_EM = 7.5614620e-03
-LAMBDA_GEV = 1000.0  # EFT scale
 SM_XSEC_PB = 2.64e-3  # toy sample cross section
 SM_XERR_PB = 3.6e-5
 LHAPDF_ID = 247000
@@ -83,52 +97,13 @@ CUT_DR = 0.4
 
 _CHUNK_EVENTS = 8192  # events generated and formatted at a time (fixed: output depends on it)
 _N_PARTICLES = 10
+_MAX_CANDIDATES = 200_000  # proposal events drawn at a time (bounds memory)
 
-# ---------------------------------------------------------------------------------------------
-# Toy EFT response: the ONLY place holding the demo's EFT content.
-#
-#   |A(c)|^2 / |A_SM|^2 = 1 + c * lin(x) + c^2 * quad(x),     x = m_WW / Lambda,
-#   lin(x) = a * x^2,   quad(x) = b * x^4   (interference grows like s / Lambda^2,
-#                                            the squared term like s^2 / Lambda^4).
-#
-# a^2 <= 4 b keeps the ratio non-negative for every c. Numbers are illustrative only.
-# ---------------------------------------------------------------------------------------------
-TOY_EFT_RESPONSE: dict[str, tuple[float, float]] = {
-    "cW": (0.10, 0.60),
-    "cHW": (0.03, 0.05),
-    "cHq1": (0.04, 0.04),
-    "cqq1": (0.15, 0.30),
-    "cqq11": (0.10, 0.25),
-    "cqq3": (-0.40, 0.50),
-    "cqq31": (-0.30, 0.40),
-}
-_TOY_EFT_DEFAULT: tuple[float, float] = (0.20, 0.20)
-
-#: Reweighting points written per operator: (id suffix, Wilson coefficient).
+#: Reweighting points written per operator into the SM sample: (id suffix, Wilson coefficient).
 REWEIGHT_POINTS: tuple[tuple[str, float], ...] = (("m1", -1.0), ("p1", 1.0))
 
-
-def _toy_coefficients(operator: str) -> tuple[float, float]:
-    return TOY_EFT_RESPONSE.get(operator, _TOY_EFT_DEFAULT)
-
-
-def toy_eft_lin(operator: str, m_ww: FloatArray) -> FloatArray:
-    """Toy LIN / SM ratio of ``operator`` as a function of the WW invariant mass (GeV)."""
-    a, _ = _toy_coefficients(operator)
-    x2 = (np.asarray(m_ww, dtype=np.float64) / LAMBDA_GEV) ** 2
-    return np.asarray(a * x2, dtype=np.float64)
-
-
-def toy_eft_quad(operator: str, m_ww: FloatArray) -> FloatArray:
-    """Toy QUAD / SM ratio of ``operator`` as a function of the WW invariant mass (GeV)."""
-    _, b = _toy_coefficients(operator)
-    x2 = (np.asarray(m_ww, dtype=np.float64) / LAMBDA_GEV) ** 2
-    return np.asarray(b * x2 * x2, dtype=np.float64)
-
-
-def toy_eft_ratio(operator: str, c: float, m_ww: FloatArray) -> FloatArray:
-    """Toy ``|A(c)|^2 / |A_SM|^2 = 1 + c lin + c^2 quad`` for one operator at coefficient c."""
-    return 1.0 + c * toy_eft_lin(operator, m_ww) + c * c * toy_eft_quad(operator, m_ww)
+Component = Literal["sm", "lin", "quad"]
+COMPONENTS: tuple[Component, ...] = ("sm", "lin", "quad")
 
 
 # --- weight bookkeeping -------------------------------------------------------------------------
@@ -179,15 +154,36 @@ def _check_operators(operators: Sequence[str]) -> list[str]:
     return ops
 
 
+def _check_component(component: str, operator: str | None, operators: Sequence[str]) -> None:
+    if component not in COMPONENTS:
+        raise ValueError(f"component must be one of {', '.join(COMPONENTS)}, got {component!r}")
+    if component == "sm":
+        if operator is not None:
+            raise ValueError("the SM sample takes no operator")
+    elif operator not in operators:
+        raise ValueError(
+            f"a {component.upper()} sample needs an operator among {list(operators)}, "
+            f"got {operator!r}"
+        )
+
+
 def demo_weight_ids(
-    operators: Sequence[str] = DEFAULT_OPERATORS, *, extra_weights: int = 0
+    operators: Sequence[str] = DEFAULT_OPERATORS,
+    *,
+    extra_weights: int = 0,
+    component: Component = "sm",
 ) -> list[str]:
-    """Weight ids written by :func:`write_demo_lhe`, in file order."""
+    """Weight ids written by :func:`write_demo_lhe`, in file order.
+
+    Every file starts with ``extra_weights`` scale/PDF-like weights ``"1"``, ``"2"``, ...; the SM
+    sample then has the reweighting weights ``sm`` and ``<op>_m1``, ``<op>_p1`` per operator.
+    """
     ops = _check_operators(operators)
     ids = [str(i + 1) for i in range(extra_weights)]
-    ids.append("sm")
-    for op in ops:
-        ids.extend(f"{op}_{suffix}" for suffix, _ in REWEIGHT_POINTS)
+    if component == "sm":
+        ids.append("sm")
+        for op in ops:
+            ids.extend(f"{op}_{suffix}" for suffix, _ in REWEIGHT_POINTS)
     return ids
 
 
@@ -276,15 +272,19 @@ _OUT_FLAVOUR = {2.0: 1.0, 4.0: 3.0, -1.0: -2.0, -3.0: -4.0}
 
 
 def _sample_candidates(rng: np.random.Generator, m: int) -> tuple[FloatArray, ...]:
-    """Draw m candidate events; return arrays and an acceptance mask (last)."""
+    """Draw m proposal events; return arrays and the mask of the generator-level cuts (last).
+
+    The proposal is harder than the toy SM (see ``demo_eft.sm_suppression``), so that the EFT
+    components, which grow with energy, can be drawn from it by rejection.
+    """
     # Tagging jets: forward (from beam 1) and backward (from beam 2), massless.
-    ptj = CUT_PTJ + rng.gamma(2.0, 30.0, size=(m, 2))
+    ptj = CUT_PTJ + rng.gamma(2.0, 45.0, size=(m, 2))
     etaj = rng.normal(2.4, 1.0, size=(m, 2)) * np.array([1.0, -1.0])
     phij = rng.uniform(-math.pi, math.pi, size=(m, 2))
     jets = _four_vector(ptj, etaj, phij, np.zeros((m, 2)))
     # W bosons: the first free, the second balances the transverse momentum.
     mw = _breit_wigner_mass(rng, (m, 2))
-    ptw1 = rng.gamma(2.0, 55.0, size=m)
+    ptw1 = rng.gamma(2.0, 90.0, size=m)
     phiw1 = rng.uniform(-math.pi, math.pi, size=m)
     yw = rng.normal(0.0, 1.1, size=(m, 2))
     w1 = _four_vector(ptw1, yw[:, 0], phiw1, mw[:, 0])
@@ -316,22 +316,50 @@ def _sample_candidates(rng: np.random.Generator, m: int) -> tuple[FloatArray, ..
     return jets, w1, w2, mw, el, ve, mu, vm, flav, x1, x2, ok.astype(np.float64)
 
 
-def _generate_chunk(rng: np.random.Generator, n: int) -> _Chunk:
-    """n accepted events (rejection sampling on the generator-level cuts)."""
-    parts: list[tuple[FloatArray, ...]] = []
+def _acceptance(p: FloatArray, component: Component, operator: str | None) -> FloatArray:
+    """Probability to keep a proposal event in a sample of ``component`` (exact bounds)."""
+    s = sm_suppression(p)
+    if component == "sm" or operator is None:
+        return s
+    if component == "lin":
+        return np.asarray(s * np.abs(toy_eft_lin(operator, p)) / toy_lin_bound(operator))
+    return np.asarray(s * toy_eft_quad(operator, p) / toy_quad_bound(operator))
+
+
+def _take(chunk: _Chunk, index: npt.NDArray[np.bool_] | slice) -> _Chunk:
+    return _Chunk(*(getattr(chunk, f.name)[index] for f in fields(_Chunk)))
+
+
+def _concat(parts: Sequence[_Chunk]) -> _Chunk:
+    return _Chunk(*(np.concatenate([getattr(c, f.name) for c in parts]) for f in fields(_Chunk)))
+
+
+def _generate_chunk(
+    rng: np.random.Generator, n: int, component: Component = "sm", operator: str | None = None
+) -> _Chunk:
+    """n events of ``component``: proposal events that pass the generator-level cuts, kept
+    with the component's acceptance probability (rejection sampling)."""
+    parts: list[_Chunk] = []
     have = 0
-    efficiency = 0.3
+    efficiency = 0.1
     while have < n:
-        m = int((n - have) / efficiency * 1.2) + 64
+        m = min(int((n - have) / efficiency * 1.2) + 64, _MAX_CANDIDATES)
         cand = _sample_candidates(rng, m)
         ok = cand[-1].astype(bool)
-        n_ok = int(ok.sum())
-        efficiency = max(0.02, n_ok / m)
-        if n_ok:
-            parts.append(tuple(a[ok] for a in cand[:-1]))
-            have += n_ok
-    cols = [np.concatenate([p[k] for p in parts])[:n] for k in range(len(parts[0]))]
+        chunk = _build_chunk([a[ok] for a in cand[:-1]])
+        keep = rng.uniform(size=chunk.m_ww.shape[0]) < _acceptance(chunk.p, component, operator)
+        n_keep = int(keep.sum())
+        efficiency = max(1e-3, n_keep / m)
+        if n_keep:
+            parts.append(_take(chunk, keep))
+            have += n_keep
+    return _take(_concat(parts), slice(0, n))
+
+
+def _build_chunk(cols: Sequence[FloatArray]) -> _Chunk:
+    """The full event record of candidates that passed the cuts."""
     jets, w1, w2, mw, el, ve, mu, vm, flav, x1, x2 = cols
+    n = x1.shape[0]
 
     p = np.zeros((n, _N_PARTICLES, 4))
     p[:, 0, 2] = x1 * BEAM_ENERGY_GEV
@@ -418,16 +446,87 @@ def _extra_weight_factors(chunk: _Chunk, extra_weights: int, pdf_shifts: FloatAr
     return out
 
 
-def _weights(
-    chunk: _Chunk, operators: Sequence[str], extra_weights: int, pdf_shifts: FloatArray
-) -> FloatArray:
+@dataclass(frozen=True, slots=True)
+class CrossSection:
+    """A component's cross section (pb): signed total, its MC error, and the total of |w|."""
+
+    xsec_pb: float
+    error_pb: float
+    abs_pb: float
+
+
+_PILOT_EVENTS = 300_000  # proposal events passing the cuts, for the cross sections
+_PILOT_SEED = 20260
+_PILOT_STEP = 100_000
+
+
+def component_cross_section(component: Component, operator: str | None = None) -> CrossSection:
+    """Cross section of one toy component (pb), from a fixed pilot run (the toy's constants).
+
+    The SM cross section is ``SM_XSEC_PB`` by definition; LIN and QUAD follow as the SM
+    cross section times the mean of ``suppression * lin`` (or quad) over the mean of the
+    suppression on the same proposal events. Like a generator's survey, it carries a Monte
+    Carlo error; it does not depend on the sample's seed.
+    """
+    if component == "sm" or operator is None:
+        return CrossSection(SM_XSEC_PB, SM_XERR_PB, SM_XSEC_PB)
+    return _pilot_cross_sections(tuple(sorted({*TOY_EFT_RESPONSE, operator})))[
+        (component, operator)
+    ]
+
+
+@functools.lru_cache(maxsize=4)
+def _pilot_cross_sections(
+    operators: tuple[str, ...],
+) -> dict[tuple[Component, str], CrossSection]:
+    """LIN and QUAD cross sections of every operator, from one pass over the pilot events."""
+    rng = np.random.default_rng(_PILOT_SEED)
+    keys: list[tuple[Component, str]] = [(c, op) for op in operators for c in ("lin", "quad")]
+    sum_s = 0.0
+    sums = np.zeros((len(keys), 3))  # per key: sum of f, f^2, |f| with f = suppression * ratio
+    count = 0
+    while count < _PILOT_EVENTS:
+        cand = _sample_candidates(rng, _PILOT_STEP)
+        ok = cand[-1].astype(bool)
+        chunk = _build_chunk([a[ok] for a in cand[:-1]])
+        supp = sm_suppression(chunk.p)
+        sum_s += float(supp.sum())
+        for k, (comp, op) in enumerate(keys):
+            ratio = toy_eft_lin(op, chunk.p) if comp == "lin" else toy_eft_quad(op, chunk.p)
+            f = supp * ratio
+            sums[k] += [float(f.sum()), float((f * f).sum()), float(np.abs(f).sum())]
+        count += int(ok.sum())
+    scale = SM_XSEC_PB / (sum_s / count)
+    out: dict[tuple[Component, str], CrossSection] = {}
+    for k, key in enumerate(keys):
+        mean_f, mean_f2, mean_abs = sums[k] / count
+        err = math.sqrt(max(mean_f2 - mean_f * mean_f, 0.0) / count)
+        out[key] = CrossSection(float(scale * mean_f), scale * err, float(scale * mean_abs))
+    return out
+
+
+def _nominal_weights(chunk: _Chunk, component: Component, operator: str | None) -> FloatArray:
+    """XWGTUP per event (pb): +-|sigma| of the component (``event_norm = average``)."""
+    xs = component_cross_section(component, operator)
     n = chunk.scale.shape[0]
-    cols = [_extra_weight_factors(chunk, extra_weights, pdf_shifts), np.ones((n, 1))]
-    for op in operators:
-        cols.append(
-            np.stack([toy_eft_ratio(op, c, chunk.m_ww) for _, c in REWEIGHT_POINTS], axis=1)
-        )
-    return SM_XSEC_PB * np.concatenate(cols, axis=1)
+    if component != "lin" or operator is None:
+        return np.full(n, xs.abs_pb)
+    return np.where(toy_eft_lin(operator, chunk.p) < 0.0, -xs.abs_pb, xs.abs_pb)
+
+
+def _weights(
+    chunk: _Chunk, nominal: FloatArray, spec: _SampleSpec, pdf_shifts: FloatArray
+) -> FloatArray:
+    """The ``<wgt>`` values per event (pb), in the order of :func:`demo_weight_ids`."""
+    cols = [_extra_weight_factors(chunk, spec.extra_weights, pdf_shifts)]
+    if spec.component == "sm":
+        n = chunk.scale.shape[0]
+        cols.append(np.ones((n, 1)))
+        for op in spec.operators:
+            cols.append(
+                np.stack([toy_eft_ratio(op, c, chunk.p) for _, c in REWEIGHT_POINTS], axis=1)
+            )
+    return nominal[:, None] * np.concatenate(cols, axis=1)
 
 
 # --- formatting ---------------------------------------------------------------------------------
@@ -441,18 +540,20 @@ _MOTHER2 = np.array([0.0, 0.0, 2.0, 2.0, 4.0, 4.0, 3.0, 3.0, 2.0, 2.0])
 def _event_template(weight_ids: Sequence[str]) -> str:
     parts = ["<event>\n%2d %6d %+13.7e %14.8e %14.8e %14.8e\n"]
     parts.extend([_PARTICLE_FMT] * _N_PARTICLES)
-    parts.append("<rwgt>\n")
-    parts.extend(f"<wgt id='{wid.replace('%', '%%')}'> %+.7e </wgt>\n" for wid in weight_ids)
-    parts.append("</rwgt>\n</event>\n")
+    if weight_ids:
+        parts.append("<rwgt>\n")
+        parts.extend(f"<wgt id='{wid.replace('%', '%%')}'> %+.7e </wgt>\n" for wid in weight_ids)
+        parts.append("</rwgt>\n")
+    parts.append("</event>\n")
     return "".join(parts)
 
 
-def _chunk_rows(chunk: _Chunk, weights: FloatArray) -> FloatArray:
+def _chunk_rows(chunk: _Chunk, nominal: FloatArray, weights: FloatArray) -> FloatArray:
     n = chunk.scale.shape[0]
     head = np.empty((n, 6))
     head[:, 0] = _N_PARTICLES
     head[:, 1] = 1.0
-    head[:, 2] = SM_XSEC_PB
+    head[:, 2] = nominal
     head[:, 3] = chunk.scale
     head[:, 4] = ALPHA_EM
     head[:, 5] = chunk.aqcd
@@ -478,8 +579,37 @@ def _chunk_rows(chunk: _Chunk, weights: FloatArray) -> FloatArray:
     return np.concatenate([head, particles, weights], axis=1)
 
 
-def _header(n_events: int, seed: int, operators: Sequence[str], extra_weights: int) -> str:
-    ops = list(operators)
+@dataclass(frozen=True, slots=True)
+class _SampleSpec:
+    """What one demo file holds."""
+
+    n_events: int
+    seed: int
+    operators: tuple[str, ...]
+    extra_weights: int
+    component: Component
+    operator: str | None
+
+
+_PROCESS_ORDERS: dict[Component, str] = {
+    "sm": "NP=0",
+    "lin": "NP=1 NP^2==1",
+    "quad": "NP=1 NP^2==2",
+}
+
+
+def sample_name(component: Component, operator: str | None = None) -> str:
+    """Base name of a demo sample: ``ssww_demo`` (SM) or ``ssww_demo_<op>_LIN`` / ``_QUAD``."""
+    if component == "sm" or operator is None:
+        return "ssww_demo"
+    return f"ssww_demo_{operator}_{component.upper()}"
+
+
+def _header(spec: _SampleSpec) -> str:
+    n_events, seed, ops = spec.n_events, spec.seed, list(spec.operators)
+    extra_weights, component, operator = spec.extra_weights, spec.component, spec.operator
+    xs = component_cross_section(component, operator)
+    coefficients = {op: (1.0 if op == operator else 0.0) for op in ops}
     lines = [
         '<LesHouchesEvents version="3.0">',
         "<header>",
@@ -497,8 +627,8 @@ def _header(n_events: int, seed: int, operators: Sequence[str], extra_weights: i
         "import model SMEFTsim_U35_MwScheme_UFO",
         "define p = g u c d s u~ c~ d~ s~",
         "define j = g u c d s u~ c~ d~ s~",
-        "generate p p > e+ ve mu+ vm j j QCD=0 SMHLOOP=0 NP=0",
-        "output ssww_demo",
+        f"generate p p > e+ ve mu+ vm j j QCD=0 SMHLOOP=0 {_PROCESS_ORDERS[component]}",
+        f"output {sample_name(component, operator)}",
         "]]>",
         "</MG5ProcCard>",
         "<MGRunCard>",
@@ -533,32 +663,37 @@ def _header(n_events: int, seed: int, operators: Sequence[str], extra_weights: i
         f"    1 {LAMBDA_GEV:.6e} # Lambda",
         "BLOCK SMEFT #",
     ]
-    lines.extend(f"  {i + 1:3d} 0.000000e+00 # {op}" for i, op in enumerate(ops))
+    lines.extend(f"  {i + 1:3d} {coefficients[op]:.6e} # {op}" for i, op in enumerate(ops))
     lines.append(f"DECAY  24 {W_WIDTH_GEV:.6e} # WW")
     lines.append("</slha>")
-    lines.append("<initrwgt>")
+    if extra_weights or component == "sm":
+        lines.append("<initrwgt>")
     if extra_weights:
         lines.extend(_systematics_initrwgt(extra_weights))
-    lines.append("<weightgroup name='mg_reweighting' weight_name_strategy='includeIdInWeightName'>")
-    first = ops[0] if ops else "cW"
-    lines.append(f"<weight id='sm'> set param_card {first} 0.0 # orig: 0.0 </weight>")
-    for op in ops:
-        for suffix, c in REWEIGHT_POINTS:
-            lines.append(
-                f"<weight id='{op}_{suffix}'> set param_card {op} {c:.1f} # orig: 0.0 </weight>"
-            )
-    lines.append("</weightgroup>")
-    lines.append("</initrwgt>")
+    if component == "sm":
+        lines.append(
+            "<weightgroup name='mg_reweighting' weight_name_strategy='includeIdInWeightName'>"
+        )
+        first = ops[0] if ops else "cW"
+        lines.append(f"<weight id='sm'> set param_card {first} 0.0 # orig: 0.0 </weight>")
+        for op in ops:
+            for suffix, c in REWEIGHT_POINTS:
+                lines.append(
+                    f"<weight id='{op}_{suffix}'> set param_card {op} {c:.1f} # orig: 0.0 </weight>"
+                )
+        lines.append("</weightgroup>")
+    if extra_weights or component == "sm":
+        lines.append("</initrwgt>")
     lines.append("<MGGenerationInfo>")
     lines.append(f"#  Number of Events        :       {n_events}")
-    lines.append(f"#  Integrated weight (pb)  :       {SM_XSEC_PB!r}")
+    lines.append(f"#  Integrated weight (pb)  :       {xs.xsec_pb!r}")
     lines.append("</MGGenerationInfo>")
     lines.append("</header>")
     lines.append("<init>")
     lines.append(
         f"2212 2212 {BEAM_ENERGY_GEV:e} {BEAM_ENERGY_GEV:e} 0 0 {LHAPDF_ID} {LHAPDF_ID} -4 1"
     )
-    lines.append(f"{SM_XSEC_PB:e} {SM_XERR_PB:e} {SM_XSEC_PB:e} 1")
+    lines.append(f"{xs.xsec_pb:e} {xs.error_pb:e} {xs.abs_pb:e} 1")
     lines.append(
         f"<generator name='MadGraph5_aMC@NLO' version='{MG_VERSION}'>please cite 1405.0301 "
         "</generator>"
@@ -602,22 +737,34 @@ def _systematics_initrwgt(extra_weights: int) -> list[str]:
     return lines
 
 
-def _iter_text(
-    n_events: int, seed: int, operators: Sequence[str], extra_weights: int
-) -> Iterator[str]:
-    yield _header(n_events, seed, operators, extra_weights)
-    # Independent streams: kinematics do not depend on the weights requested.
-    rng = np.random.default_rng([seed, 0])
+def _iter_text(spec: _SampleSpec) -> Iterator[str]:
+    yield _header(spec)
+    seed, component, operator = spec.seed, spec.component, spec.operator
+    # Independent streams: kinematics do not depend on the weights requested; every
+    # (component, operator) sample has its own stream.
+    stream = (
+        [seed, 0]
+        if component == "sm" or operator is None
+        else [
+            seed,
+            1 + COMPONENTS.index(component),
+            *operator.encode("ascii"),
+        ]
+    )
+    rng = np.random.default_rng(stream)
     pdf_shifts = np.random.default_rng([seed, 1]).normal(
         0.0, [0.02, 0.01], size=(_N_PDF_MEMBERS, 2)
     )
     pdf_shifts[0] = 0.0  # member 0: central set
-    template = _event_template(demo_weight_ids(operators, extra_weights=extra_weights))
+    ids = demo_weight_ids(spec.operators, extra_weights=spec.extra_weights, component=component)
+    template = _event_template(ids)
     done = 0
-    while done < n_events:
-        n = min(_CHUNK_EVENTS, n_events - done)
-        chunk = _generate_chunk(rng, n)
-        rows = _chunk_rows(chunk, _weights(chunk, operators, extra_weights, pdf_shifts))
+    while done < spec.n_events:
+        n = min(_CHUNK_EVENTS, spec.n_events - done)
+        chunk = _generate_chunk(rng, n, component, operator)
+        nominal = _nominal_weights(chunk, component, operator)
+        weights = _weights(chunk, nominal, spec, pdf_shifts)
+        rows = _chunk_rows(chunk, nominal, weights)
         yield "".join([template % tuple(row) for row in rows.tolist()])
         done += n
     yield "</LesHouchesEvents>\n"
@@ -634,8 +781,10 @@ def write_demo_lhe(
     operators: Sequence[str] = DEFAULT_OPERATORS,
     gzip: bool | None = None,
     extra_weights: int = 0,
+    component: Component = "sm",
+    operator: str | None = None,
 ) -> Path:
-    """Write a toy SSWW sample in MadGraph LHE format; return the path written.
+    """Write one toy SSWW sample in MadGraph LHE format; return the path written.
 
     Toy data for demonstration and testing, not a physics generator. Deterministic: the
     same arguments give a byte-identical file. The file is written to a temporary file in
@@ -646,11 +795,15 @@ def write_demo_lhe(
         path: Destination file.
         n_events: Number of events (>= 0).
         seed: Random seed (non-negative integer).
-        operators: EFT operator names; each gets weights ``<op>_m1`` and ``<op>_p1``
-            (c = -1, +1) besides the common ``sm`` weight (c = 0).
+        operators: EFT operator names of the model; the SM sample gets reweighting weights
+            ``<op>_m1`` and ``<op>_p1`` (c = -1, +1) for each, besides ``sm`` (c = 0).
         gzip: Compress with gzip; ``None`` decides from a ``.gz`` suffix.
         extra_weights: Number of additional scale/PDF-like weights (0..MAX_EXTRA_WEIGHTS),
-            written before the reweighting weights, e.g. to benchmark files with ~100 weights.
+            written first, e.g. to benchmark files with ~100 weights.
+        component: ``"sm"``, or ``"lin"`` / ``"quad"``: events drawn from the interference or
+            the squared term of ``operator`` at c = 1 (LIN weights are negative where the
+            interference is), as MadGraph writes ``NP^2==1`` / ``NP^2==2`` samples.
+        operator: The operator of a LIN or QUAD sample (one of ``operators``).
     """
     path = Path(path)
     if isinstance(n_events, bool) or not isinstance(n_events, int) or n_events < 0:
@@ -660,7 +813,9 @@ def write_demo_lhe(
     if not 0 <= extra_weights <= MAX_EXTRA_WEIGHTS:
         raise ValueError(f"extra_weights must be in [0, {MAX_EXTRA_WEIGHTS}], got {extra_weights}")
     ops = _check_operators(operators)
+    _check_component(component, operator, ops)
     compress = path.suffix == ".gz" if gzip is None else gzip
+    spec = _SampleSpec(n_events, seed, tuple(ops), extra_weights, component, operator)
 
     with atomic_path(path) as tmp, open(tmp, "wb") as raw:
         if compress:
@@ -668,31 +823,153 @@ def write_demo_lhe(
             with _gzip.GzipFile(
                 filename="", mode="wb", compresslevel=6, fileobj=raw, mtime=0
             ) as gz:
-                _write_all(gz, n_events, seed, ops, extra_weights)
+                _write_all(gz, spec)
         else:
-            _write_all(raw, n_events, seed, ops, extra_weights)
+            _write_all(raw, spec)
     return path
 
 
-def _write_all(
-    out: BinaryIO | _gzip.GzipFile,
-    n_events: int,
-    seed: int,
-    operators: Sequence[str],
-    extra_weights: int,
-) -> None:
-    for text in _iter_text(n_events, seed, operators, extra_weights):
+def _write_all(out: BinaryIO | _gzip.GzipFile, spec: _SampleSpec) -> None:
+    for text in _iter_text(spec):
         out.write(text.encode("ascii"))
 
 
-def generate_demo(output_dir: Path, *, n_events: int = 5000, seed: int = 1) -> list[Path]:
+#: Scale-variation weights written into every file of :func:`generate_demo`.
+DEMO_SCALE_WEIGHTS = 8
+
+
+def generate_demo(
+    output_dir: Path,
+    *,
+    n_events: int = 5000,
+    eft_events: int | None = None,
+    seed: int = 1,
+    operators: Sequence[str] = DEFAULT_OPERATORS,
+    eft_samples: bool = True,
+    progress: Callable[[Path], None] | None = None,
+) -> list[Path]:
     """Write the embedded demo data set into ``output_dir``; return the files written.
 
-    Toy for demonstration and testing, not a physics generator: a same-sign W+W+ sample
-    (``ssww_demo.lhe.gz``) at c = 0 with MadGraph-style reweighting weights ``sm`` and
-    ``<op>_m1`` / ``<op>_p1`` (c = -1, +1) for each operator in :data:`DEFAULT_OPERATORS`.
-    Units: GeV, pb.
+    Toy for demonstration and testing, not a physics generator. Units: GeV, pb.
+
+    * ``ssww_demo.lhe.gz``: ``n_events`` SM events with MadGraph-style reweighting weights
+      ``sm`` and ``<op>_m1`` / ``<op>_p1`` (c = -1, +1) for each operator;
+    * with ``eft_samples``, per operator ``ssww_demo_<op>_LIN.lhe.gz`` and
+      ``ssww_demo_<op>_QUAD.lhe.gz``: ``eft_events`` (default ``n_events // 2``) events of the
+      interference and of the squared term at c = 1, as separately generated samples.
+
+    Every file also has :data:`DEMO_SCALE_WEIGHTS` scale-variation weights. ``progress`` is
+    called with each file once it is written.
     """
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    return [write_demo_lhe(output_dir / DEMO_LHE_NAME, n_events=n_events, seed=seed)]
+    ops = _check_operators(operators)
+    n_eft = n_events // 2 if eft_events is None else eft_events
+    jobs: list[tuple[Component, str | None, int]] = [("sm", None, n_events)]
+    if eft_samples:
+        jobs += [(comp, op, n_eft) for op in ops for comp in ("lin", "quad")]
+    written = []
+    for component, operator, n in jobs:
+        path = output_dir / f"{sample_name(component, operator)}.lhe.gz"
+        write_demo_lhe(
+            path,
+            n_events=n,
+            seed=seed,
+            operators=ops,
+            extra_weights=DEMO_SCALE_WEIGHTS,
+            component=component,
+            operator=operator,
+        )
+        written.append(path)
+        if progress is not None:
+            progress(path)
+    return written
+
+
+@dataclass(frozen=True, slots=True)
+class DemoSettings:
+    """Sizes and settings of the embedded demo analysis (`vbsad run` without a config)."""
+
+    n_events: int  # SM events
+    eft_events: int  # events per LIN / QUAD file
+    epochs: int
+    patience: int
+    batch_size: int
+    learning_rate: float
+    bootstrap_replicas: int
+
+
+#: The default demo: a few minutes on 2 cores.
+DEMO_DEFAULT = DemoSettings(
+    n_events=20_000,
+    eft_events=6_000,
+    epochs=60,
+    patience=8,
+    batch_size=256,
+    learning_rate=2e-3,
+    bootstrap_replicas=20,
+)
+#: `--quick`: a smoke run of about a minute (too few events and epochs for physics).
+DEMO_QUICK = DemoSettings(
+    n_events=4_000,
+    eft_events=1_000,
+    epochs=4,
+    patience=2,
+    batch_size=256,
+    learning_rate=2e-3,
+    bootstrap_replicas=0,
+)
+
+
+def demo_config_toml(
+    data_dir: str,
+    settings: DemoSettings,
+    *,
+    operators: Sequence[str] = DEFAULT_OPERATORS,
+    training_operator: str = "cW",
+) -> str:
+    """The analysis config (TOML) of the demo, its samples in ``data_dir`` (relative to the
+    config file) and its outputs next to the config file."""
+    ops = _check_operators(operators)
+    quoted = ", ".join(f'"{op}"' for op in ops)
+    lines = [
+        "# The embedded demo analysis of `vbsad run`, written by vbsad_batch.demo.",
+        "# TOY DATA for demonstration and testing, not a physics prediction: toy kinematics and",
+        "# a toy EFT response (vbsad_batch.demo_eft). Edit a copy to start your own analysis.",
+        "",
+        f"operators = [{quoted}]",
+        "luminosity_fb = 350.0",
+        f'training_operator = "{training_operator}"',
+        'output_dir = "."',
+        "# selection, features and log_features: the defaults (VBS selection, 14 observables)",
+        "",
+        "[split]",
+        "train = 0.6",
+        "validation = 0.2",
+        "test = 0.2",
+        "seed = 1",
+        "",
+        "[training]  # faster than the paper's recipe (batch 32, 200 epochs): a demo",
+        f"learning_rate = {settings.learning_rate!r}",
+        f"epochs = {settings.epochs}",
+        f"patience = {settings.patience}",
+        f"batch_size = {settings.batch_size}",
+        "",
+        "[scan]",
+        f"bootstrap_replicas = {settings.bootstrap_replicas}",
+        "",
+        "[[samples]]",
+        'name = "ssww_demo_SM"',
+        'component = "sm"',
+        f'files = "{data_dir}/{sample_name("sm")}.lhe.gz"',
+    ]
+    for op in ops:
+        for comp in ("lin", "quad"):
+            lines += [
+                "",
+                "[[samples]]",
+                f'component = "{comp}"',
+                f'operator = "{op}"',
+                f'files = "{data_dir}/{sample_name(comp, op)}.lhe.gz"',
+            ]
+    return "\n".join(lines) + "\n"
