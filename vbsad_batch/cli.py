@@ -120,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {tool_version()}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
+    _add_run_parser(subparsers, sub_common)
     pre = subparsers.add_parser(
         "preprocess",
         parents=[sub_common],
@@ -211,12 +212,16 @@ def build_parser() -> argparse.ArgumentParser:
     demo = subparsers.add_parser(
         "demo-data",
         parents=[sub_common],
-        help="write the built-in demo LHE samples",
+        help="write the built-in demo LHE samples (a toy, not physics)",
         description=(
-            "Write the built-in demo sample to DIR: a toy same-sign WW scattering sample in "
-            "MadGraph 3 LHE format (GeV, pb) with reweighting weights at c = 0 and c = +-1 for "
-            "each demo operator, from which SM, LIN and QUAD can be derived. It is a toy for "
-            "demonstration and testing, not a physics generator."
+            "Write the built-in demo samples to DIR: toy same-sign WW scattering in MadGraph 3 "
+            "LHE format (GeV, pb). ssww_demo.lhe.gz holds SM events with reweighting weights "
+            "at c = 0 and c = +-1 for each demo operator (cW, cHW, cHq1, cqq1, cqq11, cqq3, "
+            "cqq31); ssww_demo_<op>_LIN.lhe.gz and _QUAD.lhe.gz hold events of each operator's "
+            "interference (signed weights) and squared term at c = 1, as separately generated "
+            "samples. The toy EFT response grows with the diboson or dijet energy and changes "
+            "angular and rapidity distributions: some operators are easy to see, some hard. "
+            "It is a toy for demonstration and testing, not a physics generator."
         ),
     )
     demo.add_argument(
@@ -228,7 +233,15 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_int,
         default=5000,
         metavar="N",
-        help="events per sample (default: %(default)s events)",
+        help="SM events (default: %(default)s events)",
+    )
+    demo.add_argument(
+        "--eft-events",
+        type=_non_negative_int,
+        default=None,
+        metavar="N",
+        help="events per LIN and per QUAD sample; 0 writes only the SM sample "
+        "(default: half of --events)",
     )
     demo.add_argument(
         "--seed",
@@ -416,6 +429,59 @@ def _add_score_parser(subparsers: Any, sub_common: argparse.ArgumentParser) -> N
     )
     _add_model_options(score)
     score.set_defaults(handler=_cmd_score)
+
+
+def _add_run_parser(subparsers: Any, sub_common: argparse.ArgumentParser) -> None:
+    run = subparsers.add_parser(
+        "run",
+        parents=[sub_common],
+        help="the main job: the whole analysis, end to end (the demo without a config)",
+        description=(
+            "Run every stage of an analysis in order: datasets -> train (VAE and VAE+NN) -> "
+            "score -> scan -> report. Without CONFIG it first writes the embedded demo (toy "
+            "SSWW LHE samples for seven operators and their config, a toy for demonstration, "
+            "not physics) into DIR and analyses it. Every stage skips itself when its outputs "
+            "are up to date, so running again (e.g. after a preemption) redoes only what is "
+            "missing. Ends with the sensitivity table (smallest |c| seen at 3 sigma, Lambda = "
+            "1 TeV) and <output_dir>/report/index.html."
+        ),
+        epilog=(
+            f"examples: {PROG} run  |  {PROG} run --quick  |  {PROG} run examples/ssww_real.toml"
+        ),
+    )
+    run.add_argument(
+        "config",
+        type=Path,
+        nargs="?",
+        metavar="CONFIG",
+        help="analysis config (TOML); default: the embedded demo",
+    )
+    run.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        metavar="DIR",
+        help="where the demo and its outputs go (default: vbsad-output/demo, or "
+        "vbsad-output/demo-quick with --quick); with CONFIG its output_dir is used",
+    )
+    run.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run of about a minute: a small demo (or, with CONFIG, at most "
+        f"{_QUICK_EPOCHS} epochs, no bootstrap, outputs in <output_dir>-quick); "
+        "too little training for physics",
+    )
+    run.add_argument(
+        "--models",
+        nargs="+",
+        choices=("vae", "vae_nn"),
+        default=["vae", "vae_nn"],
+        help="models to train, score and scan (default: %(default)s)",
+    )
+    run.add_argument(
+        "--force", action="store_true", help="redo every stage even when it is up to date"
+    )
+    run.set_defaults(handler=_cmd_run)
 
 
 def _add_scan_parser(subparsers: Any, sub_common: argparse.ArgumentParser) -> None:
@@ -729,7 +795,14 @@ def _cmd_inspect(args: argparse.Namespace, console: Console | None) -> int:
 def _cmd_demo_data(args: argparse.Namespace, console: Console | None) -> int:
     from vbsad_batch.demo import generate_demo  # noqa: PLC0415 - numpy only for this command
 
-    paths = generate_demo(args.output, n_events=args.events, seed=args.seed)
+    eft_events = args.events // 2 if args.eft_events is None else args.eft_events
+    paths = generate_demo(
+        args.output,
+        n_events=args.events,
+        eft_events=eft_events,
+        seed=args.seed,
+        eft_samples=eft_events > 0,
+    )
     if not args.quiet:
         for path in paths:
             print(path)
@@ -941,6 +1014,71 @@ def _cmd_export_root(args: argparse.Namespace, console: Console | None) -> int:
     return EXIT_OK
 
 
+# --- run -------------------------------------------------------------------------------------
+
+_QUICK_EPOCHS = 3
+
+
+def _quick_config(config: Any) -> Any:
+    """`config` cut down for a smoke run, writing next to (not into) its output directory."""
+    import dataclasses  # noqa: PLC0415
+
+    training = dataclasses.replace(
+        config.training,
+        epochs=min(config.training.epochs, _QUICK_EPOCHS),
+        patience=min(config.training.patience, _QUICK_EPOCHS),
+    )
+    scan = dataclasses.replace(config.scan, bootstrap_replicas=0)
+    out = config.output_dir.with_name(config.output_dir.name + "-quick")
+    return dataclasses.replace(config, training=training, scan=scan, output_dir=out)
+
+
+def _cmd_run(args: argparse.Namespace, console: Console | None) -> int:
+    from vbsad_batch.config import load_config  # noqa: PLC0415 - polars only for this command
+    from vbsad_batch.demo import DEMO_DEFAULT, DEMO_QUICK  # noqa: PLC0415
+    from vbsad_batch.pipeline import StageResult, prepare_demo, run_analysis  # noqa: PLC0415
+
+    def report_stage(result: StageResult) -> None:
+        logger.info(
+            "%-13s %-7s %6.1f s  %s", result.stage, result.status, result.seconds, result.detail
+        )
+
+    with make_progress_reporter(quiet=args.quiet, console=console) as reporter:
+        if args.config is None:
+            default_dir = "vbsad-output/demo-quick" if args.quick else "vbsad-output/demo"
+            directory = args.output if args.output is not None else Path(default_dir)
+            settings = DEMO_QUICK if args.quick else DEMO_DEFAULT
+            logger.info("embedded demo (toy data, not physics) in %s", directory)
+            config_path, demo_result = prepare_demo(
+                directory, settings, force=args.force, progress=reporter
+            )
+            report_stage(demo_result)
+            config = load_config(config_path)
+        else:
+            if args.output is not None:
+                raise _UsageError("--output is for the demo; a config sets its output_dir")
+            if not args.config.is_file():
+                raise _UsageError(f"no such config file: {args.config}")
+            config = load_config(args.config)
+            if args.quick:
+                config = _quick_config(config)
+        logger.info("analysis %s -> %s", config.path, config.output_dir)
+        run_analysis(
+            config,
+            models=args.models,
+            force=args.force,
+            progress=reporter,
+            on_stage=report_stage,
+        )
+    if not args.quiet:
+        table_md = config.output_dir / "scan" / "table.md"
+        sections = table_md.read_text(encoding="utf-8").split("\n## ")
+        if len(sections) > 1:
+            print("## " + sections[1].rstrip())
+        print(f"outputs: {config.output_dir}")
+    return EXIT_OK
+
+
 # --- entry point ---------------------------------------------------------------------------
 
 
@@ -954,6 +1092,10 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911 - one exit 
 
     console = _stderr_console()
     _configure_logging(args.verbose, args.quiet, console)
+    if not args.verbose:
+        # TensorFlow's C++ start-up chatter (CPU features, oneDNN) is noise in a batch log;
+        # its warnings and errors stay. Set before any subcommand imports TensorFlow.
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _raise_terminated)
     try:

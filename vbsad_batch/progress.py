@@ -134,6 +134,7 @@ class LogProgressReporter:
         name = _item_name(event)
         now = time.monotonic()
         if event.kind == "run_started":
+            self._done = 0  # a reporter may serve several stages in turn (`vbsad run`)
             self._log.info("%s: %d item(s) to do", event.stage, event.total_items)
         elif event.kind == "item_started":
             self._started[name] = now
@@ -223,8 +224,9 @@ class RichProgressReporter:
         name = _item_name(event)
         short = Path(name).name
         if event.kind == "run_started":
+            self._done = 0  # a reporter may serve several stages in turn (`vbsad run`)
             self._overall = progress.add_task(
-                event.stage, total=event.total_items, status=f"0/{event.total_items} files"
+                event.stage, total=event.total_items, status=f"0/{event.total_items}"
             )
         elif event.kind == "item_started":
             self._items[name] = progress.add_task(f"  {short}", total=None, status="")
@@ -241,7 +243,7 @@ class RichProgressReporter:
                 progress.update(
                     self._overall,
                     advance=1,
-                    status=f"{self._done}/{event.total_items} files",
+                    status=f"{self._done}/{event.total_items}",
                 )
             if event.kind == "item_finished":
                 progress.console.print(f"[green]done[/] {short}: {event.rows:,} rows")
