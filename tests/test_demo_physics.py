@@ -189,16 +189,16 @@ def test_each_operator_has_its_own_shape() -> None:
 
 
 def test_generate_demo_writes_madgraph_like_samples(tmp_path: Path) -> None:
-    names: list[Path] = []
+    written: list[tuple[Path, int]] = []
     paths = generate_demo(
         tmp_path,
         n_events=40,
         eft_events=20,
         seed=2,
         operators=("cW", "cqq3"),
-        progress=names.append,
+        progress=lambda path, events: written.append((path, events)),
     )
-    assert paths == names
+    assert written == [(p, 40 if i == 0 else 20) for i, p in enumerate(paths)]
     assert [p.name for p in paths] == [
         f"{sample_name(c, o)}.lhe.gz"
         for c, o in (("sm", None), ("lin", "cW"), ("quad", "cW"), ("lin", "cqq3"), ("quad", "cqq3"))

@@ -846,7 +846,7 @@ def generate_demo(
     seed: int = 1,
     operators: Sequence[str] = DEFAULT_OPERATORS,
     eft_samples: bool = True,
-    progress: Callable[[Path], None] | None = None,
+    progress: Callable[[Path, int], None] | None = None,
 ) -> list[Path]:
     """Write the embedded demo data set into ``output_dir``; return the files written.
 
@@ -859,7 +859,7 @@ def generate_demo(
       interference and of the squared term at c = 1, as separately generated samples.
 
     Every file also has :data:`DEMO_SCALE_WEIGHTS` scale-variation weights. ``progress`` is
-    called with each file once it is written.
+    called with each file and its number of events once the file is written.
     """
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -882,7 +882,7 @@ def generate_demo(
         )
         written.append(path)
         if progress is not None:
-            progress(path)
+            progress(path, n)
     return written
 
 
@@ -901,10 +901,10 @@ class DemoSettings:
 
 #: The default demo: a few minutes on 2 cores.
 DEMO_DEFAULT = DemoSettings(
-    n_events=20_000,
-    eft_events=6_000,
-    epochs=60,
-    patience=8,
+    n_events=40_000,
+    eft_events=10_000,
+    epochs=200,
+    patience=10,
     batch_size=256,
     learning_rate=2e-3,
     bootstrap_replicas=20,

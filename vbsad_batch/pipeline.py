@@ -13,6 +13,7 @@ finished stage to an `on_stage` callback, as `StageResult`.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -48,6 +49,8 @@ __all__ = [
 DEMO_CONFIG_NAME = "demo.toml"
 DEMO_DATA_DIR = "data"
 _DEMO_MANIFEST = "manifest.json"
+
+logger = logging.getLogger(__name__)
 _DEMO_KIND = "vbsad_batch.demo"
 
 ModelKind = Literal["vae", "vae_nn"]
@@ -125,8 +128,21 @@ def prepare_demo(
     n_files = 1 + 2 * len(operators)
     emit(ProgressEvent("demo", "run_started", total_items=n_files, message=reason))
 
-    def file_written(path: Path) -> None:
-        emit(ProgressEvent("demo", "item_finished", item=str(path), total_items=n_files))
+    last = [time.monotonic()]
+
+    def file_written(path: Path, events: int) -> None:
+        now = time.monotonic()
+        emit(
+            ProgressEvent(
+                "demo",
+                "item_finished",
+                item=str(path),
+                total_items=n_files,
+                events=events,
+                seconds=now - last[0],
+            )
+        )
+        last[0] = now
 
     files = generate_demo(
         data_dir,
@@ -195,7 +211,14 @@ def run_analysis(
     model_dirs: list[Path] = []
     for kind in models:
         start, watch = time.monotonic(), _StageWatch(progress)
-        trained = train(cfg, kind=kind, resume=True, force=force, progress=watch)
+        try:
+            trained = train(cfg, kind=kind, resume=True, force=force, progress=watch)
+        except ValueError as exc:
+            if "checkpoint of another training" not in str(exc):
+                raise
+            # The settings or datasets changed since the interrupted run: start afresh.
+            logger.info("%s", exc)
+            trained = train(cfg, kind=kind, resume=False, force=force, progress=watch)
         watch.up_to_date = trained.status == "skipped"
         finish(
             f"train {kind}",
