@@ -21,15 +21,11 @@ $(STAMP): pyproject.toml $(RUST_SOURCES)
 	$(BIN)/pip install --quiet -e ".[train,mpi,test,lint,bench]"
 	touch $(STAMP)
 
-# The main job. Until the full pipeline exists: write the embedded demo sample, preprocess it
-# into Parquet shards, inspect it, then weight it (EFT yields, training datasets) with the
-# reweighting example config.
+# The main job: the whole analysis end to end on the embedded demo (toy data, not physics):
+# demo samples -> datasets -> train VAE and VAE+NN -> score -> scan -> report, in
+# $(OUT)/demo/. Finished stages are skipped when run again.
 run: setup
-	$(BIN)/vbsad demo-data --output examples/demo
-	$(BIN)/vbsad preprocess examples/demo/*.lhe.gz --output $(OUT)/shards
-	$(BIN)/vbsad inspect examples/demo/ssww_demo.lhe.gz --events 5
-	$(BIN)/vbsad yields examples/demo_reweighted.toml --op cW=0.5
-	$(BIN)/vbsad datasets examples/demo_reweighted.toml
+	$(BIN)/vbsad run --output $(OUT)/demo
 
 test: setup lint test-rust test-python
 

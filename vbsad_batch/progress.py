@@ -246,7 +246,8 @@ class RichProgressReporter:
                     status=f"{self._done}/{event.total_items}",
                 )
             if event.kind == "item_finished":
-                progress.console.print(f"[green]done[/] {short}: {event.rows:,} rows")
+                count = f"{event.rows:,} rows" if event.rows else f"{event.events:,} events"
+                progress.console.print(f"[green]done[/] {short}: {count}")
             elif event.kind == "item_skipped":
                 progress.console.print(f"[cyan]skipped[/] {short}: {event.message}")
             else:
