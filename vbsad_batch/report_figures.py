@@ -100,6 +100,12 @@ def observable_label(name: str) -> str:
     return f"{label} [{unit}]" if unit else label
 
 
+def _plain_label(name: str) -> str:
+    """An observable's name with its unit, as plain text: "mjj [GeV]"."""
+    unit = _LABELS.get(name, (name, ""))[1]
+    return f"{name} [{unit}]" if unit else name
+
+
 def _density_label(name: str) -> str:
     label, unit = _LABELS.get(name, (name, ""))
     return f"1/N dN/d{label} [1/{unit}]" if unit else f"1/N dN/d{label}"
@@ -157,7 +163,7 @@ class _Data:
     def _read(self, stage: StageOutput, name: str) -> pl.DataFrame:
         key = (stage.name, name)
         if key not in self._frames:
-            self._frames[key] = pl.read_parquet(stage.checked_file(f"{name}.parquet"))
+            self._frames[key] = pl.read_parquet(stage.file(f"{name}.parquet"))
         return self._frames[key]
 
     def dataset(self, name: str) -> pl.DataFrame:
@@ -292,8 +298,11 @@ def _inverse_preprocessing(prep: Any, x: np.ndarray) -> np.ndarray:
     return values
 
 
-def _reconstruct(model_dir: Path, frame: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, Any]:
-    """(inputs, reconstructions) in physical units of the first events of `frame`."""
+def _reconstructions(
+    model_dir: Path, frames: Sequence[pl.DataFrame]
+) -> tuple[Any, list[tuple[np.ndarray, np.ndarray]]]:
+    """The model's preprocessing and, per frame, (inputs, reconstructions) in physical units of
+    its first `MAX_RECONSTRUCTION_EVENTS` events."""
     from vbsad_batch.model import (  # noqa: PLC0415 - TensorFlow only for this figure
         PREPROCESSING_FILE_NAME,
         Preprocessing,
@@ -302,25 +311,26 @@ def _reconstruct(model_dir: Path, frame: pl.DataFrame) -> tuple[np.ndarray, np.n
 
     prep = Preprocessing.from_json((model_dir / PREPROCESSING_FILE_NAME).read_text("utf-8"))
     model = load_model(model_dir)
-    x = prep.transform(frame.head(MAX_RECONSTRUCTION_EVENTS))
-    reconstruction = np.asarray(model(x, training=False)["reconstruction"])
-    return _inverse_preprocessing(prep, x), _inverse_preprocessing(prep, reconstruction), prep
+    pairs = []
+    for frame in frames:
+        x = prep.transform(frame.head(MAX_RECONSTRUCTION_EVENTS))
+        reconstruction = np.asarray(model(x, training=False)["reconstruction"])
+        pairs.append(
+            (_inverse_preprocessing(prep, x), _inverse_preprocessing(prep, reconstruction))
+        )
+    return prep, pairs
 
 
 def _reconstruction_figure(data: _Data, model: StageOutput, op: str | None) -> Figure:
     config = data.inputs.config
-    # The SHA-256 checks of the model files the reconstruction uses.
-    model.checked_file("model.keras")
-    model.checked_file("preprocessing.json")
     samples: list[tuple[str, pl.DataFrame, str]] = [("SM", data.dataset("sm_test"), _SM_COLOR)]
     if op is not None and data.has_dataset(f"quad_test_{op}"):
         samples.append((f"QUAD {op}", data.dataset(f"quad_test_{op}"), _COLORS[0]))
-    results = []
-    prep: Any = None
-    for label, frame, color in samples:
-        x, x_hat, prep = _reconstruct(model.directory, frame)
-        weights = _values(frame.head(MAX_RECONSTRUCTION_EVENTS), "yield")
-        results.append((label, x, x_hat, weights, color))
+    prep, pairs = _reconstructions(model.directory, [frame for _, frame, _ in samples])
+    results = [
+        (label, x, x_hat, _values(frame.head(MAX_RECONSTRUCTION_EVENTS), "yield"), color)
+        for (label, frame, color), (x, x_hat) in zip(samples, pairs, strict=True)
+    ]
     features = list(prep.features)
     ncols = 4
     nrows = math.ceil(len(features) / ncols)
@@ -519,7 +529,7 @@ def _sigma_figure(curves: pl.DataFrame, op: str, significance: float) -> Figure:
 
 
 def _training_figure(model: StageOutput) -> Figure:
-    history = model.checked_file("history.csv")
+    history = model.file("history.csv")
     with history.open(encoding="utf-8", newline="") as f:
         rows = list(csv.DictReader(f))
     epochs = np.array([int(r["epoch"]) for r in rows])
@@ -527,7 +537,7 @@ def _training_figure(model: StageOutput) -> Figure:
     val = np.array([float(r["val_loss"]) for r in rows])
     best = None
     if model.has("metrics.json"):
-        metrics = json.loads(model.checked_file("metrics.json").read_text(encoding="utf-8"))
+        metrics = json.loads(model.file("metrics.json").read_text(encoding="utf-8"))
         best = metrics.get("best_epoch")
     fig, ax = plt.subplots(figsize=(8, 6), layout="constrained")
     ax.plot(epochs, train, marker="o", markersize=3, label="training loss", color=_COLORS[0])
@@ -558,7 +568,7 @@ def figure_tasks(inputs: ReportInputs) -> list[FigureTask]:
             FigureTask(
                 f"observable_{feature}.png",
                 "observables",
-                observable_label(feature),
+                _plain_label(feature),
                 f"{feature}: SM{which} on the test split, each event weighted by its yield. SM "
                 "and QUAD are normalised to unit area; LIN (the interference, signed) is divided "
                 "by the absolute sum of its weights, so its area is +1 or -1 and negative bins "
@@ -599,15 +609,15 @@ def figure_tasks(inputs: ReportInputs) -> list[FigureTask]:
                 f"score_vs_{variable}_{scores.name}.png",
                 "score_vs_kinematics",
                 f"{column} versus {variable}: {scores.name}",
-                f"The scanned score ({column}) versus {observable_label(variable)}: 2D histogram "
+                f"The scanned score ({column}) versus {_plain_label(variable)}: 2D histogram "
                 f"of the SM test events (events at {config.luminosity_fb:g} fb^-1 per bin) and "
                 f"the yield-weighted mean score per {variable} bin for SM and the QUAD of {op}.",
                 partial(_score_vs_kinematics_figure, data, scores, column, variable, op),
             )
         )
     if inputs.scan is not None:
-        curves = pl.read_parquet(inputs.scan.checked_file("sigma_curves.parquet"))
-        table = json.loads(inputs.scan.checked_file("table.json").read_text(encoding="utf-8"))
+        curves = pl.read_parquet(inputs.scan.file("sigma_curves.parquet"))
+        table = json.loads(inputs.scan.file("table.json").read_text(encoding="utf-8"))
         significance = float(table.get("significance", config.scan.significance))
         for operator in table.get("operators", []):
             tasks.append(

@@ -27,6 +27,9 @@ SECTION_TITLES: dict[str, str] = {
 }
 """Figure sections, in page order."""
 
+GRID_SECTIONS = frozenset({"observables", "training"})
+"""Sections of small figures, laid out side by side."""
+
 _CSS = """
 body { font-family: "DejaVu Sans", Helvetica, Arial, sans-serif; margin: 0 auto;
   max-width: 1200px; padding: 1em 2em; color: #1a1a1a; background: #fff; line-height: 1.4; }
@@ -47,6 +50,8 @@ figcaption { font-size: 0.9em; color: #444; max-width: 900px; }
 .wide { overflow-x: auto; }
 td.hash { font-family: "DejaVu Sans Mono", monospace; font-size: 0.8em; word-break: break-all; }
 nav a { margin-right: 1em; }
+.grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(520px, 1fr)); gap: 1em; }
+.grid figure { margin: 0.5em 0; }
 """
 
 
@@ -217,12 +222,14 @@ def render_index_html(content: ReportContent) -> str:
         parts.append(markdown_to_html(content.table_markdown, heading_offset=2))
     for key, entries in sections:
         parts.append(f'<h2 id="{key}">{e(SECTION_TITLES[key])}</h2>')
+        parts.append('<div class="grid">' if key in GRID_SECTIONS else "<div>")
         for fig in entries:
             parts.append(
                 f'<figure><img src="{e(fig.path)}" alt="{e(fig.title)}" loading="lazy">'
                 f"<figcaption><strong>{e(fig.title)}</strong>. {e(fig.caption)} "
                 f'(<a href="{e(fig.path)}">{e(fig.path)}</a>)</figcaption></figure>'
             )
+        parts.append("</div>")
     parts += [
         '<h2 id="configuration">Configuration</h2>',
         f"<h3>Config file <code>{e(content.config_path)}</code></h3>",

@@ -3,9 +3,9 @@
 `find_report_inputs(config)` reads the manifests that `vbsad datasets`, `vbsad train`,
 `vbsad score` and `vbsad scan` write last (so that a manifest means a complete stage) and
 returns a `ReportInputs`: one `StageOutput` per complete stage output, and a sentence with the
-command to run for each expected output that is not there. Files are opened through
-`StageOutput.checked_file`, which compares their SHA-256 with the manifest's, so that the
-report never shows data other than what the manifests (and so the provenance table) describe.
+command to run for each expected output that is not there. `ReportInputs.verify`
+compares every listed file with its manifest's SHA-256, so that the report never shows data
+other than what the manifests (and so its provenance table) describe.
 """
 
 from __future__ import annotations
@@ -115,28 +115,35 @@ class StageOutput:
         """Whether the manifest lists `file_name`."""
         return file_name in self.file_names()
 
-    def checked_file(self, file_name: str) -> Path:
-        """The path of output `file_name`, after checking its SHA-256 against the manifest.
+    def file(self, file_name: str) -> Path:
+        """The path of output `file_name` (see `verify` for its checksum).
 
         Raises:
-            FileNotFoundError: the manifest does not list it, or the file is gone.
-            ValueError: the file was modified after the manifest was written.
+            FileNotFoundError: the manifest does not list it.
+        """
+        if file_name not in self.file_names():
+            raise FileNotFoundError(f"{self.manifest_path}: lists no {file_name}")
+        return self.directory / file_name
+
+    def verify(self) -> None:
+        """Check every output the manifest lists against its recorded SHA-256.
+
+        Raises:
+            FileNotFoundError: a listed file is gone.
+            ValueError: a file was modified after the manifest was written.
         """
         for entry in self.entries():
-            if Path(str(entry["path"])).name == file_name:
-                path = self.directory / file_name
-                if not path.is_file():
-                    raise FileNotFoundError(
-                        f"{path}: listed in {self.manifest_path} but missing; run the "
-                        f"{self.stage} stage again"
-                    )
-                if sha256_file(path) != entry["sha256"]:
-                    raise ValueError(
-                        f"{path}: SHA-256 differs from {self.manifest_path} (modified since "
-                        f"the {self.stage} stage wrote it); run that stage again"
-                    )
-                return path
-        raise FileNotFoundError(f"{self.manifest_path}: lists no {file_name}")
+            path = self.directory / str(entry["path"])
+            if not path.is_file():
+                raise FileNotFoundError(
+                    f"{path}: listed in {self.manifest_path} but missing; run the "
+                    f"{self.stage} stage again"
+                )
+            if sha256_file(path) != entry["sha256"]:
+                raise ValueError(
+                    f"{path}: SHA-256 differs from {self.manifest_path} (modified since the "
+                    f"{self.stage} stage wrote it); run that stage again"
+                )
 
     def made_by(self) -> str:
         """Tool, version and (when recorded) UTC time of the run that wrote this output."""
@@ -198,6 +205,12 @@ class ReportInputs:
         """Every stage output, in pipeline order."""
         scan = [self.scan] if self.scan is not None else []
         return [self.datasets, *self.models, *self.scores, *scan]
+
+    def verify(self) -> None:
+        """`StageOutput.verify` of every stage output (the sample files are the datasets
+        stage's business: it hashes them on every run)."""
+        for stage in self.stages():
+            stage.verify()
 
     def scores_of(self, model_name: str) -> StageOutput | None:
         """The scores of the model named `model_name`, if scored."""
