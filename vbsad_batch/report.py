@@ -22,7 +22,6 @@ atomically. A re-run with the same key whose outputs are all still there does no
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import time
@@ -43,6 +42,12 @@ from vbsad_batch.provenance import (
     tool_version,
     write_manifest,
 )
+from vbsad_batch.report_html import (
+    FigureEntry,
+    ReportContent,
+    render_index_html,
+    render_summary_md,
+)
 from vbsad_batch.report_inputs import ReportInputs, find_report_inputs
 
 __all__ = ["REPORT_DIR_NAME", "ReportResult", "report_directory", "write_report"]
@@ -50,6 +55,7 @@ __all__ = ["REPORT_DIR_NAME", "ReportResult", "report_directory", "write_report"
 logger = logging.getLogger(__name__)
 
 REPORT_DIR_NAME = "report"
+FIGURES_DIR_NAME = "figures"
 REPORT_FORMAT_VERSION = 1
 """Version of the report layout; bump when the figures or pages change."""
 
@@ -154,15 +160,6 @@ def write_report(
         FileNotFoundError: there are no datasets, or a file a manifest lists is gone.
         ValueError: a file differs from its manifest's SHA-256 (modified after its stage).
     """
-    # The figure module loads matplotlib: only when a report is written.
-    from vbsad_batch.report_figures import FIGURES_DIR_NAME, figure_tasks  # noqa: PLC0415
-    from vbsad_batch.report_html import (  # noqa: PLC0415
-        FigureEntry,
-        ReportContent,
-        render_index_html,
-        render_summary_md,
-    )
-
     emit = progress or (lambda event: None)
     inputs = find_report_inputs(config)
     directory = report_directory(config)
@@ -178,6 +175,14 @@ def write_report(
     elif fresh and old is not None:
         emit(ProgressEvent(_STAGE, "run_finished", message="up to date"))
         return _result(directory, old, "skipped", reason)
+
+    try:  # matplotlib and mplhep: only when a report is drawn
+        from vbsad_batch.report_figures import figure_tasks  # noqa: PLC0415
+    except ImportError as exc:
+        raise RuntimeError(
+            f"the report needs matplotlib and mplhep ({exc}): install the 'report' extra, "
+            "pip install 'vbsad_batch[report]'"
+        ) from exc
 
     start = time.monotonic()
     inputs.verify()  # before drawing: every file the report shows is the one its manifest names
@@ -262,4 +267,4 @@ def write_report(
     }
     write_manifest(manifest_path, manifest)
     emit(ProgressEvent(_STAGE, "run_finished", message=f"{len(tasks)} figure(s)"))
-    return dataclasses.replace(_result(directory, manifest, "written", reason))
+    return _result(directory, manifest, "written", reason)

@@ -51,17 +51,16 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-__all__ = ["FIGURES_DIR_NAME", "FigureTask", "figure_tasks", "focus_operator", "observable_label"]
+__all__ = ["FigureTask", "figure_tasks", "focus_operator", "observable_label"]
 
-FIGURES_DIR_NAME = "figures"
 DPI = 100
 N_BINS = 40
 MAX_RECONSTRUCTION_EVENTS = 20000
 """Test events per sample run through a model for the reconstruction figures (a bound on time)."""
 
-_STYLE = [mplhep.style.ROOT, {"mathtext.fontset": "dejavusans"}]
+_STYLE = [mplhep.style.ROOT, {"mathtext.fontset": "dejavusans", "yaxis.labellocation": "center"}]
 """mplhep's ROOT style; math text in DejaVu Sans (the style's TeX Gyre Heros math font is not
-always installed)."""
+always installed); y labels centred (long density labels do not fit at the top)."""
 _SM_COLOR = "0.55"
 _COLORS = ("#3f90da", "#ffa90e", "#bd1f01", "#94a4a2", "#832db6", "#a96b59", "#e76300", "#b9ac70")
 _QUANTILE_RANGE = (0.005, 0.995)
@@ -639,9 +638,15 @@ def figure_tasks(inputs: ReportInputs) -> list[FigureTask]:
                     f"training_{model.name}.png",
                     "training",
                     f"Training: {model.name}",
-                    "Training and validation loss per epoch (the model's loss, dimensionless; "
-                    "validation on SM events); the dotted line marks the epoch of the kept "
-                    "weights.",
+                    "Training and validation loss per epoch (dimensionless); the dotted line "
+                    "marks the epoch of the kept weights. The validation loss is the VAE loss "
+                    "(MSE + beta KLD) on SM validation events"
+                    + (
+                        "; the training loss of a VAE+NN adds the classifier's weighted binary "
+                        "cross-entropy, so it lies above."
+                        if model.model_kind == "vae_nn"
+                        else "."
+                    ),
                     partial(_training_figure, model),
                 )
             )
