@@ -10,7 +10,7 @@ OUT ?= vbsad-output
 STAMP := $(VENV)/.installed
 RUST_SOURCES := $(wildcard rust_ext/src/*.rs) rust_ext/Cargo.toml Cargo.toml Cargo.lock
 
-.PHONY: setup run test test-rust test-python lint clean bench
+.PHONY: setup system-deps run test test-rust test-python lint clean bench
 
 setup: $(STAMP)
 
@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml $(RUST_SOURCES)
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet "maturin>=1.7,<2"
-	$(BIN)/pip install --quiet -e ".[train,mpi,test,lint,bench]"
+	$(BIN)/pip install --quiet -e ".[train,mpi,report,test,lint,bench]"
 	touch $(STAMP)
 
 # The main job: the whole analysis end to end on the embedded demo (toy data, not physics):
@@ -27,7 +27,17 @@ $(STAMP): pyproject.toml $(RUST_SOURCES)
 run: setup
 	$(BIN)/vbsad run --output $(OUT)/demo
 
-test: setup lint test-rust test-python
+# Debian's chromium renders the report in a test (a headless screenshot). Installed when it is
+# missing and we may (root with apt-get); otherwise say how.
+system-deps:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get install -y -q chromium || { apt-get update -q && apt-get install -y -q chromium; }; \
+	  else \
+	    echo "chromium is missing: install Debian's chromium (apt-get install chromium)"; \
+	  fi; }
+
+test: setup system-deps lint test-rust test-python
 
 lint: setup
 	cargo fmt --all -- --check

@@ -16,7 +16,16 @@ import pytest
 from conftest import SSWW_DIR
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-STAGES = ("demo", "datasets", "train vae", "train vae_nn", "score vae", "score vae_nn", "scan")
+STAGES = (
+    "demo",
+    "datasets",
+    "train vae",
+    "train vae_nn",
+    "score vae",
+    "score vae_nn",
+    "scan",
+    "report",
+)
 # The demo's easiest operator: four-quark, destructive interference growing with m_jj.
 EASY_OPERATOR = "cqq3"
 
@@ -89,8 +98,14 @@ def test_quick_demo_runs_every_stage(
         proxy = row["operators"][EASY_OPERATOR]["proxy"]
         assert _finite(proxy["c_plus"]) or _finite(proxy["c_minus"])
     assert "| model |" in (out / "scan" / "table.md").read_text()
-    # the table is printed at the end
+    # the report: HTML, summary and figures (their content is tested in test_report.py)
+    report = out / "report"
+    assert "<table" in (report / "index.html").read_text()
+    assert EASY_OPERATOR in (report / "summary.md").read_text()
+    assert len(list((report / "figures").glob("*.png"))) >= 20
+    # the table and the report are printed at the end
     assert EASY_OPERATOR in proc.stdout
+    assert str(report / "index.html") in proc.stdout
 
 
 def test_second_run_skips_every_stage(

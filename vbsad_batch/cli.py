@@ -320,6 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_parser(subparsers, sub_common)
     _add_score_parser(subparsers, sub_common)
     _add_scan_parser(subparsers, sub_common)
+    _add_report_parser(subparsers, sub_common)
 
     export = subparsers.add_parser(
         "export-root",
@@ -482,6 +483,30 @@ def _add_run_parser(subparsers: Any, sub_common: argparse.ArgumentParser) -> Non
         "--force", action="store_true", help="redo every stage even when it is up to date"
     )
     run.set_defaults(handler=_cmd_run)
+
+
+def _add_report_parser(subparsers: Any, sub_common: argparse.ArgumentParser) -> None:
+    report = subparsers.add_parser(
+        "report",
+        parents=[sub_common],
+        help="figures, report/index.html and report/summary.md of an analysis",
+        description=(
+            "Write <output_dir>/report/ from the outputs of the other stages: figures (PNG): "
+            "per observable the SM, LIN and QUAD distributions normalised to unit area (GeV, "
+            "rad), input versus reconstruction for SM and BSM events, the MSE / KLD / score "
+            "distributions of SM versus BSM, the score versus mjj, sigma(c) per operator and "
+            "the training curves; index.html (self-contained, opens offline) and summary.md "
+            "with the sensitivity table, the configuration and the provenance (path, size, "
+            "SHA-256) of every input. Needs the datasets; models, scores and the scan are drawn "
+            "when present and listed as missing otherwise. Skipped when its inputs are unchanged."
+        ),
+        epilog=f"example: {PROG} report examples/ssww_real.toml",
+    )
+    report.add_argument("config", type=Path, metavar="CONFIG", help="analysis config (TOML)")
+    report.add_argument(
+        "--force", action="store_true", help="rewrite even when the report is up to date"
+    )
+    report.set_defaults(handler=_cmd_report)
 
 
 def _add_scan_parser(subparsers: Any, sub_common: argparse.ArgumentParser) -> None:
@@ -1014,6 +1039,22 @@ def _cmd_export_root(args: argparse.Namespace, console: Console | None) -> int:
     return EXIT_OK
 
 
+def _cmd_report(args: argparse.Namespace, console: Console | None) -> int:
+    from vbsad_batch.config import load_config  # noqa: PLC0415 - polars only for this command
+    from vbsad_batch.report import write_report  # noqa: PLC0415 - matplotlib only here
+
+    config = load_config(args.config)
+    with make_progress_reporter(quiet=args.quiet, console=console) as reporter:
+        result = write_report(config, force=args.force, progress=reporter)
+    if not args.quiet:
+        print(f"{result.status}: {result.directory} ({result.reason})")
+        for line in result.missing:
+            print(f"missing: {line}")
+        print(result.index_html)
+        print(result.summary_md)
+    return EXIT_OK
+
+
 # --- run -------------------------------------------------------------------------------------
 
 _QUICK_EPOCHS = 3
@@ -1075,6 +1116,7 @@ def _cmd_run(args: argparse.Namespace, console: Console | None) -> int:
         sections = table_md.read_text(encoding="utf-8").split("\n## ")
         if len(sections) > 1:
             print("## " + sections[1].rstrip())
+        print(f"report: {config.output_dir / 'report' / 'index.html'}")
         print(f"outputs: {config.output_dir}")
     return EXIT_OK
 

@@ -240,4 +240,11 @@ def run_analysis(
     if scanned is not None:
         watch.up_to_date = scanned.status == "up to date"
         finish("scan", watch, start, str(scanned.directory / "table.md"))
+
+    from vbsad_batch.report import write_report  # noqa: PLC0415 - matplotlib only from here
+
+    start, watch = time.monotonic(), _StageWatch(progress)
+    reported = write_report(cfg, force=force, progress=watch)
+    watch.up_to_date = reported.status == "skipped"
+    finish("report", watch, start, str(reported.index_html))
     return results
