@@ -957,6 +957,7 @@ def demo_config_toml(
         "",
         "[scan]",
         f"bootstrap_replicas = {settings.bootstrap_replicas}",
+        'vae_scores = ["mse", "kld"]  # both VAE scores: the KL divergence separates better here',
         "",
         "[[samples]]",
         'name = "ssww_demo_SM"',

@@ -120,8 +120,15 @@ def prepare_demo(
         outputs_field="outputs",
     )
     if fresh and not force:
+        # The data are current; the config is cheap: rewritten if this version writes another.
+        if _write_if_changed(
+            config_path, demo_config_toml(DEMO_DATA_DIR, settings, operators=operators)
+        ):
+            detail = f"{directory} up to date; {config_path.name} rewritten"
+        else:
+            detail = f"{directory} up to date"
         seconds = time.monotonic() - start
-        return config_path, StageResult("demo", "skipped", f"{directory} up to date", seconds)
+        return config_path, StageResult("demo", "skipped", detail, seconds)
 
     manifest_path.unlink(missing_ok=True)  # the manifest marks completion
     emit = progress or (lambda event: None)
@@ -152,11 +159,9 @@ def prepare_demo(
         operators=operators,
         progress=file_written,
     )
-    text = demo_config_toml(DEMO_DATA_DIR, settings, operators=operators)
-    write_text_atomic(config_path, text)
+    _write_if_changed(config_path, demo_config_toml(DEMO_DATA_DIR, settings, operators=operators))
     outputs = [
-        {"path": str(p.relative_to(directory)), "size_bytes": p.stat().st_size}
-        for p in [*files, config_path]
+        {"path": str(p.relative_to(directory)), "size_bytes": p.stat().st_size} for p in files
     ]
     write_manifest(
         manifest_path,
@@ -167,6 +172,17 @@ def prepare_demo(
     return config_path, StageResult(
         "demo", "done", f"{len(files)} LHE files in {data_dir}", seconds
     )
+
+
+def _write_if_changed(path: Path, text: str) -> bool:
+    """Write ``text`` to ``path`` atomically unless it already holds it; True if written."""
+    try:
+        if path.read_text(encoding="utf-8") == text:
+            return False
+    except FileNotFoundError:
+        pass
+    write_text_atomic(path, text)
+    return True
 
 
 def run_analysis(
