@@ -467,15 +467,17 @@ def test_cli_import_does_not_load_tensorflow() -> None:
 
 def test_demo_data_then_preprocess(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     demo_dir = tmp_path / "demo"
-    assert main(["demo-data", "--output", str(demo_dir), "--events", "300", "--seed", "7"]) == 0
+    args = ["demo-data", "--output", str(demo_dir), "--events", "300", "--eft-events", "40"]
+    assert main([*args, "--seed", "7"]) == 0
     written = [Path(line) for line in capsys.readouterr().out.split()]
-    assert written
+    assert len(written) == 15  # SM, and LIN and QUAD of seven operators
     assert all(p.is_file() and p.parent == demo_dir for p in written)
     assert main(["--quiet", "preprocess", str(demo_dir), "--output", str(tmp_path / "out")]) == 0
     for path in written:
         shard = shard_of(tmp_path / "out", path)
         assert pq.read_table(shard).equals(pa.table(read_lhe(path)))
-        assert read_json(shard_manifest_path(shard))["lhe_info"]["n_events"] == 300
+        events = 300 if path.name == "ssww_demo.lhe.gz" else 40
+        assert read_json(shard_manifest_path(shard))["lhe_info"]["n_events"] == events
 
 
 def test_version_and_module_entry_point() -> None:
