@@ -915,7 +915,12 @@ fn tail_line_marks(line: &[u8]) -> (Option<usize>, bool) {
 #[inline(always)]
 fn simple_wgt_line<'a>(line: &'a [u8], window: &'a [u8]) -> Option<(&'a [u8], f64)> {
     let indent = line.iter().position(|b| !b.is_ascii_whitespace())?;
-    let rest = line[indent..].strip_prefix(b"<wgt id=")?;
+    // One 8-byte comparison (the window has room past the line; a match ends inside it).
+    let tag = window.get(indent..indent + 8)?;
+    if u64::from_le_bytes(tag.try_into().ok()?) != u64::from_le_bytes(*b"<wgt id=") {
+        return None;
+    }
+    let rest = &line[indent + 8..];
     let (&quote, rest) = rest.split_first()?;
     if quote != b'\'' && quote != b'"' {
         return None;
@@ -923,14 +928,21 @@ fn simple_wgt_line<'a>(line: &'a [u8], window: &'a [u8]) -> Option<(&'a [u8], f6
     // Ids are short: a plain loop beats a call to a vectorised search.
     let id_len = rest.iter().position(|&b| b == quote)?;
     let (id, rest) = rest.split_at(id_len);
-    let rest = rest[1..].strip_prefix(b">")?;
+    if rest.get(1) != Some(&b'>') {
+        return None;
+    }
+    let rest = &rest[2..];
     let value_at = line.len() - rest.len();
-    let mut cursor = FieldCursor::padded(rest, &window[value_at..]);
+    let mut cursor = FieldCursor::padded_from(line, window, value_at);
     let value = cursor.f64().ok()?;
     // As `trim_ascii` would, inline: usually one blank, then `</wgt>` ends the line.
     let rest = cursor.rest();
     let close_at = rest.iter().position(|b| !b.is_ascii_whitespace())?;
-    let after = rest[close_at..].strip_prefix(b"</wgt>")?;
+    let close: [u8; 6] = rest.get(close_at..close_at + 6)?.try_into().ok()?;
+    if close != *b"</wgt>" {
+        return None;
+    }
+    let after = &rest[close_at + 6..];
     after
         .iter()
         .all(u8::is_ascii_whitespace)

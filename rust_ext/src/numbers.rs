@@ -92,59 +92,80 @@ fn leading_digits(v: u64, n: usize) -> u64 {
 
 /// Fast path for the fixed layout of MadGraph and other Fortran writers: an optional sign,
 /// one digit, a point, up to 15 fraction digits, then either nothing more or `e`/`E`, the
-/// exponent's sign and two digits (`-0.10775103667E+01`, `+2.7789711e-03`, `-1.`). The fraction is classified and
-/// converted 8 bytes at a time, so 18 bytes must follow the sign (else `None`). Returns the
-/// value and the bytes used if the number ends there (end of `field` or a byte <= b' ');
-/// exact by Clinger's fast path (mantissa <= 2^53, power of ten <= 22), else `None`.
+/// exponent's sign and two digits (`-0.10775103667E+01`, `+2.7789711e-03`, `-1.`).
+/// Reads the number at `window[pos..]`; 18 bytes must follow its sign (else `None`), and
+/// the bytes before `pos` may be read too. Returns the value and the end of the number if
+/// it ends there (end of `window` or a byte <= b' '); exact by Clinger's fast path
+/// (mantissa <= 2^53, power of ten <= 22), else `None`.
 #[inline(always)]
-pub(crate) fn parse_fixed_layout(field: &[u8]) -> Option<(f64, usize)> {
-    let (negative, s) = match field.first()? {
-        b'-' => (true, 1),
-        b'+' => (false, 1),
-        _ => (false, 0),
+pub(crate) fn parse_fixed_layout(window: &[u8], pos: usize) -> Option<(f64, usize)> {
+    let (negative, s) = match window.get(pos)? {
+        b'-' => (true, pos + 1),
+        b'+' => (false, pos + 1),
+        _ => (false, pos),
     };
-    let head: &[u8; 18] = field.get(s..s + 18)?.try_into().ok()?;
+    let head: &[u8; 18] = window.get(s..s + 18)?.try_into().ok()?;
     let d0 = head[0].wrapping_sub(b'0');
     if d0 > 9 || head[1] != b'.' {
         return None;
     }
-    let lo = u64::from_le_bytes(head[2..10].try_into().expect("8 bytes"));
-    let hi = u64::from_le_bytes(head[10..18].try_into().expect("8 bytes"));
-    let (lo_end, hi_end) = (non_digit_mask(lo), non_digit_mask(hi));
-    let (n_frac, fraction) = if lo_end != 0 {
-        let n = (lo_end.trailing_zeros() / 8) as usize;
-        (n, leading_digits(lo, n))
-    } else if hi_end != 0 {
-        let n = (hi_end.trailing_zeros() / 8) as usize;
-        (
-            8 + n,
-            eight_digits(lo) * POW10_U64[n] + leading_digits(hi, n),
-        )
-    } else {
-        return None;
-    };
+    let (n_frac, fraction) = fraction_digits(window, s + 2)?;
     let at = s + 2 + n_frac;
     // n_frac <= 15: the mantissa is below 10^16 and fits; exactness needs <= 2^53.
     let mantissa = u64::from(d0) * POW10_U64_16[n_frac] + fraction;
     if mantissa > (1 << 53) {
         return None;
     }
-    if field.get(at).is_none_or(|&b| b <= b' ') {
+    if window.get(at).is_none_or(|&b| b <= b' ') {
         // No exponent (`0.`, `-1.`, `0.25`).
         return finish_simple(mantissa, -(n_frac as i32), negative, at);
     }
-    let &[letter, sign, e1, e2] = field.get(at..at + 4)?.try_into().ok()?;
+    let &[letter, sign, e1, e2] = window.get(at..at + 4)?.try_into().ok()?;
     let (e1, e2) = (e1.wrapping_sub(b'0'), e2.wrapping_sub(b'0'));
     if !matches!(letter, b'e' | b'E') || !matches!(sign, b'+' | b'-') || e1 > 9 || e2 > 9 {
         return None;
     }
     let used = at + 4;
-    if field.get(used).is_some_and(|&b| b > b' ') {
+    if window.get(used).is_some_and(|&b| b > b' ') {
         return None;
     }
     let e = i32::from(e1 * 10 + e2);
     let exponent = if sign == b'-' { -e } else { e } - n_frac as i32;
     finish_simple(mantissa, exponent, negative, used)
+}
+
+/// The run of 0 to 15 digits at `window[at..]` (16 bytes must be readable there): its
+/// length and value; `None` for 16 digits or more.
+#[inline(always)]
+fn fraction_digits(window: &[u8], at: usize) -> Option<(usize, u64)> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if let Some(found) = crate::simd_float::digit_run16(window, at) {
+            return found;
+        }
+    }
+    fraction_digits_swar(window, at)
+}
+
+/// [`fraction_digits`] 8 bytes at a time in general-purpose registers.
+#[inline(always)]
+fn fraction_digits_swar(window: &[u8], at: usize) -> Option<(usize, u64)> {
+    let ahead: &[u8; 16] = window.get(at..at + 16)?.try_into().ok()?;
+    let lo = u64::from_le_bytes(ahead[..8].try_into().expect("8 bytes"));
+    let hi = u64::from_le_bytes(ahead[8..].try_into().expect("8 bytes"));
+    let (lo_end, hi_end) = (non_digit_mask(lo), non_digit_mask(hi));
+    if lo_end != 0 {
+        let n = (lo_end.trailing_zeros() / 8) as usize;
+        Some((n, leading_digits(lo, n)))
+    } else if hi_end != 0 {
+        let n = (hi_end.trailing_zeros() / 8) as usize;
+        Some((
+            8 + n,
+            eight_digits(lo) * POW10_U64[n] + leading_digits(hi, n),
+        ))
+    } else {
+        None
+    }
 }
 
 /// 10^k for k in 0..16, exact in u64.
@@ -347,6 +368,14 @@ impl<'a> FieldCursor<'a> {
         }
     }
 
+    /// [`FieldCursor::padded`] that starts reading at `line[pos..]`.
+    #[inline(always)]
+    pub fn padded_from(line: &'a [u8], window: &'a [u8], pos: usize) -> Self {
+        let mut cursor = FieldCursor::padded(line, window);
+        cursor.pos = pos.min(line.len());
+        cursor
+    }
+
     /// A cursor over `line` that may read ahead in `window`: `line` followed by more bytes,
     /// the first of which is a terminator (<= b' '), as
     /// [`crate::line_source::LineSource::current_padded`] gives. Every field stops at the
@@ -407,8 +436,8 @@ impl<'a> FieldCursor<'a> {
         if !self.skip_blanks() {
             return Err(FieldError::Missing);
         }
-        if let Some((v, used)) = parse_fixed_layout(&self.window[self.pos..]) {
-            self.pos += used;
+        if let Some((v, end)) = parse_fixed_layout(self.window, self.pos) {
+            self.pos = end;
             debug_assert!(self.pos <= self.line.len());
             return Ok(v);
         }
@@ -563,7 +592,7 @@ mod tests {
             let number = format!("{sign}{d0}.{frac}{letter}{exp_sign}{exp:02}");
             let text = format!("{number}{after}");
             let reference = parse_f64(number.as_bytes());
-            match parse_fixed_layout(text.as_bytes()) {
+            match parse_fixed_layout(text.as_bytes(), 0) {
                 Some((v, used)) => {
                     prop_assert_eq!(used, number.len(), "{}", text);
                     prop_assert!(!after.starts_with('x'), "{}", text);
@@ -589,6 +618,21 @@ mod tests {
         }
     }
 
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 5000, ..ProptestConfig::default() })]
+
+        /// The vector and the portable digit-run readers agree, wherever the run starts.
+        #[test]
+        fn digit_run_readers_agree(lead in "[ 0-9.+-]{0,20}", digits in "[0-9]{0,18}",
+                                   after in "[ eE+x.-]{1,3}") {
+            let text = format!("{lead}{digits}{after}                  ");
+            let at = lead.len();
+            let expected = (digits.len() < 16).then(|| (digits.len(), digits.parse::<u64>().unwrap_or(0)));
+            prop_assert_eq!(fraction_digits_swar(text.as_bytes(), at), expected, "{}", text);
+            prop_assert_eq!(fraction_digits(text.as_bytes(), at), expected, "{}", text);
+        }
+    }
+
     #[test]
     fn fixed_layout_cases() {
         type Case = (&'static [u8], Option<(f64, usize)>);
@@ -608,13 +652,18 @@ mod tests {
         ];
         for (text, expected) in cases {
             assert_eq!(
-                parse_fixed_layout(text),
+                parse_fixed_layout(text, 0),
                 expected,
                 "{}",
                 String::from_utf8_lossy(text)
             );
         }
-        let (v, _) = parse_fixed_layout(b"-0.0000000000e+00          ").unwrap();
+        let (v, _) = parse_fixed_layout(b"-0.0000000000e+00          ", 0).unwrap();
+        // Read further into a line, where the vector path can look back 16 bytes.
+        let line = b"        -11  1 0.58437780464E+02 0.25 -1.                  ";
+        assert_eq!(parse_fixed_layout(line, 15), Some((58.437780464, 32)));
+        assert_eq!(parse_fixed_layout(line, 33), Some((0.25, 37)));
+        assert_eq!(parse_fixed_layout(line, 38), Some((-1.0, 41)));
         assert!(v == 0.0 && v.is_sign_negative());
     }
 
