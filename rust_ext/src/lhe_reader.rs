@@ -528,7 +528,8 @@ impl LheReader {
                 "missing the event information line (NUP IDPRUP XWGTUP ...)",
             );
         }
-        if let Some((nup, idprup, info)) = parse_info_line(line) {
+        let (line, window) = self.lines.current_padded();
+        if let Some((nup, idprup, info)) = parse_info_line(line, window) {
             self.event.idprup = idprup;
             self.event.xwgtup = info[0];
             self.event.scalup = info[1];
@@ -647,7 +648,7 @@ impl LheReader {
                 }
             }
             tail_first_line.get_or_insert(n);
-            let (event_end, opens_comment) = tail_line_marks(line);
+            let (event_end, opens_comment) = tail_line_marks(line, window);
             tail_has_comment |= opens_comment;
             if let Some(end) = event_end {
                 self.tail.extend_from_slice(&line[..end]);
@@ -883,13 +884,23 @@ fn undeclared_weight(id: &[u8]) -> String {
 
 /// In one pass over the `<` of a line after the particles: where `</event>` starts, and
 /// whether an XML comment opens before it.
+/// `window` is the line followed by more readable bytes (at least 64 in all, see
+/// [`LineSource::current_padded`]), or just the line.
 #[inline]
-fn tail_line_marks(line: &[u8]) -> (Option<usize>, bool) {
+fn tail_line_marks(line: &[u8], window: &[u8]) -> (Option<usize>, bool) {
     let mut opens_comment = false;
     // Most such lines are short tags (`</rwgt>`, `</event>`): look at each `<` of the
     // first 64 bytes through a bit mask, and search only the rest of a longer line.
     let head = &line[..line.len().min(64)];
-    let mut mask = byte_mask(head, b'<');
+    let mut mask = match window.get(..64) {
+        Some(block) => {
+            // Bits for bytes past the line's end are cleared.
+            let in_line = u64::MAX >> (64 - head.len().max(1));
+            let in_line = if head.is_empty() { 0 } else { in_line };
+            byte_mask(block, b'<') & in_line
+        }
+        None => byte_mask(head, b'<'),
+    };
     let rest_positions = memchr::memchr_iter(b'<', &line[head.len()..]).map(|i| i + head.len());
     let head_positions = std::iter::from_fn(|| {
         (mask != 0).then(|| {
@@ -953,8 +964,8 @@ fn simple_wgt_line<'a>(line: &'a [u8], window: &'a [u8]) -> Option<(&'a [u8], f6
 /// particle count in range; `None` sends the line to the general path, which reads it the
 /// same way or explains what is wrong.
 #[inline]
-fn parse_info_line(line: &[u8]) -> Option<(i64, i64, [f64; 4])> {
-    let mut cursor = FieldCursor::new(line);
+fn parse_info_line(line: &[u8], window: &[u8]) -> Option<(i64, i64, [f64; 4])> {
+    let mut cursor = FieldCursor::padded(line, window);
     let nup = i64::from(cursor.i32().ok()?);
     let idprup = i64::from(cursor.i32().ok()?);
     let mut info = [0.0f64; 4];
@@ -1141,16 +1152,40 @@ mod tests {
 
     #[test]
     fn tail_marks_in_short_and_long_lines() {
-        assert_eq!(tail_line_marks(b"</event>"), (Some(0), false));
-        assert_eq!(tail_line_marks(b"<rwgt>"), (None, false));
-        assert_eq!(tail_line_marks(b"<!-- x --> </event>"), (Some(11), true));
+        assert_eq!(tail_line_marks(b"</event>", b"</event>"), (Some(0), false));
+        assert_eq!(tail_line_marks(b"<rwgt>", b"<rwgt>"), (None, false));
+        assert_eq!(
+            tail_line_marks(b"<!-- x --> </event>", b""),
+            (Some(11), true)
+        );
         let long = format!("{}<!--{}</event>", "a".repeat(70), "b".repeat(10));
-        assert_eq!(tail_line_marks(long.as_bytes()), (Some(84), true));
+        assert_eq!(
+            tail_line_marks(long.as_bytes(), long.as_bytes()),
+            (Some(84), true)
+        );
         // A tag that starts in the first 64 bytes and ends after them.
         let across = format!("{}</event>", " ".repeat(60));
-        assert_eq!(tail_line_marks(across.as_bytes()), (Some(60), false));
+        assert_eq!(
+            tail_line_marks(across.as_bytes(), across.as_bytes()),
+            (Some(60), false)
+        );
         let late = format!("{}<!-- {}</event>", " ".repeat(62), "c".repeat(3));
-        assert_eq!(tail_line_marks(late.as_bytes()), (Some(70), true));
+        assert_eq!(
+            tail_line_marks(late.as_bytes(), late.as_bytes()),
+            (Some(70), true)
+        );
+        // Through a padded window: a '<' past the line's end is not seen.
+        let window = format!("</rwgt>\n</event>{}", " ".repeat(64));
+        assert_eq!(
+            tail_line_marks(&window.as_bytes()[..7], window.as_bytes()),
+            (None, false)
+        );
+        assert_eq!(tail_line_marks(b"", window.as_bytes()), (None, false));
+        let window = format!("</event>\n<!--{}", " ".repeat(64));
+        assert_eq!(
+            tail_line_marks(&window.as_bytes()[..8], window.as_bytes()),
+            (Some(0), false)
+        );
     }
 
     #[test]
