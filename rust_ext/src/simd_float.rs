@@ -18,6 +18,7 @@ use std::arch::x86_64::{
     _mm_slli_si128, _mm_sub_epi8, _mm_unpackhi_epi8, _mm_unpacklo_epi8, _mm_xor_si128,
 };
 
+#[cfg(target_arch = "x86_64")]
 use crate::numbers::POW10;
 
 /// Parses the number at the start of `field` (sign, mantissa, optional exponent); returns
@@ -58,6 +59,7 @@ pub fn parse_prefix(field: &[u8]) -> Option<(f64, usize)> {
 }
 
 /// The optional exponent at `field[at..]`: its value and length (0 if there is none).
+#[cfg(target_arch = "x86_64")]
 #[inline]
 fn exponent_at(field: &[u8], at: usize) -> Option<(i32, usize)> {
     match field.get(at) {
