@@ -61,9 +61,12 @@ impl OptionalColumn {
         self.n_missing += usize::from(v.is_none());
     }
 
-    fn finish(&mut self) -> ArrayRef {
-        let values = ScalarBuffer::from(std::mem::take(&mut self.values));
-        let valid = std::mem::take(&mut self.valid);
+    fn finish(&mut self, capacity: usize) -> ArrayRef {
+        let values = ScalarBuffer::from(std::mem::replace(
+            &mut self.values,
+            Vec::with_capacity(capacity),
+        ));
+        let valid = std::mem::replace(&mut self.valid, Vec::with_capacity(capacity));
         let nulls = (std::mem::take(&mut self.n_missing) > 0).then(|| NullBuffer::from(valid));
         Arc::new(Float64Array::new(values, nulls))
     }
@@ -85,24 +88,28 @@ enum Columns {
 }
 
 impl Columns {
-    fn new(view: View, n_weights: usize) -> Self {
+    /// Empty columns with room for `capacity` rows (a batch), so that filling them
+    /// never reallocates.
+    fn new(view: View, n_weights: usize, capacity: usize) -> Self {
         match view {
             View::Observables => Columns::Observables {
-                event: Vec::new(),
-                values: vec![Vec::new(); N_OBSERVABLES],
-                w: Vec::new(),
+                event: Vec::with_capacity(capacity),
+                values: (0..N_OBSERVABLES)
+                    .map(|_| Vec::with_capacity(capacity))
+                    .collect(),
+                w: Vec::with_capacity(capacity),
                 weights: (0..n_weights)
                     .map(|_| OptionalColumn {
-                        values: Vec::new(),
-                        valid: Vec::new(),
+                        values: Vec::with_capacity(capacity),
+                        valid: Vec::with_capacity(capacity),
                         n_missing: 0,
                     })
                     .collect(),
             },
             View::Particles => Columns::Particles {
-                event: Vec::new(),
-                ints: Default::default(),
-                floats: Default::default(),
+                event: Vec::with_capacity(capacity),
+                ints: Box::new(std::array::from_fn(|_| Vec::with_capacity(capacity))),
+                floats: Box::new(std::array::from_fn(|_| Vec::with_capacity(capacity))),
             },
         }
     }
@@ -159,9 +166,14 @@ impl Columns {
         }
     }
 
-    fn finish(&mut self, schema: &SchemaRef) -> Result<RecordBatch, ArrowError> {
+    /// The batch of the rows pushed so far; the columns start again empty, with room for
+    /// `capacity` rows.
+    fn finish(&mut self, schema: &SchemaRef, capacity: usize) -> Result<RecordBatch, ArrowError> {
+        fn take<T>(v: &mut Vec<T>, capacity: usize) -> Vec<T> {
+            std::mem::replace(v, Vec::with_capacity(capacity))
+        }
         let f64_array =
-            |v: &mut Vec<f64>| -> ArrayRef { Arc::new(Float64Array::from(std::mem::take(v))) };
+            |v: &mut Vec<f64>| -> ArrayRef { Arc::new(Float64Array::from(take(v, capacity))) };
         let mut arrays: Vec<ArrayRef> = Vec::new();
         match self {
             Columns::Observables {
@@ -170,26 +182,32 @@ impl Columns {
                 w,
                 weights,
             } => {
-                arrays.push(Arc::new(Int64Array::from(std::mem::take(event))));
+                arrays.push(Arc::new(Int64Array::from(take(event, capacity))));
                 arrays.extend(values.iter_mut().map(f64_array));
                 arrays.push(f64_array(w));
-                arrays.extend(weights.iter_mut().map(OptionalColumn::finish));
+                arrays.extend(weights.iter_mut().map(|c| c.finish(capacity)));
             }
             Columns::Particles {
                 event,
                 ints,
                 floats,
             } => {
-                arrays.push(Arc::new(Int64Array::from(std::mem::take(event))));
+                arrays.push(Arc::new(Int64Array::from(take(event, capacity))));
                 arrays.extend(
                     ints.iter_mut()
-                        .map(|v| -> ArrayRef { Arc::new(Int32Array::from(std::mem::take(v))) }),
+                        .map(|v| -> ArrayRef { Arc::new(Int32Array::from(take(v, capacity))) }),
                 );
                 arrays.extend(floats.iter_mut().map(f64_array));
             }
         }
         RecordBatch::try_new(schema.clone(), arrays)
     }
+}
+
+/// Rows to reserve room for in each column up front: a whole batch, up to a limit so that
+/// a huge batch size does not ask for gigabytes before the first row.
+fn reserved_rows(batch_size: usize) -> usize {
+    batch_size.clamp(1, 1 << 16)
 }
 
 /// A stream of record batches of one view of one LHE file, with its running summary.
@@ -211,7 +229,7 @@ impl LheBatches {
         let summary = SummaryBuilder::new(&reader);
         let shared = Arc::new(Mutex::new(summary.snapshot(&reader, false)));
         LheBatches {
-            columns: Columns::new(view, reader.weight_ids().len()),
+            columns: Columns::new(view, reader.weight_ids().len(), reserved_rows(batch_size)),
             reader,
             schema,
             batch_size: batch_size.max(1),
@@ -271,7 +289,10 @@ impl Iterator for LheBatches {
         } else {
             self.publish(false);
         }
-        Some(self.columns.finish(&self.schema))
+        Some(
+            self.columns
+                .finish(&self.schema, reserved_rows(self.batch_size)),
+        )
     }
 }
 

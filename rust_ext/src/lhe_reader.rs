@@ -12,7 +12,7 @@ use std::sync::LazyLock;
 use crate::error::{LheError, ParseError, Result};
 use crate::event::{Event, Particle};
 use crate::header::{lossy, parse_init_numbers, scan_declarations, FileHeader};
-use crate::line_source::{open_text, LineSource};
+use crate::line_source::{byte_mask, open_text, LineSource};
 use crate::numbers::{fields, parse_f64, parse_i64, FieldCursor, FieldError};
 use crate::xml_scan::{attr, find_closing, next_tag, text_until_close};
 
@@ -468,6 +468,7 @@ impl LheReader {
 
     /// Advances to the next line inside an event and returns its number (the line is
     /// `self.lines.current()`); the end of the text here is an unterminated event.
+    #[inline(always)]
     fn next_event_line(&mut self) -> std::result::Result<u64, EventFailure> {
         match self.lines.next_line() {
             Ok(Some((n, _))) => Ok(n),
@@ -486,9 +487,14 @@ impl LheReader {
 
     /// Like [`Self::next_event_line`], skipping blank lines, `#` lines and XML comments.
     fn next_content_line(&mut self) -> std::result::Result<u64, EventFailure> {
+        let n = self.next_event_line()?;
+        self.content_line_from_current(n)
+    }
+
+    /// The current line (number `n`) if it has content, else the next line that has.
+    fn content_line_from_current(&mut self, mut n: u64) -> std::result::Result<u64, EventFailure> {
         let mut in_comment = false;
         loop {
-            let n = self.next_event_line()?;
             let line = self.lines.current();
             if in_comment {
                 in_comment = comment_state_after(line, true);
@@ -502,6 +508,7 @@ impl LheReader {
                 }
                 Some(_) => return Ok(n),
             }
+            n = self.next_event_line()?;
         }
     }
 
@@ -520,6 +527,15 @@ impl LheReader {
                 resync,
                 "missing the event information line (NUP IDPRUP XWGTUP ...)",
             );
+        }
+        let (line, window) = self.lines.current_padded();
+        if let Some((nup, idprup, info)) = parse_info_line(line, window) {
+            self.event.idprup = idprup;
+            self.event.xwgtup = info[0];
+            self.event.scalup = info[1];
+            self.event.aqedup = info[2];
+            self.event.aqcdup = info[3];
+            return self.parse_particles_and_tail(nup);
         }
         let mut f = fields(line);
         let mut info = [0.0f64; 6];
@@ -572,9 +588,20 @@ impl LheReader {
         self.event.scalup = info[3];
         self.event.aqedup = info[4];
         self.event.aqcdup = info[5];
+        self.parse_particles_and_tail(nup)
+    }
 
+    fn parse_particles_and_tail(&mut self, nup: i64) -> std::result::Result<(), EventFailure> {
         for k in 0..nup {
-            let n = self.next_content_line()?;
+            let n = self.next_event_line()?;
+            // A line that parses as a particle is neither blank nor a `#` line nor a
+            // comment, and no comment is open before it: take it without those checks.
+            let (line, window) = self.lines.current_padded();
+            if let Some(particle) = parse_particle_line(line, window) {
+                self.event.particles.push(particle);
+                continue;
+            }
+            let n = self.content_line_from_current(n)?;
             let line = self.lines.current();
             // Parse first; only a line that fails is asked whether it is a tag (the end of
             // the particle block), which keeps the check off the hot path.
@@ -605,11 +632,11 @@ impl LheReader {
         let mut expected_slot = 0usize;
         loop {
             let n = self.next_event_line()?;
-            let line = self.lines.current();
+            let (line, window) = self.lines.current_padded();
             // MadGraph's one-weight lines take a fast path; any line it does not recognise
             // (and every line after an XML comment opens) goes to the general tag scanner.
             if !tail_has_comment {
-                if let Some((id, value)) = simple_wgt_line(line) {
+                if let Some((id, value)) = simple_wgt_line(line, window) {
                     let Some(slot) =
                         self.weights
                             .slot(id, &mut expected_slot, self.learning_weights)
@@ -621,7 +648,7 @@ impl LheReader {
                 }
             }
             tail_first_line.get_or_insert(n);
-            let (event_end, opens_comment) = tail_line_marks(line);
+            let (event_end, opens_comment) = tail_line_marks(line, window);
             tail_has_comment |= opens_comment;
             if let Some(end) = event_end {
                 self.tail.extend_from_slice(&line[..end]);
@@ -803,7 +830,7 @@ impl WeightColumns {
     #[inline]
     fn slot(&mut self, id: &[u8], expected_slot: &mut usize, learning: bool) -> Option<usize> {
         let slot = match self.ids.get(*expected_slot) {
-            Some(expected) if expected.as_bytes() == id => *expected_slot,
+            Some(expected) if same_short_bytes(expected.as_bytes(), id) => *expected_slot,
             _ => match self.lookup.get(id) {
                 Some(&slot) => slot,
                 None if learning && usable_weight_id(id) => self.add(id),
@@ -813,6 +840,12 @@ impl WeightColumns {
         *expected_slot = slot + 1;
         Some(slot)
     }
+}
+
+/// `a == b` for the short weight ids, without a call to `memcmp`.
+#[inline(always)]
+fn same_short_bytes(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
 }
 
 /// Stores a weight value, growing the row when the first event added a column.
@@ -851,9 +884,32 @@ fn undeclared_weight(id: &[u8]) -> String {
 
 /// In one pass over the `<` of a line after the particles: where `</event>` starts, and
 /// whether an XML comment opens before it.
-fn tail_line_marks(line: &[u8]) -> (Option<usize>, bool) {
+/// `window` is the line followed by more readable bytes (at least 64 in all, see
+/// [`LineSource::current_padded`]), or just the line.
+#[inline]
+fn tail_line_marks(line: &[u8], window: &[u8]) -> (Option<usize>, bool) {
     let mut opens_comment = false;
-    for (i, _) in line.iter().enumerate().filter(|(_, &b)| b == b'<') {
+    // Most such lines are short tags (`</rwgt>`, `</event>`): look at each `<` of the
+    // first 64 bytes through a bit mask, and search only the rest of a longer line.
+    let head = &line[..line.len().min(64)];
+    let mut mask = match window.get(..64) {
+        Some(block) => {
+            // Bits for bytes past the line's end are cleared.
+            let in_line = u64::MAX >> (64 - head.len().max(1));
+            let in_line = if head.is_empty() { 0 } else { in_line };
+            byte_mask(block, b'<') & in_line
+        }
+        None => byte_mask(head, b'<'),
+    };
+    let rest_positions = memchr::memchr_iter(b'<', &line[head.len()..]).map(|i| i + head.len());
+    let head_positions = std::iter::from_fn(|| {
+        (mask != 0).then(|| {
+            let i = mask.trailing_zeros() as usize;
+            mask &= mask - 1;
+            i
+        })
+    });
+    for i in head_positions.chain(rest_positions) {
         let rest = &line[i..];
         if rest.starts_with(b"</event>") {
             return (Some(i), opens_comment);
@@ -865,22 +921,92 @@ fn tail_line_marks(line: &[u8]) -> (Option<usize>, bool) {
 
 /// A line that is exactly `<wgt id='ID'> VALUE </wgt>` (either quote, any blanks), as
 /// MadGraph writes them; `None` for anything else, which the general scanner then reads.
-#[inline]
-fn simple_wgt_line(line: &[u8]) -> Option<(&[u8], f64)> {
-    let rest = line.trim_ascii().strip_prefix(b"<wgt id=")?;
+/// `window` is the line followed by its terminator and more bytes (see
+/// [`FieldCursor::padded`]).
+#[inline(always)]
+fn simple_wgt_line<'a>(line: &'a [u8], window: &'a [u8]) -> Option<(&'a [u8], f64)> {
+    let indent = line.iter().position(|b| !b.is_ascii_whitespace())?;
+    // One 8-byte comparison (the window has room past the line; a match ends inside it).
+    let tag = window.get(indent..indent + 8)?;
+    if u64::from_le_bytes(tag.try_into().ok()?) != u64::from_le_bytes(*b"<wgt id=") {
+        return None;
+    }
+    let rest = &line[indent + 8..];
     let (&quote, rest) = rest.split_first()?;
     if quote != b'\'' && quote != b'"' {
         return None;
     }
-    let id_len = memchr::memchr(quote, rest)?;
+    // Ids are short: a plain loop beats a call to a vectorised search.
+    let id_len = rest.iter().position(|&b| b == quote)?;
     let (id, rest) = rest.split_at(id_len);
-    let rest = rest[1..].strip_prefix(b">")?;
-    let mut cursor = FieldCursor::new(rest);
+    if rest.get(1) != Some(&b'>') {
+        return None;
+    }
+    let rest = &rest[2..];
+    let value_at = line.len() - rest.len();
+    let mut cursor = FieldCursor::padded_from(line, window, value_at);
     let value = cursor.f64().ok()?;
-    let rest = cursor.rest().trim_ascii_start().strip_suffix(b"</wgt>")?;
-    rest.is_empty().then_some((id, value))
+    // As `trim_ascii` would, inline: usually one blank, then `</wgt>` ends the line.
+    let rest = cursor.rest();
+    let close_at = rest.iter().position(|b| !b.is_ascii_whitespace())?;
+    let close: [u8; 6] = rest.get(close_at..close_at + 6)?.try_into().ok()?;
+    if close != *b"</wgt>" {
+        return None;
+    }
+    let after = &rest[close_at + 6..];
+    after
+        .iter()
+        .all(u8::is_ascii_whitespace)
+        .then_some((id, value))
 }
 
+/// A well-formed event information line (`NUP IDPRUP XWGTUP SCALUP AQEDUP AQCDUP`) with a
+/// particle count in range; `None` sends the line to the general path, which reads it the
+/// same way or explains what is wrong.
+#[inline]
+fn parse_info_line(line: &[u8], window: &[u8]) -> Option<(i64, i64, [f64; 4])> {
+    let mut cursor = FieldCursor::padded(line, window);
+    let nup = i64::from(cursor.i32().ok()?);
+    let idprup = i64::from(cursor.i32().ok()?);
+    let mut info = [0.0f64; 4];
+    for slot in &mut info {
+        *slot = cursor.f64().ok()?;
+    }
+    (cursor.at_end() && (0..=MAX_PARTICLES).contains(&nup)).then_some((nup, idprup, info))
+}
+
+/// A well-formed particle line, parsed inline; `None` sends the line to the general
+/// path, which reads it the same way or explains what is wrong.
+#[inline(always)]
+fn parse_particle_line(line: &[u8], window: &[u8]) -> Option<Particle> {
+    let mut cursor = FieldCursor::padded(line, window);
+    let mut ints = [0i32; 6];
+    let mut floats = [0f64; 7];
+    for slot in &mut ints {
+        *slot = cursor.i32().ok()?;
+    }
+    for slot in &mut floats {
+        *slot = cursor.f64().ok()?;
+    }
+    if !cursor.at_end() {
+        return None;
+    }
+    Some(Particle {
+        pid: ints[0],
+        status: ints[1],
+        mothers: [ints[2], ints[3]],
+        colors: [ints[4], ints[5]],
+        px: floats[0],
+        py: floats[1],
+        pz: floats[2],
+        e: floats[3],
+        m: floats[4],
+        lifetime: floats[5],
+        spin: floats[6],
+    })
+}
+
+#[cold]
 fn parse_particle(line: &[u8]) -> std::result::Result<Particle, String> {
     let mut cursor = FieldCursor::new(line);
     let mut ints = [0i32; 6];
@@ -1021,6 +1147,44 @@ mod tests {
             skipped[0].message.contains("control character"),
             "{}",
             skipped[0].message
+        );
+    }
+
+    #[test]
+    fn tail_marks_in_short_and_long_lines() {
+        assert_eq!(tail_line_marks(b"</event>", b"</event>"), (Some(0), false));
+        assert_eq!(tail_line_marks(b"<rwgt>", b"<rwgt>"), (None, false));
+        assert_eq!(
+            tail_line_marks(b"<!-- x --> </event>", b""),
+            (Some(11), true)
+        );
+        let long = format!("{}<!--{}</event>", "a".repeat(70), "b".repeat(10));
+        assert_eq!(
+            tail_line_marks(long.as_bytes(), long.as_bytes()),
+            (Some(84), true)
+        );
+        // A tag that starts in the first 64 bytes and ends after them.
+        let across = format!("{}</event>", " ".repeat(60));
+        assert_eq!(
+            tail_line_marks(across.as_bytes(), across.as_bytes()),
+            (Some(60), false)
+        );
+        let late = format!("{}<!-- {}</event>", " ".repeat(62), "c".repeat(3));
+        assert_eq!(
+            tail_line_marks(late.as_bytes(), late.as_bytes()),
+            (Some(70), true)
+        );
+        // Through a padded window: a '<' past the line's end is not seen.
+        let window = format!("</rwgt>\n</event>{}", " ".repeat(64));
+        assert_eq!(
+            tail_line_marks(&window.as_bytes()[..7], window.as_bytes()),
+            (None, false)
+        );
+        assert_eq!(tail_line_marks(b"", window.as_bytes()), (None, false));
+        let window = format!("</event>\n<!--{}", " ".repeat(64));
+        assert_eq!(
+            tail_line_marks(&window.as_bytes()[..8], window.as_bytes()),
+            (Some(0), false)
         );
     }
 

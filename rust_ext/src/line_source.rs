@@ -14,6 +14,9 @@ const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 const READ_SIZE: usize = 1 << 20;
 const CHUNK_SIZE: usize = 1 << 20;
 const CHUNKS_IN_FLIGHT: usize = 4;
+/// Readable bytes kept after the data in the buffer, so that parsers can read a line in
+/// fixed-size pieces past its end (see [`LineSource::current_padded`]).
+pub const LINE_PADDING: usize = 64;
 /// A longer line is not LHE; refuse it rather than grow without bound.
 const MAX_LINE_BYTES: usize = 64 << 20;
 
@@ -130,30 +133,31 @@ pub struct LineSource {
     end: usize,
     eof: bool,
     line_no: u64,
-    bytes_consumed: u64,
+    /// Bytes of text before `buf[0]` that have been consumed.
+    consumed_before_buf: u64,
     /// Range in `buf` of the line most recently returned.
     last: (usize, usize),
-    /// Positions in `buf` of the newlines after `start`, and the next one to use.
-    newlines: Vec<u32>,
-    nl_cursor: usize,
-    /// `buf[..indexed_to]` has been searched for newlines.
-    indexed_to: usize,
+    /// Newlines of the 64-byte block at `block_start` not handed out yet, one bit each.
+    block_mask: u64,
+    block_start: usize,
+    /// `buf[..scanned_to]` has been searched for newlines.
+    scanned_to: usize,
 }
 
 impl LineSource {
     pub fn new(reader: Box<dyn Read + Send>) -> Self {
         LineSource {
             reader,
-            buf: vec![0; READ_SIZE],
+            buf: vec![0; READ_SIZE + LINE_PADDING],
             start: 0,
             end: 0,
             eof: false,
             line_no: 0,
-            bytes_consumed: 0,
+            consumed_before_buf: 0,
             last: (0, 0),
-            newlines: Vec::new(),
-            nl_cursor: 0,
-            indexed_to: 0,
+            block_mask: 0,
+            block_start: 0,
+            scanned_to: 0,
         }
     }
 
@@ -167,36 +171,68 @@ impl LineSource {
         strip_cr(&self.buf[self.last.0..self.last.1])
     }
 
+    /// The current line, and the same line followed by at least [`LINE_PADDING`] more
+    /// readable bytes, the first of which is a terminator (`\r`, `\n`): a parser may read
+    /// past the line in fixed-size pieces and still stop at its end.
+    #[inline(always)]
+    pub fn current_padded(&self) -> (&[u8], &[u8]) {
+        let (start, end) = self.last;
+        let line = strip_cr(&self.buf[start..end]);
+        (line, &self.buf[start..end + LINE_PADDING])
+    }
+
     /// Bytes of text consumed so far (for progress reports).
     pub fn bytes_consumed(&self) -> u64 {
-        self.bytes_consumed
+        self.consumed_before_buf + self.start as u64
     }
 
     /// The next line with its 1-based number, or `None` at the end of the text.
+    #[inline(always)]
     pub fn next_line(&mut self) -> io::Result<Option<(u64, &[u8])>> {
         loop {
-            if let Some(&nl) = self.newlines.get(self.nl_cursor) {
-                self.nl_cursor += 1;
-                let line_end = nl as usize;
-                let line_start = self.start;
-                self.start = line_end + 1;
+            if self.block_mask != 0 {
+                let (line_start, line_end) = self.take_newline();
                 return Ok(Some(self.emit(line_start, line_end)));
             }
-            // Index every newline of the data not yet indexed in one SIMD pass: cheaper than
-            // one search per line for the short lines of LHE events.
-            if self.indexed_to < self.end {
-                let from = self.indexed_to;
-                self.newlines.clear();
-                self.nl_cursor = 0;
-                // Positions fit in u32: the buffer never exceeds MAX_LINE_BYTES.
-                self.newlines.extend(
-                    memchr::memchr_iter(b'\n', &self.buf[from..self.end])
-                        .map(|i| (from + i) as u32),
-                );
-                self.indexed_to = self.end;
-                if !self.newlines.is_empty() {
-                    continue;
+            // Newlines are found 64 bytes at a time as bit masks, walked with one
+            // trailing-zero count per line: cheaper than a search per line for the short
+            // lines of LHE events.
+            let from = self.scanned_to;
+            match self.buf[..self.end].get(from..from + 64) {
+                Some(block) => {
+                    self.block_mask = newline_mask64(block.try_into().expect("64 bytes"));
+                    self.block_start = from;
+                    self.scanned_to = from + 64;
                 }
+                None => return self.next_line_refill(),
+            }
+        }
+    }
+
+    /// The line that ends at the next newline of the current block (which has one).
+    #[inline(always)]
+    fn take_newline(&mut self) -> (usize, usize) {
+        let line_end = self.block_start + self.block_mask.trailing_zeros() as usize;
+        self.block_mask &= self.block_mask - 1;
+        let line_start = self.start;
+        self.start = line_end + 1;
+        (line_start, line_end)
+    }
+
+    #[inline(never)]
+    fn next_line_refill(&mut self) -> io::Result<Option<(u64, &[u8])>> {
+        loop {
+            if self.block_mask != 0 {
+                let (line_start, line_end) = self.take_newline();
+                return Ok(Some(self.emit(line_start, line_end)));
+            }
+            if self.scanned_to < self.end {
+                let from = self.scanned_to;
+                let to = self.end.min(from + 64);
+                self.block_mask = byte_mask(&self.buf[from..to], b'\n');
+                self.block_start = from;
+                self.scanned_to = to;
+                continue;
             }
             if self.eof {
                 if self.start == self.end {
@@ -211,10 +247,9 @@ impl LineSource {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn emit(&mut self, line_start: usize, line_end: usize) -> (u64, &[u8]) {
         self.line_no += 1;
-        self.bytes_consumed += (line_end - line_start) as u64 + u64::from(line_end < self.end);
         self.last = (line_start, line_end);
         (self.line_no, strip_cr(&self.buf[line_start..line_end]))
     }
@@ -222,12 +257,14 @@ impl LineSource {
     /// Moves the unread tail to the front and reads more, growing only for very long lines.
     fn fill(&mut self) -> io::Result<()> {
         if self.start > 0 {
+            // No newline is left in buf[start..end]: all of it has been scanned.
             self.buf.copy_within(self.start..self.end, 0);
+            self.consumed_before_buf += self.start as u64;
             self.end -= self.start;
-            self.indexed_to -= self.start;
+            self.scanned_to -= self.start;
             self.start = 0;
         }
-        if self.end == self.buf.len() {
+        if self.end + LINE_PADDING == self.buf.len() {
             if self.buf.len() >= MAX_LINE_BYTES {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidData,
@@ -236,10 +273,13 @@ impl LineSource {
             }
             self.buf.resize(self.buf.len() * 2, 0);
         }
+        let room = self.buf.len() - LINE_PADDING;
         loop {
-            match self.reader.read(&mut self.buf[self.end..]) {
+            match self.reader.read(&mut self.buf[self.end..room]) {
                 Ok(0) => {
                     self.eof = true;
+                    // The last line may lack its newline: terminate it in the padding.
+                    self.buf[self.end] = b'\n';
                     return Ok(());
                 }
                 Ok(n) => {
@@ -251,6 +291,67 @@ impl LineSource {
             }
         }
     }
+}
+
+/// One bit per occurrence of `byte` in `block` (at most 64 bytes), bit `i` for `block[i]`.
+#[inline]
+pub(crate) fn byte_mask(block: &[u8], byte: u8) -> u64 {
+    match <&[u8; 64]>::try_from(block) {
+        Ok(full) => byte_mask64(full, byte),
+        Err(_) => {
+            // A short block: pad with bytes that do not match.
+            let mut padded = [!byte; 64];
+            padded[..block.len()].copy_from_slice(block);
+            byte_mask64(&padded, byte)
+        }
+    }
+}
+
+#[inline(always)]
+fn newline_mask64(block: &[u8; 64]) -> u64 {
+    byte_mask64(block, b'\n')
+}
+
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn byte_mask64(block: &[u8; 64], byte: u8) -> u64 {
+    use std::arch::x86_64::{
+        __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_set1_epi8,
+    };
+    let mut mask = 0u64;
+    for (k, part) in block.chunks_exact(16).enumerate() {
+        // SAFETY: SSE2 is baseline on x86_64; the load reads the 16 bytes of `part`.
+        let bits = unsafe {
+            let v = _mm_loadu_si128(part.as_ptr().cast::<__m128i>());
+            _mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8(byte as i8)))
+        };
+        mask |= u64::from(bits as u16) << (16 * k);
+    }
+    mask
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+#[inline(always)]
+fn byte_mask64(block: &[u8; 64], byte: u8) -> u64 {
+    byte_mask64_portable(block, byte)
+}
+
+/// [`byte_mask64`] without vector instructions (other CPUs, and tested against it).
+#[cfg_attr(target_arch = "x86_64", allow(dead_code))]
+#[inline]
+fn byte_mask64_portable(block: &[u8; 64], byte: u8) -> u64 {
+    let mut mask = 0u64;
+    for (k, part) in block.chunks_exact(8).enumerate() {
+        let v = u64::from_le_bytes(part.try_into().expect("8 bytes"))
+            ^ (0x0101_0101_0101_0101 * u64::from(byte));
+        // High bit of each byte that is not zero (carry-free), then of each zero byte.
+        let nonzero = ((v & 0x7f7f_7f7f_7f7f_7f7f) + 0x7f7f_7f7f_7f7f_7f7f) | v;
+        let zero = !nonzero & 0x8080_8080_8080_8080;
+        // Gather the eight high bits into one byte.
+        let bits = (zero >> 7).wrapping_mul(0x0102_0408_1020_4080) >> 56;
+        mask |= bits << (8 * k);
+    }
+    mask
 }
 
 #[inline]
@@ -271,7 +372,12 @@ mod tests {
         let mut out = Vec::new();
         while let Some((n, line)) = src.next_line().unwrap() {
             assert_eq!(n as usize, out.len() + 1);
-            out.push(line.to_vec());
+            let line = line.to_vec();
+            let (same, padded) = src.current_padded();
+            assert_eq!(same, line);
+            assert!(padded.len() >= line.len() + LINE_PADDING);
+            assert!(matches!(padded[line.len()], b'\r' | b'\n'));
+            out.push(line);
         }
         out
     }
@@ -284,6 +390,57 @@ mod tests {
             vec![b"a".to_vec(), b"bb".to_vec(), b"".to_vec(), b"ccc".to_vec()]
         );
         assert!(lines_of(b"").is_empty());
+    }
+
+    #[test]
+    fn newline_masks_of_vector_and_portable_paths_agree() {
+        let mut block = [b'x'; 64];
+        for i in 0..64 {
+            for j in [0, 7, 8, 31, 63] {
+                block.fill(if i % 2 == 0 { b'x' } else { 0x8a });
+                block[i] = b'\n';
+                block[j] = b'\n';
+                let expected = (1u64 << i) | (1u64 << j);
+                assert_eq!(newline_mask64(&block), expected);
+                assert_eq!(byte_mask64_portable(&block, b'\n'), expected);
+                block[i] = b'<';
+                block[j] = b'<';
+                assert_eq!(byte_mask64(&block, b'<'), expected);
+                assert_eq!(byte_mask64_portable(&block, b'<'), expected);
+            }
+        }
+        assert_eq!(byte_mask(b"a\nb\n", b'\n'), 0b1010);
+        assert_eq!(byte_mask(b"", b'\n'), 0);
+        assert_eq!(byte_mask(&[0xf5; 3], 0xf5), 0b111);
+    }
+
+    #[test]
+    fn every_split_of_lines_across_blocks_and_reads() {
+        // Lines of all lengths around the 64-byte blocks, read in pieces of odd sizes.
+        struct Trickle(io::Cursor<Vec<u8>>, usize);
+        impl Read for Trickle {
+            fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+                let n = out.len().min(self.1);
+                self.0.read(&mut out[..n])
+            }
+        }
+        let mut data = Vec::new();
+        let mut expected = Vec::new();
+        for len in 0..150 {
+            let line: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
+            data.extend_from_slice(&line);
+            data.push(b'\n');
+            expected.push(line);
+        }
+        for piece in [1, 7, 64, 65, 1000] {
+            let mut src = LineSource::new(Box::new(Trickle(io::Cursor::new(data.clone()), piece)));
+            let mut got = Vec::new();
+            while let Some((_, line)) = src.next_line().unwrap() {
+                got.push(line.to_vec());
+            }
+            assert_eq!(got, expected, "pieces of {piece}");
+            assert_eq!(src.bytes_consumed(), data.len() as u64);
+        }
     }
 
     #[test]

@@ -66,13 +66,118 @@ fn non_digit_mask(v: u64) -> u64 {
 /// The value of 8 ASCII digits loaded little-endian (SWAR).
 #[inline]
 fn eight_digits(v: u64) -> u64 {
+    eight_digit_values(v.wrapping_sub(0x3030_3030_3030_3030))
+}
+
+/// The value of 8 bytes holding digit values 0..=9 (byte 0 the most significant digit).
+#[inline]
+fn eight_digit_values(v: u64) -> u64 {
     const MASK: u64 = 0x0000_00FF_0000_00FF;
     const MUL1: u64 = 0x000F_4240_0000_0064; // 100 + (1000000 << 32)
     const MUL2: u64 = 0x0000_2710_0000_0001; // 1 + (10000 << 32)
-    let mut v = v.wrapping_sub(0x3030_3030_3030_3030);
-    v = (v * 10) + (v >> 8);
+    let v = (v * 10) + (v >> 8);
     (((v & MASK).wrapping_mul(MUL1)) + (((v >> 16) & MASK).wrapping_mul(MUL2))) >> 32
 }
+
+/// The value of the first `n` (0..=7) ASCII digits of 8 bytes loaded little-endian.
+#[inline]
+fn leading_digits(v: u64, n: usize) -> u64 {
+    if n == 0 {
+        return 0;
+    }
+    // Digit values of the first n bytes moved to the top; zeros (leading 0 digits) below.
+    let values = v.wrapping_sub(0x3030_3030_3030_3030) << (8 * (8 - n));
+    eight_digit_values(values)
+}
+
+/// Fast path for the fixed layout of MadGraph and other Fortran writers: an optional sign,
+/// one digit, a point, up to 15 fraction digits, then either nothing more or `e`/`E`, the
+/// exponent's sign and two digits (`-0.10775103667E+01`, `+2.7789711e-03`, `-1.`).
+/// Reads the number at `window[pos..]`; 18 bytes must follow its sign (else `None`), and
+/// the bytes before `pos` may be read too. Returns the value and the end of the number if
+/// it ends there (end of `window` or a byte <= b' '); exact by Clinger's fast path
+/// (mantissa <= 2^53, power of ten <= 22), else `None`.
+#[inline(always)]
+pub(crate) fn parse_fixed_layout(window: &[u8], pos: usize) -> Option<(f64, usize)> {
+    let (negative, s) = match window.get(pos)? {
+        b'-' => (true, pos + 1),
+        b'+' => (false, pos + 1),
+        _ => (false, pos),
+    };
+    let head: &[u8; 18] = window.get(s..s + 18)?.try_into().ok()?;
+    let d0 = head[0].wrapping_sub(b'0');
+    if d0 > 9 || head[1] != b'.' {
+        return None;
+    }
+    let (n_frac, fraction) = fraction_digits(window, s + 2)?;
+    let at = s + 2 + n_frac;
+    // n_frac <= 15: the mantissa is below 10^16 and fits; exactness needs <= 2^53.
+    let mantissa = u64::from(d0) * POW10_U64_16[n_frac] + fraction;
+    if mantissa > (1 << 53) {
+        return None;
+    }
+    if window.get(at).is_none_or(|&b| b <= b' ') {
+        // No exponent (`0.`, `-1.`, `0.25`).
+        return finish_simple(mantissa, -(n_frac as i32), negative, at);
+    }
+    let &[letter, sign, e1, e2] = window.get(at..at + 4)?.try_into().ok()?;
+    let (e1, e2) = (e1.wrapping_sub(b'0'), e2.wrapping_sub(b'0'));
+    if !matches!(letter, b'e' | b'E') || !matches!(sign, b'+' | b'-') || e1 > 9 || e2 > 9 {
+        return None;
+    }
+    let used = at + 4;
+    if window.get(used).is_some_and(|&b| b > b' ') {
+        return None;
+    }
+    let e = i32::from(e1 * 10 + e2);
+    let exponent = if sign == b'-' { -e } else { e } - n_frac as i32;
+    finish_simple(mantissa, exponent, negative, used)
+}
+
+/// The run of 0 to 15 digits at `window[at..]` (16 bytes must be readable there): its
+/// length and value; `None` for 16 digits or more.
+#[inline(always)]
+fn fraction_digits(window: &[u8], at: usize) -> Option<(usize, u64)> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if let Some(found) = crate::simd_float::digit_run16(window, at) {
+            return found;
+        }
+    }
+    fraction_digits_swar(window, at)
+}
+
+/// [`fraction_digits`] 8 bytes at a time in general-purpose registers.
+#[inline(always)]
+fn fraction_digits_swar(window: &[u8], at: usize) -> Option<(usize, u64)> {
+    let ahead: &[u8; 16] = window.get(at..at + 16)?.try_into().ok()?;
+    let lo = u64::from_le_bytes(ahead[..8].try_into().expect("8 bytes"));
+    let hi = u64::from_le_bytes(ahead[8..].try_into().expect("8 bytes"));
+    let (lo_end, hi_end) = (non_digit_mask(lo), non_digit_mask(hi));
+    if lo_end != 0 {
+        let n = (lo_end.trailing_zeros() / 8) as usize;
+        Some((n, leading_digits(lo, n)))
+    } else if hi_end != 0 {
+        let n = (hi_end.trailing_zeros() / 8) as usize;
+        Some((
+            8 + n,
+            eight_digits(lo) * POW10_U64[n] + leading_digits(hi, n),
+        ))
+    } else {
+        None
+    }
+}
+
+/// 10^k for k in 0..16, exact in u64.
+const POW10_U64_16: [u64; 16] = {
+    let mut table = [1u64; 16];
+    let mut k = 1;
+    while k < 16 {
+        table[k] = table[k - 1] * 10;
+        k += 1;
+    }
+    table
+};
 
 const POW10_U64: [u64; 9] = [
     1,
@@ -241,6 +346,9 @@ pub fn parse_i32(field: &[u8]) -> Option<i32> {
 /// number parsing together, with the general parsers only for unusual spellings.
 pub struct FieldCursor<'a> {
     line: &'a [u8],
+    /// `line`, or `line` followed by more readable bytes starting with one <= b' '
+    /// (see [`FieldCursor::padded`]): the fast paths read it in fixed-size pieces.
+    window: &'a [u8],
     pos: usize,
 }
 
@@ -253,10 +361,38 @@ pub enum FieldError<'a> {
 
 impl<'a> FieldCursor<'a> {
     pub fn new(line: &'a [u8]) -> Self {
-        FieldCursor { line, pos: 0 }
+        FieldCursor {
+            line,
+            window: line,
+            pos: 0,
+        }
     }
 
-    #[inline]
+    /// [`FieldCursor::padded`] that starts reading at `line[pos..]`.
+    #[inline(always)]
+    pub fn padded_from(line: &'a [u8], window: &'a [u8], pos: usize) -> Self {
+        let mut cursor = FieldCursor::padded(line, window);
+        cursor.pos = pos.min(line.len());
+        cursor
+    }
+
+    /// A cursor over `line` that may read ahead in `window`: `line` followed by more bytes,
+    /// the first of which is a terminator (<= b' '), as
+    /// [`crate::line_source::LineSource::current_padded`] gives. Every field stops at the
+    /// terminator, so what is read is the same as with [`FieldCursor::new`], only faster
+    /// near the end of the line.
+    #[inline(always)]
+    pub fn padded(line: &'a [u8], window: &'a [u8]) -> Self {
+        debug_assert!(window.starts_with(line));
+        debug_assert!(window.get(line.len()).is_none_or(|&b| b <= b' '));
+        FieldCursor {
+            line,
+            window,
+            pos: 0,
+        }
+    }
+
+    #[inline(always)]
     fn skip_blanks(&mut self) -> bool {
         // Eight bytes at a time through the wide columns of LHE files.
         while let Some(chunk) = self.line.get(self.pos..self.pos + 8) {
@@ -293,11 +429,23 @@ impl<'a> FieldCursor<'a> {
         &self.line[start..self.pos]
     }
 
-    #[inline]
+    /// The next field as a float. The fixed layout of MadGraph and most Fortran writers
+    /// is parsed inline; every other spelling goes to [`Self::f64_general`].
+    #[inline(always)]
     pub fn f64(&mut self) -> Result<f64, FieldError<'a>> {
         if !self.skip_blanks() {
             return Err(FieldError::Missing);
         }
+        if let Some((v, end)) = parse_fixed_layout(self.window, self.pos) {
+            self.pos = end;
+            debug_assert!(self.pos <= self.line.len());
+            return Ok(v);
+        }
+        self.f64_general()
+    }
+
+    #[inline(never)]
+    fn f64_general(&mut self) -> Result<f64, FieldError<'a>> {
         let rest = &self.line[self.pos..];
         if let Some((v, used)) =
             crate::simd_float::parse_prefix(rest).or_else(|| parse_simple_f64_prefix(rest))
@@ -311,12 +459,31 @@ impl<'a> FieldCursor<'a> {
         parse_f64(token).ok_or(FieldError::NotANumber(token))
     }
 
-    #[inline]
+    /// The next field as a 32-bit integer: up to 7 digits with an optional minus sign
+    /// are read 8 bytes at a time inline, anything else by [`Self::i32_general`].
+    #[inline(always)]
     pub fn i32(&mut self) -> Result<i32, FieldError<'a>> {
         if !self.skip_blanks() {
             return Err(FieldError::Missing);
         }
-        // Fast path: up to 9 plain digits with an optional minus sign.
+        let negative = self.line[self.pos] == b'-';
+        let first_digit = self.pos + usize::from(negative);
+        if let Some(chunk) = self.window.get(first_digit..first_digit + 8) {
+            let v = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+            let n = (non_digit_mask(v).trailing_zeros() / 8) as usize; // 8 if all digits
+                                                                       // 1 to 7 digits followed by a blank: the byte after them is in `v`.
+            if (1..8).contains(&n) && (v >> (8 * n)) as u8 <= b' ' {
+                let value = leading_digits(v, n) as i32; // below 10^7
+                self.pos = first_digit + n;
+                return Ok(if negative { -value } else { value });
+            }
+        }
+        self.i32_general()
+    }
+
+    #[inline(never)]
+    fn i32_general(&mut self) -> Result<i32, FieldError<'a>> {
+        // Up to 9 plain digits with an optional minus sign, then the general parser.
         let start = self.pos;
         let negative = self.line[start] == b'-';
         let first_digit = start + usize::from(negative);
@@ -341,6 +508,12 @@ impl<'a> FieldCursor<'a> {
     /// The part of the line not read yet.
     pub fn rest(&self) -> &'a [u8] {
         &self.line[self.pos..]
+    }
+
+    /// Whether only blanks are left on the line (skips them).
+    #[inline(always)]
+    pub fn at_end(&mut self) -> bool {
+        !self.skip_blanks()
     }
 
     /// Number of fields left on the line (consumes them).
@@ -400,6 +573,98 @@ mod tests {
             prop_assert_eq!(cursor.f64().unwrap().to_bits(), general.to_bits(), "{}", text);
             prop_assert_eq!(cursor.f64(), Ok(7.0));
         }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 20000, ..ProptestConfig::default() })]
+
+        /// The fixed-layout path (`[+-]D.FFFF[eE][+-]DD`) is exact or declines, on random
+        /// digits, widths and what follows the number.
+        #[test]
+        fn fixed_layout_is_exact_or_declines(sign in prop_oneof![Just(""), Just("+"), Just("-")],
+                                             d0 in 0u8..10, frac in "[0-9]{0,17}",
+                                             letter in prop_oneof![Just("e"), Just("E"), Just("D")],
+                                             exp_sign in prop_oneof![Just("+"), Just("-")],
+                                             exp in 0u32..100,
+                                             after in prop_oneof![Just(""), Just(" 1.0 2.0 3.0 4.0 5.0"),
+                                                                  Just("\t                    "),
+                                                                  Just("x                    ")]) {
+            let number = format!("{sign}{d0}.{frac}{letter}{exp_sign}{exp:02}");
+            let text = format!("{number}{after}");
+            let reference = parse_f64(number.as_bytes());
+            match parse_fixed_layout(text.as_bytes(), 0) {
+                Some((v, used)) => {
+                    prop_assert_eq!(used, number.len(), "{}", text);
+                    prop_assert!(!after.starts_with('x'), "{}", text);
+                    prop_assert_eq!(Some(v.to_bits()), reference.map(f64::to_bits), "{}", text);
+                }
+                None => {
+                    // Declines only what it cannot do: not its layout, too many digits,
+                    // too large an exponent, too little room, or no delimiter after.
+                    let fits = letter != "D" && frac.len() <= 15 && !after.starts_with('x')
+                        && text.len() >= sign.len() + 18
+                        && ((if exp_sign == "-" { -i64::from(exp) } else { i64::from(exp) })
+                            - frac.len() as i64).abs() <= 22
+                        && format!("{d0}{frac}").parse::<u64>().unwrap() <= 1 << 53;
+                    prop_assert!(!fits, "declined {}", text);
+                }
+            }
+            // Whatever path it takes, the cursor gives the reference value.
+            let mut cursor = FieldCursor::new(text.as_bytes());
+            match reference {
+                Some(r) if !after.starts_with('x') => prop_assert_eq!(cursor.f64().map(f64::to_bits), Ok(r.to_bits()), "{}", text),
+                _ => prop_assert!(cursor.f64().is_err(), "{}", text),
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 5000, ..ProptestConfig::default() })]
+
+        /// The vector and the portable digit-run readers agree, wherever the run starts.
+        #[test]
+        fn digit_run_readers_agree(lead in "[ 0-9.+-]{0,20}", digits in "[0-9]{0,18}",
+                                   after in "[ eE+x.-]{1,3}") {
+            let text = format!("{lead}{digits}{after}                  ");
+            let at = lead.len();
+            let expected = (digits.len() < 16).then(|| (digits.len(), digits.parse::<u64>().unwrap_or(0)));
+            prop_assert_eq!(fraction_digits_swar(text.as_bytes(), at), expected, "{}", text);
+            prop_assert_eq!(fraction_digits(text.as_bytes(), at), expected, "{}", text);
+        }
+    }
+
+    #[test]
+    fn fixed_layout_cases() {
+        type Case = (&'static [u8], Option<(f64, usize)>);
+        let cases: [Case; 12] = [
+            (b"-0.10775103667E+01 0.4", Some((-1.0775103667, 18))),
+            (b"0. -1.                    ", Some((0.0, 2))),
+            (b"-1.\n                      ", Some((-1.0, 3))),
+            (b"+0.25\r\n                   ", Some((0.25, 5))),
+            (b"0.25x                     ", None),
+            (b"+2.7789711e-03 </wgt>     ", Some((2.7789711e-03, 14))),
+            (b"0.0000000000e+00          ", Some((0.0, 16))),
+            (b"1.E+02                    ", Some((100.0, 6))),
+            (b"1.5E+02x                  ", None),
+            (b"1.5E+2                    ", None),
+            (b"12.5E+02                  ", None),
+            (b"1.5E+02", None), // too short to read 16 fraction bytes
+        ];
+        for (text, expected) in cases {
+            assert_eq!(
+                parse_fixed_layout(text, 0),
+                expected,
+                "{}",
+                String::from_utf8_lossy(text)
+            );
+        }
+        let (v, _) = parse_fixed_layout(b"-0.0000000000e+00          ", 0).unwrap();
+        // Read further into a line, where the vector path can look back 16 bytes.
+        let line = b"        -11  1 0.58437780464E+02 0.25 -1.                  ";
+        assert_eq!(parse_fixed_layout(line, 15), Some((58.437780464, 32)));
+        assert_eq!(parse_fixed_layout(line, 33), Some((0.25, 37)));
+        assert_eq!(parse_fixed_layout(line, 38), Some((-1.0, 41)));
+        assert!(v == 0.0 && v.is_sign_negative());
     }
 
     #[test]
@@ -515,6 +780,33 @@ mod tests {
         assert_eq!(c.i32(), Err(FieldError::NotANumber(b"-")));
         assert_eq!(c.i32(), Ok(12));
         assert_eq!(c.i32(), Ok(1_234_567_890));
+        // Every width of the inline path and beyond, with and without a sign.
+        for digits in 1..=10usize {
+            let text = "9".repeat(digits);
+            let line = format!("{text} -{text}         ");
+            let mut c = FieldCursor::new(line.as_bytes());
+            let expected: Option<i32> = text.parse().ok();
+            assert_eq!(c.i32().ok(), expected, "{line}");
+            assert_eq!(c.i32().ok(), expected.map(|v| -v), "{line}");
+        }
+        let mut c = FieldCursor::new(b"12345678 1234567x        -0 +5      ");
+        assert_eq!(c.i32(), Ok(12_345_678));
+        assert_eq!(c.i32(), Err(FieldError::NotANumber(b"1234567x")));
+        assert_eq!(c.i32(), Ok(0));
+        assert_eq!(c.i32(), Ok(5));
+        // A padded window gives the same fields as the bare line.
+        let window = b" 7 -1.5 0.25e+01 1.\n2 3.0e+00 4 5 6 7 8 9 10 11 12";
+        let line = &window[..19];
+        let mut bare = FieldCursor::new(line);
+        let mut padded = FieldCursor::padded(line, window);
+        assert_eq!((bare.i32(), padded.i32()), (Ok(7), Ok(7)));
+        for expected in [-1.5, 2.5, 1.0] {
+            assert_eq!((bare.f64(), padded.f64()), (Ok(expected), Ok(expected)));
+        }
+        assert_eq!(
+            (bare.f64(), padded.f64()),
+            (Err(FieldError::Missing), Err(FieldError::Missing))
+        );
         let mut c = FieldCursor::new(b"1 2 3");
         assert_eq!(c.i32(), Ok(1));
         assert_eq!(c.count_rest(), 2);

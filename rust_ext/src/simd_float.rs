@@ -12,12 +12,13 @@
 
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::{
-    __m128i, _mm_and_si128, _mm_cmpeq_epi8, _mm_cmplt_epi8, _mm_cvtsi128_si32, _mm_loadu_si128,
-    _mm_madd_epi16, _mm_movemask_epi8, _mm_or_si128, _mm_packs_epi32, _mm_set1_epi8, _mm_set_epi16,
-    _mm_setr_epi8, _mm_setzero_si128, _mm_shuffle_epi32, _mm_slli_si128, _mm_sub_epi8,
-    _mm_unpackhi_epi8, _mm_unpacklo_epi8, _mm_xor_si128,
+    __m128i, _mm_and_si128, _mm_cmpeq_epi8, _mm_cmpgt_epi8, _mm_cmplt_epi8, _mm_cvtsi128_si32,
+    _mm_loadu_si128, _mm_madd_epi16, _mm_movemask_epi8, _mm_or_si128, _mm_packs_epi32,
+    _mm_set1_epi8, _mm_set_epi16, _mm_setr_epi8, _mm_setzero_si128, _mm_shuffle_epi32,
+    _mm_slli_si128, _mm_sub_epi8, _mm_unpackhi_epi8, _mm_unpacklo_epi8, _mm_xor_si128,
 };
 
+#[cfg(target_arch = "x86_64")]
 use crate::numbers::POW10;
 
 /// Parses the number at the start of `field` (sign, mantissa, optional exponent); returns
@@ -58,6 +59,7 @@ pub fn parse_prefix(field: &[u8]) -> Option<(f64, usize)> {
 }
 
 /// The optional exponent at `field[at..]`: its value and length (0 if there is none).
+#[cfg(target_arch = "x86_64")]
 #[inline]
 fn exponent_at(field: &[u8], at: usize) -> Option<(i32, usize)> {
     match field.get(at) {
@@ -129,6 +131,53 @@ unsafe fn mantissa16(chunk: &[u8; 16]) -> Option<(u64, usize, usize)> {
     // Move the integer digits one lane down to close the gap of the point.
     let joined = _mm_or_si128(_mm_slli_si128::<1>(integer), fraction);
     Some((sixteen_digits(joined), end, point))
+}
+
+/// The run of digits at `window[at..]` read with two 16-byte loads: `Some(Some((n, value)))`
+/// for a run of n <= 15 digits, `Some(None)` for a longer one, and `None` when the run
+/// cannot be read this way (fewer than 16 bytes ahead of `at`, or fewer than 16 before
+/// its end) and the caller must use the portable reader.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+#[allow(clippy::option_option)]
+pub(crate) fn digit_run16(window: &[u8], at: usize) -> Option<Option<(usize, u64)>> {
+    let ahead: &[u8; 16] = window.get(at..at + 16)?.try_into().ok()?;
+    // SAFETY: SSE2 is baseline on x86_64; each load reads exactly the 16 bytes of a
+    // checked 16-byte array.
+    unsafe {
+        let v = _mm_loadu_si128(ahead.as_ptr().cast::<__m128i>());
+        let n = (!digit_bits(v)).trailing_zeros() as usize; // 16 if all are digits
+        if n == 0 {
+            return Some(Some((0, 0)));
+        }
+        if n == 16 {
+            return Some(None);
+        }
+        // Load again so that the run ends at lane 15, then clear the lanes before it.
+        let end = at + n;
+        let block: &[u8; 16] = window.get(end.checked_sub(16)?..end)?.try_into().ok()?;
+        let w = _mm_loadu_si128(block.as_ptr().cast::<__m128i>());
+        let digits = _mm_sub_epi8(w, _mm_set1_epi8(b'0' as i8));
+        let lanes = _mm_setr_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+        let keep = _mm_cmpgt_epi8(lanes, _mm_set1_epi8((15 - n) as i8));
+        Some(Some((n, sixteen_digits(_mm_and_si128(digits, keep)))))
+    }
+}
+
+/// One bit per byte of `v` that is an ASCII digit.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn digit_bits(v: __m128i) -> u32 {
+    // SAFETY: SSE2 is baseline on x86_64 (register-only operations).
+    unsafe {
+        let digits = _mm_sub_epi8(v, _mm_set1_epi8(b'0' as i8));
+        // Unsigned digit < 10 as a signed compare after flipping the sign bit.
+        let is_digit = _mm_cmplt_epi8(
+            _mm_xor_si128(digits, _mm_set1_epi8(i8::MIN)),
+            _mm_set1_epi8((10u8 ^ 0x80) as i8),
+        );
+        _mm_movemask_epi8(is_digit) as u32
+    }
 }
 
 /// The 16-digit decimal number whose digit values are the 16 bytes (lane 0 most significant).
