@@ -1,0 +1,89 @@
+"""Sensitivity of two trained models through the project's own next stages, for the training
+benchmark: `vbsad score` (`vbsad_batch.scoring.score_datasets`) of every test dataset with each
+model, then `vbsad scan` (`vbsad_batch.scan_report.run_scan`, the config's `[scan]` settings:
+3 sigma, admissibility, bootstrap) over both, and per operator the smallest |c| at the scan's
+significance (proxy sigma = |c L + c^2 Q| / sqrt(S), the paper's Table 1 quantity) of each.
+
+A model here is a model directory as `vbsad train` writes it (`model.keras` and
+`preprocessing.json`); `write_model_directory` makes one for a model trained elsewhere (the
+Keras `fit` reference).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class OperatorLimit:
+    """Smallest |c| at the scan's significance for one model and operator.
+
+    Attributes:
+        c_minus, c_plus: the proxy limits (None: not reached on that side).
+        c_minus_error, c_plus_error: their bootstrap standard deviations (None: undefined).
+    """
+
+    c_minus: float | None
+    c_plus: float | None
+    c_minus_error: float | None
+    c_plus_error: float | None
+
+    @property
+    def smallest(self) -> tuple[float, float | None]:
+        """(smallest |c| over both sides, its bootstrap error); inf if neither side reached."""
+        sides = [
+            (abs(c), err)
+            for c, err in ((self.c_minus, self.c_minus_error), (self.c_plus, self.c_plus_error))
+            if c is not None
+        ]
+        return min(sides, key=lambda side: side[0]) if sides else (math.inf, None)
+
+
+def write_model_directory(model: Any, preprocessing: Any, directory: Path) -> Path:
+    """Save `model` and its `Preprocessing` as a model directory that `score_datasets` reads."""
+    from vbsad_batch.atomic_write import write_text_atomic  # noqa: PLC0415
+    from vbsad_batch.model import PREPROCESSING_FILE_NAME, save_model  # noqa: PLC0415
+
+    save_model(model, directory)
+    write_text_atomic(directory / PREPROCESSING_FILE_NAME, preprocessing.to_json())
+    return directory
+
+
+def compare_sensitivity(
+    config: Any, model_dirs: Sequence[Path]
+) -> tuple[dict[str, Any], dict[str, dict[str, OperatorLimit]]]:
+    """Score the test datasets with every model, scan them all in one `run_scan`.
+
+    Returns:
+        the scan's table document (table.json) and, per model directory name and operator,
+        the proxy limit of the first score column of the model's kind (`[scan] vae_scores`,
+        `vae_nn_scores`).
+    """
+    from vbsad_batch.scan_report import run_scan  # noqa: PLC0415
+    from vbsad_batch.scoring import score_datasets  # noqa: PLC0415
+
+    for directory in model_dirs:
+        score_datasets(config, directory, force=True)
+    names = [Path(d).name for d in model_dirs]
+    result = run_scan(config, models=names, force=True)
+    if result is None:
+        raise RuntimeError("run_scan returned nothing on rank 0")
+    document = result.table
+    limits: dict[str, dict[str, OperatorLimit]] = {}
+    for row in document["rows"]:
+        if row["model"] in limits:  # the first score column of the model's kind only
+            continue
+        limits[row["model"]] = {
+            op: OperatorLimit(
+                c_minus=values["proxy"]["c_minus"],
+                c_plus=values["proxy"]["c_plus"],
+                c_minus_error=values["proxy"]["c_minus_error"],
+                c_plus_error=values["proxy"]["c_plus_error"],
+            )
+            for op, values in row["operators"].items()
+        }
+    return document, limits
