@@ -326,7 +326,7 @@ def _epoch_chunks(data: _Data, seed: int, epoch: int, batch_size: int) -> list[A
     full = n // batch_size
     chunk = max(1, STEP_CHUNK_EVENTS // batch_size)
     x = data.x_train[_permutation(n, seed, epoch, 0)]
-    sm = _chunked(x[: full * batch_size].reshape(full, batch_size, -1), chunk)
+    sm = _chunked(x[: full * batch_size].reshape(full, batch_size, x.shape[1]), chunk)
     if full < steps:
         sm.append(x[None, full * batch_size :])
     if data.x_mix is None or data.labels is None or data.weights is None:
