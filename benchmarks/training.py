@@ -232,7 +232,12 @@ def run_keras_fit(config: Any, epochs: int, kind: str = "vae") -> dict[str, Any]
         pairs = _mixed_pairs(config, prep, len(x_train), x_train, training.seed)
         validation = tf.data.Dataset.from_tensors(x_val)
         model.fit(
-            pairs, epochs=epochs, validation_data=validation, callbacks=[timer, stopping], verbose=0
+            pairs,
+            epochs=epochs,
+            shuffle=False,  # the dataset reshuffles every epoch itself
+            validation_data=validation,
+            callbacks=[timer, stopping],
+            verbose=0,
         )
     else:
         model.fit(

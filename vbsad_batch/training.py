@@ -73,7 +73,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -501,6 +501,17 @@ def _fused_adam(optimizer: Any) -> Any | None:
     return apply
 
 
+def _graph_loop(n: Any, body: Callable[[Any], None]) -> None:
+    """In a traced function: body(i) for i = 0..n-1, in order, as one `tf.while_loop` (the
+    variable updates of each iteration are control dependencies of the next)."""
+
+    def step(i: Any) -> tuple[Any]:
+        body(i)
+        return (i + 1,)
+
+    tf.while_loop(lambda i: i < n, step, (tf.constant(0),))
+
+
 class _Epoch:
     """One epoch of training: a `tf.function` (traced once, fixed input signature) that runs the
     steps of a chunk of batches in a graph loop (per step: forward pass, loss of
@@ -552,18 +563,22 @@ class _Epoch:
             )
 
         def vae_steps(xs: Any) -> None:
-            for i in tf.range(tf.shape(xs)[0]):
-                vae_step(xs[i])
+            _graph_loop(tf.shape(xs)[0], lambda i: vae_step(xs[i]))
 
         def vae_nn_steps(xs: Any, xs_mix: Any, labels: Any, weights: Any) -> None:
-            for i in tf.range(tf.shape(xs)[0]):
-                vae_nn_step(xs[i], xs_mix[i], labels[i], weights[i])
+            _graph_loop(
+                tf.shape(xs)[0], lambda i: vae_nn_step(xs[i], xs_mix[i], labels[i], weights[i])
+            )
 
         # tf.function as a call, not a decorator: TensorFlow is untyped (mypy --strict).
+        # No autograph: the loop is an explicit tf.while_loop and the rest has no Python
+        # control flow on tensors; converting the code would triple the trace time.
         self._kind = kind
-        self._vae_steps = tf.function(vae_steps, input_signature=[features])
+        self._vae_steps = tf.function(vae_steps, input_signature=[features], autograph=False)
         self._vae_nn_steps = tf.function(
-            vae_nn_steps, input_signature=[features, features, per_event, per_event]
+            vae_nn_steps,
+            input_signature=[features, features, per_event, per_event],
+            autograph=False,
         )
 
     def __call__(self, chunks: Iterator[Any], n_chunks: int) -> float:
