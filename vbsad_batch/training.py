@@ -36,13 +36,16 @@ datasets stage has no mixed validation set. Training stops when it has not impro
 `patience` epochs; the weights of the best epoch are restored before saving.
 
 Large batches. The paper's recipe (batch 32, Adam 5e-4) makes ~1700 small steps per epoch of
-55k events; on CPU a step costs about the same up to batches of thousands, so a large batch
+55k events; on CPU a step costs about the same up to batches of hundreds, so a large batch
 trains far more events per second, but makes fewer updates per epoch: with the paper's learning
 rate it needs many more epochs. With a large batch, raise the learning rate with it, roughly as
-sqrt(batch / 32) from 5e-4: `batch_size = 1024, learning_rate = 0.003` or
-`batch_size = 4096, learning_rate = 0.01` (measured on the demo data: the same validation loss
-as the paper's recipe in several times less time; 0.02 at 4096 stalled on a plateau). This is
-what `benchmarks/training.py` measures by default.
+sqrt(batch / 32) from 5e-4: `batch_size = 2048, learning_rate = 0.007` (what
+`benchmarks/training.py` runs by default) or `batch_size = 4096, learning_rate = 0.01`.
+Measured on the demo data (55k SM training events, seed 0): the paper's recipe's validation
+loss after 8 epochs in ~12-17x less time at 2048 / 0.007, ~8-10x at 4096 / 0.01; higher
+rates (0.012 at 4096, 0.01 or more at 8192) stalled on a plateau of the loss (~0.020, which
+the paper's recipe itself does not leave in 8 epochs with seed 1), and decaying the rate
+(cosine) made it stall earlier.
 
 Determinism and resume. `tf.config.experimental.enable_op_determinism()` is switched on and
 every random source is seeded from `config.training.seed`: weight initialisation (Keras global
