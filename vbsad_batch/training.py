@@ -21,9 +21,12 @@ Every file is written atomically (temporary file, then rename).
 
 Training. Hyperparameters come from `config.training`. The SM training events are shuffled every
 epoch by a permutation that is a pure function of (seed, epoch), cut into batches and fed
-through tf.data in chunks of up to `STEP_CHUNK_EVENTS` events; one tf.function runs the steps of
-a chunk (forward, loss of `vbsad_batch.model`, gradient, optimizer update) in a graph loop, so
-that the host overhead is paid per chunk, not per step. For "vae_nn" each SM batch is paired
+through one tf.data pipeline (built once per training, prefetching up to an epoch ahead) in
+chunks of up to `STEP_CHUNK_EVENTS` events; one tf.function runs the steps of a chunk (forward,
+loss of `vbsad_batch.model`, gradient, optimizer update) in a graph loop, so that the host
+overhead is paid per chunk, not per step. For a plain Adam the update is Keras' Adam arithmetic
+on Keras' own optimizer variables, in one fused kernel per model variable (`_fused_adam`): a
+third less time per step and per trace than `apply_gradients`. For "vae_nn" each SM batch is paired
 with a batch of the mixed set (its own permutation, batch size ceil(n_mixed / steps) so that
 every mixed event is seen at least once per epoch) with labels 0 (SM) / 1 (EFT) and weights =
 the events' yields scaled per class so that each class has total weight n_mixed / 2 (balanced
@@ -33,13 +36,16 @@ datasets stage has no mixed validation set. Training stops when it has not impro
 `patience` epochs; the weights of the best epoch are restored before saving.
 
 Large batches. The paper's recipe (batch 32, Adam 5e-4) makes ~1700 small steps per epoch of
-55k events; on CPU a step costs about the same up to batches of thousands, so a large batch
+55k events; on CPU a step costs about the same up to batches of hundreds, so a large batch
 trains far more events per second, but makes fewer updates per epoch: with the paper's learning
 rate it needs many more epochs. With a large batch, raise the learning rate with it, roughly as
-sqrt(batch / 32) from 5e-4: `batch_size = 1024, learning_rate = 0.003` or
-`batch_size = 4096, learning_rate = 0.01` (measured on the demo data: the same validation loss
-as the paper's recipe in several times less time; 0.02 at 4096 stalled on a plateau). This is
-what `benchmarks/training.py` measures by default.
+sqrt(batch / 32) from 5e-4: `batch_size = 2048, learning_rate = 0.007` (what
+`benchmarks/training.py` runs by default) or `batch_size = 4096, learning_rate = 0.01`.
+Measured on the demo data (55k SM training events, seed 0): the paper's recipe's validation
+loss after 8 epochs in ~12-17x less time at 2048 / 0.007, ~8-10x at 4096 / 0.01; higher
+rates (0.012 at 4096, 0.01 or more at 8192) stalled on a plateau of the loss (~0.020, which
+the paper's recipe itself does not leave in 8 epochs with seed 1), and decaying the rate
+(cosine) made it stall earlier.
 
 Determinism and resume. `tf.config.experimental.enable_op_determinism()` is switched on and
 every random source is seeded from `config.training.seed`: weight initialisation (Keras global
@@ -70,7 +76,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -309,34 +315,25 @@ def _chunked(batches: np.ndarray, steps_per_chunk: int) -> list[np.ndarray]:
     return [batches[i : i + steps_per_chunk] for i in range(0, len(batches), steps_per_chunk)]
 
 
-def _concatenated(elements: Sequence[Any]) -> tf.data.Dataset:
-    """A dataset of these elements (chunks; few per epoch), in order."""
-    dataset = tf.data.Dataset.from_tensors(elements[0])
-    for element in elements[1:]:
-        dataset = dataset.concatenate(tf.data.Dataset.from_tensors(element))
-    return dataset.prefetch(1)
-
-
-def _train_dataset(
-    data: _Data, seed: int, epoch: int, batch_size: int
-) -> tuple[tf.data.Dataset, int]:
-    """The batches of one epoch, grouped in chunks of steps, and the number of steps.
+def _epoch_chunks(data: _Data, seed: int, epoch: int, batch_size: int) -> list[Any]:
+    """The batches of one epoch, grouped in chunks of steps.
 
     Each element is a chunk (steps, batch, features) (for "vae_nn" with the matching mixed
     batches, labels and weights, each (steps, mixed batch, ...)). The batches are cut in NumPy
     from the epoch's permutation (the same batches as `Dataset.batch` would give: consecutive
     slices, a smaller last one alone in its chunk), which avoids tf.data's per-event slicing.
+    Every epoch has the same number of chunks (`_chunks_per_epoch`).
     """
     n = len(data.x_train)
     steps = math.ceil(n / batch_size)
     full = n // batch_size
     chunk = max(1, STEP_CHUNK_EVENTS // batch_size)
     x = data.x_train[_permutation(n, seed, epoch, 0)]
-    sm = _chunked(x[: full * batch_size].reshape(full, batch_size, -1), chunk)
+    sm = _chunked(x[: full * batch_size].reshape(full, batch_size, x.shape[1]), chunk)
     if full < steps:
         sm.append(x[None, full * batch_size :])
     if data.x_mix is None or data.labels is None or data.weights is None:
-        return _concatenated(sm), steps
+        return sm
     n_mix = len(data.x_mix)
     mix_batch = math.ceil(n_mix / steps)
     # As Dataset.repeat().batch(mix_batch): consecutive slices of the repeated permutation.
@@ -348,7 +345,38 @@ def _train_dataset(
     if full < steps:  # the last, smaller SM batch is alone in its chunk: split the mixed likewise
         for m in mixed:
             m[-1:] = [m[-1][:-1], m[-1][-1:]] if len(m[-1]) > 1 else m[-1:]
-    return _concatenated([(s, (a, b, c)) for s, a, b, c in zip(sm, *mixed, strict=True)]), steps
+    return [(s, (a, b, c)) for s, a, b, c in zip(sm, *mixed, strict=True)]
+
+
+def _chunks_per_epoch(n: int, batch_size: int) -> int:
+    """Number of elements of `_epoch_chunks` for n training events."""
+    full = n // batch_size
+    return math.ceil(full / max(1, STEP_CHUNK_EVENTS // batch_size)) + (full * batch_size < n)
+
+
+def _training_pipeline(
+    data: _Data, seed: int, first_epoch: int, epochs: int, batch_size: int
+) -> tf.data.Dataset:
+    """The chunks of epochs first_epoch..epochs-1, in order, as one tf.data pipeline.
+
+    Built once per training, not per epoch (building and starting a pipeline costs tens of ms,
+    as much as an epoch of a small sample). The chunks are cut in NumPy by a generator; the
+    prefetch buffer holds up to one epoch, so that the next epoch's batches are cut while the
+    current one trains or is validated.
+    """
+    n_features = data.x_train.shape[1]
+    features = tf.TensorSpec((None, None, n_features), tf.float32)
+    per_event = tf.TensorSpec((None, None), tf.float32)
+    signature: Any = features
+    if data.x_mix is not None:
+        signature = (features, (features, per_event, per_event))
+
+    def chunks() -> Iterator[Any]:
+        for epoch in range(first_epoch, epochs):
+            yield from _epoch_chunks(data, seed, epoch, batch_size)
+
+    pipeline = tf.data.Dataset.from_generator(chunks, output_signature=signature)
+    return pipeline.prefetch(_chunks_per_epoch(len(data.x_train), batch_size))
 
 
 # --- checkpoints --------------------------------------------------------------------------------
@@ -425,11 +453,73 @@ def _make_optimizer(training: TrainingConfig) -> Any:
     )
 
 
+def _fused_adam(optimizer: Any) -> Any | None:
+    """For a plain Keras Adam (no amsgrad, weight decay, clipping, EMA or gradient
+    accumulation): a function (grads, variables) -> None making the same update as
+    `optimizer.apply_gradients` on the optimizer's own variables (iteration count, first and
+    second moments), with one fused `ResourceApplyAdam` kernel per model variable instead of
+    Keras' ~10 element-wise ops each: fewer ops per step and a graph that traces in a fraction
+    of the time. The arithmetic is Keras' (alpha = lr sqrt(1 - beta2^t) / (1 - beta1^t),
+    m += (g - m)(1 - beta1), v += (g^2 - v)(1 - beta2), w -= alpha m / (sqrt(v) + epsilon),
+    t = iterations + 1), up to float rounding. None for any other optimizer: use
+    `apply_gradients`."""
+    plain = (
+        isinstance(optimizer, tf.keras.optimizers.Adam)
+        and not optimizer.amsgrad
+        and not optimizer.weight_decay
+        and optimizer.clipnorm is None
+        and optimizer.clipvalue is None
+        and optimizer.global_clipnorm is None
+        and not optimizer.use_ema
+        and not getattr(optimizer, "gradient_accumulation_steps", None)
+        and all(hasattr(optimizer, a) for a in ("_momentums", "_velocities", "_get_variable_index"))
+    )
+    if not plain:
+        return None
+    beta_1 = tf.constant(float(optimizer.beta_1), tf.float32)
+    beta_2 = tf.constant(float(optimizer.beta_2), tf.float32)
+    epsilon = tf.constant(float(optimizer.epsilon), tf.float32)
+
+    def apply(grads: Sequence[Any], variables: Sequence[Any]) -> None:
+        step = tf.cast(optimizer.iterations + 1, tf.float32)
+        beta_1_power = tf.pow(beta_1, step)
+        beta_2_power = tf.pow(beta_2, step)
+        lr = tf.cast(optimizer.learning_rate, tf.float32)
+        for grad, var in zip(grads, variables, strict=True):
+            index = optimizer._get_variable_index(var)  # Keras private API: its own moments
+            tf.raw_ops.ResourceApplyAdam(
+                var=var.value.handle,
+                m=optimizer._momentums[index].value.handle,
+                v=optimizer._velocities[index].value.handle,
+                beta1_power=beta_1_power,
+                beta2_power=beta_2_power,
+                lr=lr,
+                beta1=beta_1,
+                beta2=beta_2,
+                epsilon=epsilon,
+                grad=tf.convert_to_tensor(grad, tf.float32),
+            )
+        optimizer.iterations.assign_add(1)
+
+    return apply
+
+
+def _graph_loop(n: Any, body: Callable[[Any], None]) -> None:
+    """In a traced function: body(i) for i = 0..n-1, in order, as one `tf.while_loop` (the
+    variable updates of each iteration are control dependencies of the next)."""
+
+    def step(i: Any) -> tuple[Any]:
+        body(i)
+        return (i + 1,)
+
+    tf.while_loop(lambda i: i < n, step, (tf.constant(0),))
+
+
 class _Epoch:
     """One epoch of training: a `tf.function` (traced once, fixed input signature) that runs the
     steps of a chunk of batches in a graph loop (per step: forward pass, loss of
     `vbsad_batch.model`, gradient, optimizer update), called for each chunk of the epoch's
-    tf.data pipeline (`_train_dataset`). Looping in the graph saves a host round trip per step;
+    tf.data pipeline (`_training_pipeline`). Looping in the graph saves a host round trip per step;
     chunks rather than the whole epoch keep the pipeline streaming. (Iterating a tf.data
     dataset inside the graph instead costs ~0.3 s per call here to set up its iterator.)"""
 
@@ -444,11 +534,16 @@ class _Epoch:
         features = tf.TensorSpec((None, None, n_features), tf.float32)
         per_event = tf.TensorSpec((None, None), tf.float32)
 
+        fused = _fused_adam(optimizer)
+
         def update(loss_fn: Any, x: Any) -> None:
             with tf.GradientTape() as tape:
                 loss = loss_fn()
             grads = tape.gradient(loss, model.trainable_variables)
-            optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
+            if fused is not None:
+                fused(grads, model.trainable_variables)
+            else:
+                optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
             n = tf.cast(tf.shape(x)[0], tf.float32)
             sums.assign_add(tf.stack([loss * n, n]))
 
@@ -471,28 +566,33 @@ class _Epoch:
             )
 
         def vae_steps(xs: Any) -> None:
-            for i in tf.range(tf.shape(xs)[0]):
-                vae_step(xs[i])
+            _graph_loop(tf.shape(xs)[0], lambda i: vae_step(xs[i]))
 
         def vae_nn_steps(xs: Any, xs_mix: Any, labels: Any, weights: Any) -> None:
-            for i in tf.range(tf.shape(xs)[0]):
-                vae_nn_step(xs[i], xs_mix[i], labels[i], weights[i])
+            _graph_loop(
+                tf.shape(xs)[0], lambda i: vae_nn_step(xs[i], xs_mix[i], labels[i], weights[i])
+            )
 
         # tf.function as a call, not a decorator: TensorFlow is untyped (mypy --strict).
+        # No autograph: the loop is an explicit tf.while_loop and the rest has no Python
+        # control flow on tensors; converting the code would triple the trace time.
         self._kind = kind
-        self._vae_steps = tf.function(vae_steps, input_signature=[features])
+        self._vae_steps = tf.function(vae_steps, input_signature=[features], autograph=False)
         self._vae_nn_steps = tf.function(
-            vae_nn_steps, input_signature=[features, features, per_event, per_event]
+            vae_nn_steps,
+            input_signature=[features, features, per_event, per_event],
+            autograph=False,
         )
 
-    def __call__(self, dataset: Any) -> float:
-        """Train on every batch of `dataset`; return the event-weighted mean training loss."""
+    def __call__(self, chunks: Iterator[Any], n_chunks: int) -> float:
+        """Train on the next `n_chunks` chunks of the pipeline iterator `chunks` (one epoch);
+        return the event-weighted mean training loss."""
         self._sums.assign(tf.zeros(2, tf.float32))
-        if self._kind == "vae":
-            for xs in dataset:
-                self._vae_steps(xs)
-        else:
-            for xs, (xs_mix, labels, weights) in dataset:
+        for _ in range(n_chunks):
+            if self._kind == "vae":
+                self._vae_steps(next(chunks))
+            else:
+                xs, (xs_mix, labels, weights) = next(chunks)
                 self._vae_nn_steps(xs, xs_mix, labels, weights)
         total, count = self._sums.numpy()
         return float(total / count)
@@ -649,11 +749,12 @@ def train(
     batch_size = int(training.batch_size)
     events_done = 0
     train_seconds = 0.0
+    chunks = iter(_training_pipeline(data, seed, state.next_epoch, epochs, batch_size))
+    n_chunks = _chunks_per_epoch(len(data.x_train), batch_size)
     while not state.finished and state.next_epoch < epochs:
         epoch = state.next_epoch
         epoch_start = time.perf_counter()
-        dataset, _ = _train_dataset(data, seed, epoch, batch_size)
-        train_loss = run_epoch(dataset)
+        train_loss = run_epoch(chunks, n_chunks)
         seconds = time.perf_counter() - epoch_start
         val_loss = evaluate(data.x_val)[0]
         if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
