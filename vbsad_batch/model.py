@@ -34,7 +34,7 @@ import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, get_args
 
 import keras
 import numpy as np
@@ -42,6 +42,7 @@ import polars as pl
 import tensorflow as tf
 
 from vbsad_batch.atomic_write import write_bytes_atomic
+from vbsad_batch.model_paths import ModelKind
 
 if TYPE_CHECKING:
     from vbsad_batch.config import TrainingConfig
@@ -64,7 +65,6 @@ __all__ = [
     "vae_nn_loss",
 ]
 
-ModelKind = Literal["vae", "vae_nn"]
 
 MODEL_FILE_NAME = "model.keras"
 """The model file inside a model directory."""

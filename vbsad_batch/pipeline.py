@@ -28,6 +28,7 @@ from vbsad_batch.demo import (
     demo_config_toml,
     generate_demo,
 )
+from vbsad_batch.model_paths import MODEL_KINDS, ModelKind
 from vbsad_batch.progress import ProgressCallback, ProgressEvent
 from vbsad_batch.provenance import (
     manifest_up_to_date,
@@ -53,8 +54,6 @@ _DEMO_MANIFEST = "manifest.json"
 logger = logging.getLogger(__name__)
 _DEMO_KIND = "vbsad_batch.demo"
 
-ModelKind = Literal["vae", "vae_nn"]
-MODEL_KINDS: tuple[ModelKind, ...] = ("vae", "vae_nn")
 
 StageStatus = Literal["done", "skipped"]
 

@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from vbsad_batch.config import AnalysisConfig
 from vbsad_batch.datasets import DATASETS_DIR_NAME
+from vbsad_batch.model_paths import MODELS_DIR_NAME, ModelKind, model_directory
 from vbsad_batch.provenance import read_manifest, sha256_file
 from vbsad_batch.scan_report import SCAN_DIR_NAME
 from vbsad_batch.scoring import SCORES_DIR_NAME
@@ -31,7 +32,6 @@ __all__ = [
 ]
 
 MANIFEST_NAME = "manifest.json"
-MODELS_DIR_NAME = "models"  # as vbsad_batch.training.MODELS_DIR_NAME (that module loads TensorFlow)
 
 StageKind = Literal["datasets", "model", "scores", "scan"]
 
@@ -238,13 +238,9 @@ class ReportInputs:
 
 
 def expected_model_names(config: AnalysisConfig) -> dict[str, str]:
-    """Model directory name -> kind of the models `vbsad run` trains (the naming of
-    `vbsad_batch.training.model_directory`, without importing TensorFlow)."""
-    k = config.training.latent_dim
-    names = {f"vae_latent{k}": "vae"}
-    if config.training_operator is not None:
-        names[f"vae_nn_latent{k}_{config.training_operator}"] = "vae_nn"
-    return names
+    """Model directory name -> kind of the models `vbsad run` trains."""
+    kinds: list[ModelKind] = ["vae"] if config.training_operator is None else ["vae", "vae_nn"]
+    return {model_directory(config, kind).name: kind for kind in kinds}
 
 
 def _read_stage(stage: StageKind, name: str, directory: Path) -> StageOutput | None:

@@ -98,6 +98,7 @@ from vbsad_batch.model import (
     vae_loss,
     vae_nn_loss,
 )
+from vbsad_batch.model_paths import MODELS_DIR_NAME, model_directory
 from vbsad_batch.progress import ProgressCallback, ProgressEvent
 from vbsad_batch.provenance import (
     jsonable,
@@ -123,7 +124,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-MODELS_DIR_NAME = "models"
 TRAINING_FORMAT_VERSION = 1
 """Version of the model directory layout and checkpoint; bump when either changes."""
 
@@ -193,23 +193,6 @@ class _Data:
 
 
 # --- paths, keys, manifests ---------------------------------------------------------------------
-
-
-def model_directory(config: AnalysisConfig, kind: ModelKind, latent_dim: int | None = None) -> Path:
-    """`<output_dir>/models/<kind>_latent<k>`, with `_<training_operator>` for "vae_nn".
-
-    Raises:
-        ValueError: "vae_nn" without a `training_operator` in the config, or an unknown kind.
-    """
-    k = config.training.latent_dim if latent_dim is None else latent_dim
-    name = f"{kind}_latent{k}"
-    if kind == "vae_nn":
-        if config.training_operator is None:
-            raise ValueError(f"{config.path}: model 'vae_nn' needs `training_operator`")
-        name += f"_{config.training_operator}"
-    elif kind != "vae":
-        raise ValueError(f"unknown model kind {kind!r}: expected 'vae' or 'vae_nn'")
-    return config.output_dir / MODELS_DIR_NAME / name
 
 
 def _dataset_names(config: AnalysisConfig, kind: ModelKind) -> list[str]:
