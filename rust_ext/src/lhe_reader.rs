@@ -13,7 +13,7 @@ use crate::error::{LheError, ParseError, Result};
 use crate::event::{Event, Particle};
 use crate::header::{lossy, parse_init_numbers, scan_declarations, FileHeader};
 use crate::line_source::{byte_mask, open_text, LineSource};
-use crate::numbers::{fields, parse_f64, parse_i64, FieldCursor, FieldError};
+use crate::numbers::{fields, parse_f64, parse_i64, FastFields, FieldCursor, FieldError};
 use crate::xml_scan::{attr, find_closing, next_tag, text_until_close};
 
 /// What to do with a malformed event.
@@ -976,9 +976,34 @@ fn parse_info_line(line: &[u8], window: &[u8]) -> Option<(i64, i64, [f64; 4])> {
 }
 
 /// A well-formed particle line, parsed inline; `None` sends the line to the general
-/// path, which reads it the same way or explains what is wrong.
+/// path, which reads it the same way or explains what is wrong. The usual layouts take
+/// [`FastFields`]; others the cursor's fast paths.
 #[inline(always)]
 fn parse_particle_line(line: &[u8], window: &[u8]) -> Option<Particle> {
+    parse_particle_line_fast(line, window).or_else(|| parse_particle_line_cursor(line, window))
+}
+
+/// [`parse_particle_line`] through [`FastFields`]: every field in a fixed layout.
+#[inline(always)]
+fn parse_particle_line_fast(line: &[u8], window: &[u8]) -> Option<Particle> {
+    let mut fields = FastFields::new(line, window);
+    let mut ints = [0i32; 6];
+    let mut floats = [0f64; 7];
+    for slot in &mut ints {
+        *slot = fields.i32()?;
+    }
+    for slot in &mut floats {
+        *slot = fields.f64()?;
+    }
+    if !fields.at_end() {
+        return None;
+    }
+    Some(particle_from(ints, floats))
+}
+
+/// [`parse_particle_line`] through the fast paths of [`FieldCursor`].
+#[inline(never)]
+fn parse_particle_line_cursor(line: &[u8], window: &[u8]) -> Option<Particle> {
     let mut cursor = FieldCursor::padded(line, window);
     let mut ints = [0i32; 6];
     let mut floats = [0f64; 7];
@@ -991,7 +1016,13 @@ fn parse_particle_line(line: &[u8], window: &[u8]) -> Option<Particle> {
     if !cursor.at_end() {
         return None;
     }
-    Some(Particle {
+    Some(particle_from(ints, floats))
+}
+
+/// The particle with the six integer and seven float columns of its line.
+#[inline(always)]
+fn particle_from(ints: [i32; 6], floats: [f64; 7]) -> Particle {
+    Particle {
         pid: ints[0],
         status: ints[1],
         mothers: [ints[2], ints[3]],
@@ -1003,7 +1034,7 @@ fn parse_particle_line(line: &[u8], window: &[u8]) -> Option<Particle> {
         m: floats[4],
         lifetime: floats[5],
         spin: floats[6],
-    })
+    }
 }
 
 #[cold]
@@ -1026,19 +1057,7 @@ fn parse_particle(line: &[u8]) -> std::result::Result<Particle, String> {
             PARTICLE_FIELDS + extra
         ));
     }
-    Ok(Particle {
-        pid: ints[0],
-        status: ints[1],
-        mothers: [ints[2], ints[3]],
-        colors: [ints[4], ints[5]],
-        px: floats[0],
-        py: floats[1],
-        pz: floats[2],
-        e: floats[3],
-        m: floats[4],
-        lifetime: floats[5],
-        spin: floats[6],
-    })
+    Ok(particle_from(ints, floats))
 }
 
 #[cold]

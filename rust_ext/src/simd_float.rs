@@ -164,6 +164,129 @@ pub(crate) fn digit_run16(window: &[u8], at: usize) -> Option<Option<(usize, u64
     }
 }
 
+/// The MadGraph layout `[+-]D.F...F[eE][+-]DD` (0 to 13 fraction digits, exponent
+/// optional) at `window[pos..]`, ended by a byte <= b' ': the value and the end of the
+/// number, or `None` for anything else (the caller then tries the other parsers).
+///
+/// One 16-byte load reads the digits: read as if the integer digit stood in the lane of
+/// the point, they form the 16-digit integer `M' = M * 10^(14 - n)` for a mantissa `M`
+/// with `n` fraction digits, so the value is `M' * 10^(e - 14)` whatever `n` is. `M' < 10^15`
+/// is exact as an f64 and one multiplication or division by an exact power of ten
+/// (|e - 14| <= 22) is correctly rounded (Clinger's fast path).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(crate) fn parse_madgraph(window: &[u8], pos: usize) -> Option<(f64, usize)> {
+    let first = *window.get(pos)?;
+    let has_sign = first == b'-' || first == b'+';
+    let s = pos + usize::from(has_sign);
+    let chunk: &[u8; 16] = window.get(s..s + 16)?.try_into().ok()?;
+    // SAFETY: SSE2 is baseline on x86_64; the load reads exactly the 16 bytes of `chunk`.
+    let v = unsafe { _mm_loadu_si128(chunk.as_ptr().cast::<__m128i>()) };
+    let bits = digit_bits(v);
+    // Bit 0: the integer digit; bit 1 must be the point (not a digit, checked below).
+    let n = (!(bits >> 2)).trailing_zeros() as usize; // fraction digits
+    if bits & 1 == 0 || chunk[1] != b'.' || n > 13 {
+        return None;
+    }
+    // SAFETY: SSE2 is baseline on x86_64; the mask load reads one 16-byte table row.
+    let m = unsafe {
+        let digits = _mm_sub_epi8(v, _mm_set1_epi8(b'0' as i8));
+        let keep = _mm_loadu_si128(MADGRAPH_DIGITS[n].as_ptr().cast::<__m128i>());
+        mantissa_without_point(_mm_and_si128(digits, keep))
+    };
+    let at = s + 2 + n;
+    let (scale_at, end) = if chunk[2 + n] <= b' ' {
+        (0, at) // no exponent: as `E+00`
+    } else {
+        let ahead: &[u8; 8] = window.get(at..at + 8)?.try_into().ok()?;
+        (exponent_index(u64::from_le_bytes(*ahead))?, at + 4)
+    };
+    let scale = MADGRAPH_SCALE[scale_at];
+    let m = m as f64; // exact: below 10^15
+    let value = if scale > 0.0 {
+        m * scale
+    } else if scale < 0.0 {
+        m / -scale
+    } else {
+        return None; // |e - 14| > 22: not exact this way
+    };
+    let sign_bit = u64::from(first == b'-') << 63;
+    Some((f64::from_bits(value.to_bits() | sign_bit), end))
+}
+
+/// `M' * 10^(e - 14)` as one exact operation, by [`exponent_index`] (`e` or `100 + |e|`):
+/// `10^k` to multiply by, `-10^k` to divide by, 0 where `10^|e - 14|` is not exact.
+#[cfg(target_arch = "x86_64")]
+static MADGRAPH_SCALE: [f64; 200] = {
+    let mut table = [0.0f64; 200];
+    let mut i = 0;
+    while i < 200 {
+        let e = if i < 100 { i as i32 } else { -(i as i32 - 100) };
+        let k = e - 14;
+        if k >= 0 && k <= 22 {
+            table[i] = POW10[k as usize];
+        } else if k < 0 && k >= -22 {
+            table[i] = -POW10[(-k) as usize];
+        }
+        i += 1;
+    }
+    table
+};
+
+/// Row `n`: the lanes that hold digits of the MadGraph layout with `n` fraction digits
+/// (lane 0, the integer digit, and lanes 2..2 + n; lane 1 is the point).
+#[cfg(target_arch = "x86_64")]
+static MADGRAPH_DIGITS: [[u8; 16]; 14] = {
+    let mut table = [[0u8; 16]; 14];
+    let mut n = 0;
+    while n < 14 {
+        table[n][0] = 0xff;
+        let mut lane = 2;
+        while lane < 2 + n {
+            table[n][lane] = 0xff;
+            lane += 1;
+        }
+        n += 1;
+    }
+    table
+};
+
+/// The exponent `[eE][+-]DD` in the low 4 of 8 bytes loaded little-endian, with a byte
+/// <= b' ' after it (the fifth), as an index: its value `e` if positive, `100 + e` if
+/// negative; `None` otherwise. Branch-free checks on one register.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(crate) fn exponent_index(x: u64) -> Option<usize> {
+    let negative = (x >> 8) as u8 == b'-';
+    // `e`, the sign seen, '0', '0' ('+' ^ '-' == 6); the letter is made lower case.
+    let expected: u64 = 0x3030_2b65 ^ (u64::from(negative) * 0x0600);
+    let w = ((x | 0x20) ^ expected) & 0xffff_ffff;
+    // Bytes 0 and 1 must be 0, bytes 2 and 3 at most 9 (adding 6 keeps the high nibble 0).
+    if (w | (w + 0x0606_0000)) & 0xf0f0_ffff != 0 || (x >> 32) as u8 > b' ' {
+        return None;
+    }
+    let e = ((w >> 16) & 0xff) as usize * 10 + (w >> 24) as usize;
+    Some(if negative { 100 + e } else { e })
+}
+
+/// [`sixteen_digits`] for the MadGraph layout: lane 0 counts as lane 1 (weight 1 in its
+/// pair) and lane 1, the point, counts for nothing.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "sse2")]
+fn mantissa_without_point(d: __m128i) -> u64 {
+    let zero = _mm_setzero_si128();
+    let pairs_lo = _mm_madd_epi16(
+        _mm_unpacklo_epi8(d, zero),
+        _mm_set_epi16(1, 10, 1, 10, 1, 10, 0, 1),
+    );
+    let pairs_hi = _mm_madd_epi16(
+        _mm_unpackhi_epi8(d, zero),
+        _mm_set_epi16(1, 10, 1, 10, 1, 10, 1, 10),
+    );
+    combine_pairs(_mm_packs_epi32(pairs_lo, pairs_hi))
+}
+
 /// One bit per byte of `v` that is an ASCII digit.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
@@ -189,7 +312,14 @@ fn sixteen_digits(d: __m128i) -> u64 {
     let tens = _mm_set_epi16(1, 10, 1, 10, 1, 10, 1, 10);
     let pairs_lo = _mm_madd_epi16(_mm_unpacklo_epi8(d, zero), tens);
     let pairs_hi = _mm_madd_epi16(_mm_unpackhi_epi8(d, zero), tens);
-    let pairs = _mm_packs_epi32(pairs_lo, pairs_hi); // 8 two-digit values
+    combine_pairs(_mm_packs_epi32(pairs_lo, pairs_hi))
+}
+
+/// The 16-digit number from 8 two-digit values (lane 0 most significant).
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "sse2")]
+fn combine_pairs(pairs: __m128i) -> u64 {
     let quads = _mm_madd_epi16(pairs, _mm_set_epi16(1, 100, 1, 100, 1, 100, 1, 100));
     let quads = _mm_packs_epi32(quads, quads); // 4 four-digit values, twice
     let octs = _mm_madd_epi16(quads, _mm_set_epi16(1, 10000, 1, 10000, 1, 10000, 1, 10000));
@@ -230,6 +360,104 @@ mod tests {
         );
         assert_eq!(parse_prefix(b""), None);
         assert_eq!(parse_prefix(b"-"), None);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 20000, ..Default::default() })]
+
+        /// The MadGraph-layout reader gives the bits of the general parser or declines, on
+        /// random digits, widths, exponents and what follows the number.
+        #[test]
+        fn madgraph_layout_is_exact_or_declines(
+            sign in "[+-]?", d0 in 0u8..10, frac in "[0-9]{0,15}",
+            exponent in proptest::option::of(("[eEdx]", "[+-]", 0u32..100)),
+            after in "[ \t\nx.+-]", lead in 0usize..20) {
+            let exp = exponent.as_ref().map_or(String::new(), |(l, s, e)| format!("{l}{s}{e:02}"));
+            let number = format!("{sign}{d0}.{frac}{exp}");
+            let text = format!("{}{number}{after}                        ", " ".repeat(lead));
+            let general = fast_float2::parse::<f64, _>(number.as_bytes()).ok();
+            let got = parse_madgraph(text.as_bytes(), lead);
+            if let Some((v, end)) = got {
+                proptest::prop_assert_eq!(end, lead + number.len(), "{}", text);
+                proptest::prop_assert!(after.as_bytes()[0] <= b' ', "{}", text);
+                proptest::prop_assert_eq!(Some(v.to_bits()), general.map(f64::to_bits), "{}", text);
+            } else {
+                let e = exponent.as_ref().map_or(Some(0i64), |(l, s, e)| {
+                    (l == "e" || l == "E").then(|| if s == "-" { -i64::from(*e) } else { i64::from(*e) })
+                });
+                let fits = after.as_bytes()[0] <= b' ' && frac.len() <= 13
+                    && e.is_some_and(|e| (e - 14).abs() <= 22);
+                proptest::prop_assert!(!fits, "declined {}", text);
+            }
+        }
+    }
+
+    #[test]
+    fn exponent_index_checks_every_byte() {
+        for letter in 0..=255u8 {
+            for sign in [b'+', b'-', b',', b'/', b')', b'0', b'e'] {
+                for (d1, d2) in [
+                    (b'0', b'0'),
+                    (b'9', b'9'),
+                    (b'1', b'4'),
+                    (b'/', b'1'),
+                    (b'1', b':'),
+                    (0xfa, b'1'),
+                    (b'1', 0xff),
+                ] {
+                    for after in [b' ', b'\n', 0, b'!', b'0', 0xff] {
+                        let x = u64::from_le_bytes([letter, sign, d1, d2, after, b'7', b'7', b'7']);
+                        let valid = matches!(letter, b'e' | b'E')
+                            && matches!(sign, b'+' | b'-')
+                            && d1.is_ascii_digit()
+                            && d2.is_ascii_digit()
+                            && after <= b' ';
+                        let e = usize::from(d1.wrapping_sub(b'0')) * 10
+                            + usize::from(d2.wrapping_sub(b'0'));
+                        let expected = valid.then_some(if sign == b'-' { 100 + e } else { e });
+                        assert_eq!(
+                            exponent_index(x),
+                            expected,
+                            "{:?}",
+                            [letter, sign, d1, d2, after]
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn madgraph_cases() {
+        type Case = (&'static [u8], Option<(f64, usize)>);
+        let cases: [Case; 10] = [
+            (
+                b"-0.10775103667E+01 0.4                ",
+                Some((-1.0775103667, 18)),
+            ),
+            (
+                b"+2.7789711e-03 </wgt>                 ",
+                Some((2.7789711e-03, 14)),
+            ),
+            (b"0. -1.                                ", Some((0.0, 2))),
+            (b"-1.\n                                 ", Some((-1.0, 3))),
+            (b"1.0000000000000E+00                   ", Some((1.0, 19))),
+            (b"1.00000000000000E+00                  ", None), // 14 fraction digits
+            (b"1.5E-09                               ", None), // 10^-23 is not exact
+            (b"1.5E+36                               ", Some((1.5e36, 7))),
+            (b"1.5E+37                               ", None),
+            (b"1.5E+02        ", None), // fewer than 16 bytes to load
+        ];
+        for (text, expected) in cases {
+            assert_eq!(
+                parse_madgraph(text, 0),
+                expected,
+                "{}",
+                String::from_utf8_lossy(text)
+            );
+        }
+        let (v, _) = parse_madgraph(b"-0.0000000000e+00          ", 0).unwrap();
+        assert!(v == 0.0 && v.is_sign_negative());
     }
 
     #[test]
