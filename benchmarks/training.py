@@ -73,7 +73,7 @@ def make_config(directory: Path, n_events: int) -> Any:
     from vbsad_batch.datasets import build_datasets  # noqa: PLC0415
     from vbsad_batch.demo import DEFAULT_OPERATORS, generate_demo  # noqa: PLC0415
 
-    generate_demo(directory / "demo", n_events=n_events, seed=1)
+    generate_demo(directory / "demo", n_events=n_events, seed=1, eft_samples=False)
     path = directory / "bench.toml"
     operators = "[" + ", ".join(f'"{op}"' for op in DEFAULT_OPERATORS) + "]"
     text = CONFIG.format(operators=operators, training_operator=DEFAULT_OPERATORS[0])

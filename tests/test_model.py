@@ -463,7 +463,7 @@ def _model_dir(config: AnalysisConfig, kind: str, seed: int) -> tuple[Path, Any,
 
 
 def test_score_datasets_writes_every_test_dataset(tmp_path: Path) -> None:
-    generate_demo(tmp_path / "demo", n_events=3000)
+    generate_demo(tmp_path / "demo", n_events=3000, eft_samples=False)
     (tmp_path / "ana.toml").write_text(DEMO_CONFIG, encoding="utf-8")
     config = load_config(tmp_path / "ana.toml")
     datasets = build_datasets(config)

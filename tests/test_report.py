@@ -74,7 +74,7 @@ def _write_config(directory: Path, output_dir: str) -> AnalysisConfig:
 def pipeline(tmp_path_factory: pytest.TempPathFactory) -> AnalysisConfig:
     """A complete real pipeline of the demo sample (4000 events, 2 operators)."""
     base = tmp_path_factory.mktemp("report")
-    generate_demo(base / "demo", n_events=4000, seed=3)
+    generate_demo(base / "demo", n_events=4000, seed=3, eft_samples=False)
     config = _write_config(base, "out")
     build_datasets(config)
     for kind in ("vae", "vae_nn"):

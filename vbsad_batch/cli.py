@@ -10,6 +10,7 @@ event), 2 usage error (bad arguments, missing input file), 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import math
@@ -30,6 +31,8 @@ from vbsad_batch.provenance import tool_version
 
 if TYPE_CHECKING:
     from rich.console import Console
+
+    from vbsad_batch.config import AnalysisConfig
 
 __all__ = ["EXIT_DATA_ERROR", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
 
@@ -1018,13 +1021,17 @@ def _cmd_scan(args: argparse.Namespace, console: Console | None) -> int:
         f"{result.status}: {result.directory} ({result.items} work item(s) on {result.ranks} "
         "rank(s))"
     )
-    table_md = result.directory / "table.md"
-    sections = table_md.read_text(encoding="utf-8").split("\n## ")
-    if len(sections) > 1:
-        print("## " + sections[1].rstrip())
+    _print_proxy_table(result.directory / "table.md")
     for path in result.outputs:
         print(path)
     return EXIT_OK
+
+
+def _print_proxy_table(table_md: Path) -> None:
+    """Print the first section of a scan's table.md: the limits of the paper's proxy."""
+    sections = table_md.read_text(encoding="utf-8").split("\n## ")
+    if len(sections) > 1:
+        print("## " + sections[1].rstrip())
 
 
 def _cmd_export_root(args: argparse.Namespace, console: Console | None) -> int:
@@ -1060,10 +1067,8 @@ def _cmd_report(args: argparse.Namespace, console: Console | None) -> int:
 _QUICK_EPOCHS = 3
 
 
-def _quick_config(config: Any) -> Any:
+def _quick_config(config: AnalysisConfig) -> AnalysisConfig:
     """`config` cut down for a smoke run, writing next to (not into) its output directory."""
-    import dataclasses  # noqa: PLC0415
-
     training = dataclasses.replace(
         config.training,
         epochs=min(config.training.epochs, _QUICK_EPOCHS),
@@ -1112,11 +1117,11 @@ def _cmd_run(args: argparse.Namespace, console: Console | None) -> int:
             on_stage=report_stage,
         )
     if not args.quiet:
-        table_md = config.output_dir / "scan" / "table.md"
-        sections = table_md.read_text(encoding="utf-8").split("\n## ")
-        if len(sections) > 1:
-            print("## " + sections[1].rstrip())
-        print(f"report: {config.output_dir / 'report' / 'index.html'}")
+        from vbsad_batch.report import report_directory  # noqa: PLC0415
+        from vbsad_batch.scan_report import SCAN_DIR_NAME  # noqa: PLC0415
+
+        _print_proxy_table(config.output_dir / SCAN_DIR_NAME / "table.md")
+        print(f"report: {report_directory(config) / 'index.html'}")
         print(f"outputs: {config.output_dir}")
     return EXIT_OK
 

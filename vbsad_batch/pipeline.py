@@ -76,7 +76,8 @@ class StageResult:
 
 
 class _StageWatch:
-    """Forwards progress events and notes whether the stage said it was up to date."""
+    """Forwards progress events and notes whether the stage said it was up to date (for
+    `score_datasets`, which returns only its outputs)."""
 
     def __init__(self, progress: ProgressCallback | None) -> None:
         self._progress = progress
@@ -205,40 +206,42 @@ def run_analysis(
         raise ValueError(f"unknown model kind(s) {unknown}: use {', '.join(MODEL_KINDS)}")
     results: list[StageResult] = []
 
-    def finish(stage: str, watch: _StageWatch, start: float, done: str) -> None:
-        status: StageStatus = "skipped" if watch.up_to_date else "done"
-        detail = "up to date" if watch.up_to_date else done
-        result = StageResult(stage, status, detail, time.monotonic() - start)
+    def finish(stage: str, start: float, skipped: bool, done: str) -> None:
+        result = StageResult(
+            stage,
+            "skipped" if skipped else "done",
+            "up to date" if skipped else done,
+            time.monotonic() - start,
+        )
         results.append(result)
         if on_stage is not None:
             on_stage(result)
 
     from vbsad_batch.datasets import build_datasets  # noqa: PLC0415 - polars only from here
 
-    start, watch = time.monotonic(), _StageWatch(progress)
-    built = build_datasets(cfg, progress=watch, force=force)
-    watch.up_to_date = built.status == "skipped"
-    finish("datasets", watch, start, str(built.directory))
+    start = time.monotonic()
+    built = build_datasets(cfg, progress=progress, force=force)
+    finish("datasets", start, built.status == "skipped", str(built.directory))
 
     from vbsad_batch.scoring import score_datasets, scores_directory  # noqa: PLC0415
-    from vbsad_batch.training import train  # noqa: PLC0415 - TensorFlow from here on
+    from vbsad_batch.training import (  # noqa: PLC0415 - TensorFlow from here on
+        CheckpointMismatchError,
+        train,
+    )
 
     model_dirs: list[Path] = []
     for kind in models:
-        start, watch = time.monotonic(), _StageWatch(progress)
+        start = time.monotonic()
         try:
-            trained = train(cfg, kind=kind, resume=True, force=force, progress=watch)
-        except ValueError as exc:
-            if "checkpoint of another training" not in str(exc):
-                raise
+            trained = train(cfg, kind=kind, resume=True, force=force, progress=progress)
+        except CheckpointMismatchError as exc:
             # The settings or datasets changed since the interrupted run: start afresh.
             logger.info("%s", exc)
-            trained = train(cfg, kind=kind, resume=False, force=force, progress=watch)
-        watch.up_to_date = trained.status == "skipped"
+            trained = train(cfg, kind=kind, resume=False, force=force, progress=progress)
         finish(
             f"train {kind}",
-            watch,
             start,
+            trained.status == "skipped",
             f"{trained.model_dir} (best epoch {trained.best_epoch}, validation loss "
             f"{trained.best_val_loss:.4g})",
         )
@@ -246,20 +249,18 @@ def run_analysis(
     for kind, model_dir in zip(models, model_dirs, strict=True):
         start, watch = time.monotonic(), _StageWatch(progress)
         score_datasets(cfg, model_dir, progress=watch, force=force)
-        finish(f"score {kind}", watch, start, str(scores_directory(cfg, model_dir)))
+        finish(f"score {kind}", start, watch.up_to_date, str(scores_directory(cfg, model_dir)))
 
     from vbsad_batch.scan_report import run_scan  # noqa: PLC0415
 
-    start, watch = time.monotonic(), _StageWatch(progress)
-    scanned = run_scan(cfg, models=[d.name for d in model_dirs], progress=watch, force=force)
+    start = time.monotonic()
+    scanned = run_scan(cfg, models=[d.name for d in model_dirs], progress=progress, force=force)
     if scanned is not None:
-        watch.up_to_date = scanned.status == "up to date"
-        finish("scan", watch, start, str(scanned.directory / "table.md"))
+        finish("scan", start, scanned.status == "up to date", str(scanned.directory / "table.md"))
 
     from vbsad_batch.report import write_report  # noqa: PLC0415 - matplotlib only from here
 
-    start, watch = time.monotonic(), _StageWatch(progress)
-    reported = write_report(cfg, force=force, progress=watch)
-    watch.up_to_date = reported.status == "skipped"
-    finish("report", watch, start, str(reported.index_html))
+    start = time.monotonic()
+    reported = write_report(cfg, force=force, progress=progress)
+    finish("report", start, reported.status == "skipped", str(reported.index_html))
     return results

@@ -114,6 +114,7 @@ from vbsad_batch.weighting import YIELD_COLUMN
 __all__ = [
     "CHECKPOINT_NAME",
     "MODELS_DIR_NAME",
+    "CheckpointMismatchError",
     "TrainingResult",
     "TrainingStatus",
     "checkpoint_state",
@@ -123,6 +124,11 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+
+class CheckpointMismatchError(ValueError):
+    """`resume` found a checkpoint of another training (its datasets or settings differ)."""
+
 
 TRAINING_FORMAT_VERSION = 1
 """Version of the model directory layout and checkpoint; bump when either changes."""
@@ -694,7 +700,7 @@ def train(
     remove_stale_temp_files(directory)
     checkpoint = _read_checkpoint(checkpoint_path) if resume else None
     if checkpoint is not None and checkpoint[0].get("key_digest") != key_digest:
-        raise ValueError(
+        raise CheckpointMismatchError(
             f"{checkpoint_path}: checkpoint of another training (datasets or settings changed); "
             "delete it or run without --resume to start afresh"
         )
