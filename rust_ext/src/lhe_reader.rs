@@ -14,6 +14,7 @@ use crate::event::{Event, Particle};
 use crate::header::{lossy, parse_init_numbers, scan_declarations, FileHeader};
 use crate::line_source::{byte_mask, open_text, LineSource};
 use crate::numbers::{fields, parse_f64, parse_i64, FastFields, FieldCursor, FieldError};
+use crate::wgt_lines::{simple_wgt_line, WgtLine, WgtLineShape};
 use crate::xml_scan::{attr, find_closing, next_tag, text_until_close};
 
 /// What to do with a malformed event.
@@ -636,14 +637,21 @@ impl LheReader {
             // MadGraph's one-weight lines take a fast path; any line it does not recognise
             // (and every line after an XML comment opens) goes to the general tag scanner.
             if !tail_has_comment {
-                if let Some((id, value)) = simple_wgt_line(line, window) {
+                // The line of the weight that usually comes next, written as before.
+                if let Some(value) = self.weights.shaped_value(expected_slot, line, window) {
+                    set_weight(&mut self.event.weights, expected_slot, value);
+                    expected_slot += 1;
+                    continue;
+                }
+                if let Some(wgt) = simple_wgt_line(line, window) {
                     let Some(slot) =
                         self.weights
-                            .slot(id, &mut expected_slot, self.learning_weights)
+                            .slot(wgt.id, &mut expected_slot, self.learning_weights)
                     else {
-                        return fail(n, Resync::SkipToEventEnd, undeclared_weight(id));
+                        return fail(n, Resync::SkipToEventEnd, undeclared_weight(wgt.id));
                     };
-                    set_weight(&mut self.event.weights, slot, value);
+                    self.weights.learn_shape(slot, line, &wgt);
+                    set_weight(&mut self.event.weights, slot, wgt.value);
                     continue;
                 }
             }
@@ -811,6 +819,8 @@ impl LheReader {
 struct WeightColumns {
     ids: Vec<String>,
     lookup: HashMap<Box<[u8]>, usize>,
+    /// Per column, the shape of its last `<wgt>` line read the long way.
+    shapes: Vec<Option<WgtLineShape>>,
 }
 
 impl WeightColumns {
@@ -821,7 +831,22 @@ impl WeightColumns {
         let slot = self.ids.len();
         self.ids.push(String::from_utf8_lossy(id).into_owned());
         self.lookup.insert(id.into(), slot);
+        self.shapes.push(None);
         slot
+    }
+
+    /// The value of `line` if it is the `<wgt>` line of column `slot` in the shape seen
+    /// before.
+    #[inline(always)]
+    fn shaped_value(&self, slot: usize, line: &[u8], window: &[u8]) -> Option<f64> {
+        self.shapes.get(slot)?.as_ref()?.value(line, window)
+    }
+
+    /// Remembers the shape of the `<wgt>` line of column `slot` (the latest one wins).
+    fn learn_shape(&mut self, slot: usize, line: &[u8], wgt: &WgtLine<'_>) {
+        if let Some(shape) = self.shapes.get_mut(slot) {
+            *shape = WgtLineShape::of(line, wgt.value_start, wgt.value_end);
+        }
     }
 
     /// The column of weight `id`. Weights come in the same order in every event, so the
@@ -917,47 +942,6 @@ fn tail_line_marks(line: &[u8], window: &[u8]) -> (Option<usize>, bool) {
         opens_comment |= rest.starts_with(b"<!--");
     }
     (None, opens_comment)
-}
-
-/// A line that is exactly `<wgt id='ID'> VALUE </wgt>` (either quote, any blanks), as
-/// MadGraph writes them; `None` for anything else, which the general scanner then reads.
-/// `window` is the line followed by its terminator and more bytes (see
-/// [`FieldCursor::padded`]).
-#[inline(always)]
-fn simple_wgt_line<'a>(line: &'a [u8], window: &'a [u8]) -> Option<(&'a [u8], f64)> {
-    let indent = line.iter().position(|b| !b.is_ascii_whitespace())?;
-    // One 8-byte comparison (the window has room past the line; a match ends inside it).
-    let tag = window.get(indent..indent + 8)?;
-    if u64::from_le_bytes(tag.try_into().ok()?) != u64::from_le_bytes(*b"<wgt id=") {
-        return None;
-    }
-    let rest = &line[indent + 8..];
-    let (&quote, rest) = rest.split_first()?;
-    if quote != b'\'' && quote != b'"' {
-        return None;
-    }
-    // Ids are short: a plain loop beats a call to a vectorised search.
-    let id_len = rest.iter().position(|&b| b == quote)?;
-    let (id, rest) = rest.split_at(id_len);
-    if rest.get(1) != Some(&b'>') {
-        return None;
-    }
-    let rest = &rest[2..];
-    let value_at = line.len() - rest.len();
-    let mut cursor = FieldCursor::padded_from(line, window, value_at);
-    let value = cursor.f64().ok()?;
-    // As `trim_ascii` would, inline: usually one blank, then `</wgt>` ends the line.
-    let rest = cursor.rest();
-    let close_at = rest.iter().position(|b| !b.is_ascii_whitespace())?;
-    let close: [u8; 6] = rest.get(close_at..close_at + 6)?.try_into().ok()?;
-    if close != *b"</wgt>" {
-        return None;
-    }
-    let after = &rest[close_at + 6..];
-    after
-        .iter()
-        .all(u8::is_ascii_whitespace)
-        .then_some((id, value))
 }
 
 /// A well-formed event information line (`NUP IDPRUP XWGTUP SCALUP AQEDUP AQCDUP`) with a

@@ -12,6 +12,7 @@ pub mod numbers;
 pub mod observables;
 mod simd_float;
 pub mod summary;
+mod wgt_lines;
 pub mod xml_scan;
 
 #[cfg(feature = "python")]

@@ -93,6 +93,17 @@ fn leading_digits(v: u64, n: usize) -> u64 {
 /// Fast path for the fixed layout of MadGraph and other Fortran writers: an optional sign,
 /// one digit, a point, up to 15 fraction digits, then either nothing more or `e`/`E`, the
 /// exponent's sign and two digits (`-0.10775103667E+01`, `+2.7789711e-03`, `-1.`).
+/// The number at `window[pos..]` in a fixed layout: MadGraph's through SSE2 where there is
+/// SSE2, else (or when that declines) [`parse_fixed_layout`]. Same contract as the latter.
+#[inline(always)]
+pub(crate) fn parse_fixed_layout_fast(window: &[u8], pos: usize) -> Option<(f64, usize)> {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(parsed) = crate::simd_float::parse_madgraph(window, pos) {
+        return Some(parsed);
+    }
+    parse_fixed_layout(window, pos)
+}
+
 /// Reads the number at `window[pos..]`; 18 bytes must follow its sign (else `None`), and
 /// the bytes before `pos` may be read too. Returns the value and the end of the number if
 /// it ends there (end of `window` or a byte <= b' '); exact by Clinger's fast path
@@ -583,12 +594,7 @@ impl<'a> FastFields<'a> {
         if !self.skip_blanks() {
             return None;
         }
-        #[cfg(target_arch = "x86_64")]
-        let parsed = crate::simd_float::parse_madgraph(self.window, self.pos)
-            .or_else(|| parse_fixed_layout(self.window, self.pos));
-        #[cfg(not(target_arch = "x86_64"))]
-        let parsed = parse_fixed_layout(self.window, self.pos);
-        let (v, end) = parsed?;
+        let (v, end) = parse_fixed_layout_fast(self.window, self.pos)?;
         self.pos = end;
         Some(v)
     }
