@@ -14,6 +14,7 @@ use crate::event::{Event, Particle};
 use crate::header::{lossy, parse_init_numbers, scan_declarations, FileHeader};
 use crate::line_source::{byte_mask, open_text, LineSource};
 use crate::numbers::{fields, parse_f64, parse_i64, FastFields, FieldCursor, FieldError};
+use crate::particle_layout::ParticleLayouts;
 use crate::wgt_lines::{simple_wgt_line, WgtLine, WgtLineShape};
 use crate::xml_scan::{attr, find_closing, next_tag, text_until_close};
 
@@ -76,6 +77,8 @@ pub struct LheReader {
     lines: LineSource,
     header: FileHeader,
     weights: WeightColumns,
+    /// Layouts of the particle lines seen so far.
+    particle_layouts: ParticleLayouts,
     /// Which weight each value of a compact `<weights>` block is, in order.
     compact_weight_slots: Vec<usize>,
     on_error: OnError,
@@ -107,6 +110,7 @@ impl LheReader {
             lines: LineSource::new(text),
             header: FileHeader::default(),
             weights: WeightColumns::default(),
+            particle_layouts: ParticleLayouts::default(),
             compact_weight_slots: Vec::new(),
             on_error,
             event: Event::default(),
@@ -598,7 +602,12 @@ impl LheReader {
             // A line that parses as a particle is neither blank nor a `#` line nor a
             // comment, and no comment is open before it: take it without those checks.
             let (line, window) = self.lines.current_padded();
+            if let Some(particle) = self.particle_layouts.read(line, window) {
+                self.event.particles.push(particle);
+                continue;
+            }
             if let Some(particle) = parse_particle_line(line, window) {
+                self.particle_layouts.learn(line);
                 self.event.particles.push(particle);
                 continue;
             }

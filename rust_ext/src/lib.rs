@@ -10,6 +10,7 @@ pub mod lhe_reader;
 pub mod line_source;
 pub mod numbers;
 pub mod observables;
+mod particle_layout;
 mod simd_float;
 pub mod summary;
 mod wgt_lines;

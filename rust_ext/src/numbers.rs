@@ -71,7 +71,7 @@ fn eight_digits(v: u64) -> u64 {
 
 /// The value of 8 bytes holding digit values 0..=9 (byte 0 the most significant digit).
 #[inline]
-fn eight_digit_values(v: u64) -> u64 {
+pub(crate) fn eight_digit_values(v: u64) -> u64 {
     const MASK: u64 = 0x0000_00FF_0000_00FF;
     const MUL1: u64 = 0x000F_4240_0000_0064; // 100 + (1000000 << 32)
     const MUL2: u64 = 0x0000_2710_0000_0001; // 1 + (10000 << 32)

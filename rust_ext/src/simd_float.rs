@@ -188,18 +188,63 @@ pub(crate) fn parse_madgraph(window: &[u8], pos: usize) -> Option<(f64, usize)> 
     if bits & 1 == 0 || chunk[1] != b'.' || n > 13 {
         return None;
     }
+    let has_exponent = chunk[2 + n] > b' ';
+    let (magnitude, end) = madgraph_magnitude(window, s, v, n, has_exponent)?;
+    let sign_bit = u64::from(first == b'-') << 63;
+    Some((f64::from_bits(magnitude.to_bits() | sign_bit), end))
+}
+
+/// The unsigned MadGraph layout `D.F...F` with exactly `frac` (<= 13) fraction digits, then
+/// `[eE][+-]DD` if `exponent`, at `window[at..]` and ended by a byte <= b' ': its value,
+/// or `None` if the bytes are anything else. For layouts known in advance (see
+/// [`crate::particle_layout`]); 16 bytes must be readable from `at` (8 more past the
+/// fraction with an exponent).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(crate) fn parse_madgraph_known(
+    window: &[u8],
+    at: usize,
+    frac: usize,
+    exponent: bool,
+) -> Option<f64> {
+    let chunk: &[u8; 16] = window.get(at..at + 16)?.try_into().ok()?;
+    // SAFETY: SSE2 is baseline on x86_64; the load reads exactly the 16 bytes of `chunk`.
+    let v = unsafe { _mm_loadu_si128(chunk.as_ptr().cast::<__m128i>()) };
+    let want = *MADGRAPH_DIGIT_BITS.get(frac)?;
+    if digit_bits(v) & want != want || chunk[1] != b'.' {
+        return None;
+    }
+    // Without an exponent the fraction must end there (with one, its reader checks).
+    if !exponent && chunk[2 + frac] > b' ' {
+        return None;
+    }
+    Some(madgraph_magnitude(window, at, v, frac, exponent)?.0)
+}
+
+/// The magnitude and end of `D.F...F[eE±DD]` at `window[s..]`, whose first 16 bytes are
+/// `v`, with its digit, point and `n` (<= 13) fraction digits already checked; the
+/// exponent, if `has_exponent`, is checked here.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn madgraph_magnitude(
+    window: &[u8],
+    s: usize,
+    v: __m128i,
+    n: usize,
+    has_exponent: bool,
+) -> Option<(f64, usize)> {
     // SAFETY: SSE2 is baseline on x86_64; the mask load reads one 16-byte table row.
     let m = unsafe {
         let digits = _mm_sub_epi8(v, _mm_set1_epi8(b'0' as i8));
-        let keep = _mm_loadu_si128(MADGRAPH_DIGITS[n].as_ptr().cast::<__m128i>());
+        let keep = _mm_loadu_si128(MADGRAPH_DIGITS.get(n)?.as_ptr().cast::<__m128i>());
         mantissa_without_point(_mm_and_si128(digits, keep))
     };
     let at = s + 2 + n;
-    let (scale_at, end) = if chunk[2 + n] <= b' ' {
-        (0, at) // no exponent: as `E+00`
-    } else {
+    let (scale_at, end) = if has_exponent {
         let ahead: &[u8; 8] = window.get(at..at + 8)?.try_into().ok()?;
         (exponent_index(u64::from_le_bytes(*ahead))?, at + 4)
+    } else {
+        (0, at) // no exponent: as `E+00`
     };
     let scale = MADGRAPH_SCALE[scale_at];
     let m = m as f64; // exact: below 10^15
@@ -210,9 +255,21 @@ pub(crate) fn parse_madgraph(window: &[u8], pos: usize) -> Option<(f64, usize)> 
     } else {
         return None; // |e - 14| > 22: not exact this way
     };
-    let sign_bit = u64::from(first == b'-') << 63;
-    Some((f64::from_bits(value.to_bits() | sign_bit), end))
+    Some((value, end))
 }
+
+/// Row `n`: the digit bits (see [`digit_bits`]) of the MadGraph layout with `n` fraction
+/// digits: bit 0, the integer digit, and bits 2..2 + n.
+#[cfg(target_arch = "x86_64")]
+static MADGRAPH_DIGIT_BITS: [u32; 14] = {
+    let mut table = [0u32; 14];
+    let mut n = 0;
+    while n < 14 {
+        table[n] = 1 | (((1u32 << n) - 1) << 2);
+        n += 1;
+    }
+    table
+};
 
 /// `M' * 10^(e - 14)` as one exact operation, by [`exponent_index`] (`e` or `100 + |e|`):
 /// `10^k` to multiply by, `-10^k` to divide by, 0 where `10^|e - 14|` is not exact.
