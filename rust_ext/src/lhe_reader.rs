@@ -639,6 +639,7 @@ impl LheReader {
         self.tail.clear();
         let mut tail_first_line = None;
         let mut tail_has_comment = false;
+        let mut tail_has_weight_tag = false;
         let mut expected_slot = 0usize;
         loop {
             let n = self.next_event_line()?;
@@ -665,8 +666,9 @@ impl LheReader {
                 }
             }
             tail_first_line.get_or_insert(n);
-            let (event_end, opens_comment) = tail_line_marks(line, window);
+            let (event_end, opens_comment, weight_tag) = tail_line_marks(line, window);
             tail_has_comment |= opens_comment;
+            tail_has_weight_tag |= weight_tag;
             if let Some(end) = event_end {
                 self.tail.extend_from_slice(&line[..end]);
                 break;
@@ -689,7 +691,9 @@ impl LheReader {
             self.tail.extend_from_slice(line);
             self.tail.push(b'\n');
         }
-        if !self.tail.is_empty() {
+        // The general scanner looks only at tags named `w...` (and past comments): a tail
+        // with neither, such as `<scales>`, `<clustering>` or `#` lines, has nothing for it.
+        if tail_has_weight_tag || tail_has_comment {
             let first = tail_first_line.unwrap_or(0);
             self.parse_weights(first, tail_has_comment)?;
         }
@@ -916,13 +920,15 @@ fn undeclared_weight(id: &[u8]) -> String {
     }
 }
 
-/// In one pass over the `<` of a line after the particles: where `</event>` starts, and
-/// whether an XML comment opens before it.
+/// In one pass over the `<` of a line after the particles: where `</event>` starts,
+/// whether an XML comment opens before it, and whether a tag named `w...` (`<wgt`,
+/// `<weight`, `<weights`) starts before it: a tail without one has no weights to read.
 /// `window` is the line followed by more readable bytes (at least 64 in all, see
 /// [`LineSource::current_padded`]), or just the line.
 #[inline]
-fn tail_line_marks(line: &[u8], window: &[u8]) -> (Option<usize>, bool) {
+fn tail_line_marks(line: &[u8], window: &[u8]) -> (Option<usize>, bool, bool) {
     let mut opens_comment = false;
+    let mut weight_tag = false;
     // Most such lines are short tags (`</rwgt>`, `</event>`): look at each `<` of the
     // first 64 bytes through a bit mask, and search only the rest of a longer line.
     let head = &line[..line.len().min(64)];
@@ -946,11 +952,12 @@ fn tail_line_marks(line: &[u8], window: &[u8]) -> (Option<usize>, bool) {
     for i in head_positions.chain(rest_positions) {
         let rest = &line[i..];
         if rest.starts_with(b"</event>") {
-            return (Some(i), opens_comment);
+            return (Some(i), opens_comment, weight_tag);
         }
         opens_comment |= rest.starts_with(b"<!--");
+        weight_tag |= rest.get(1) == Some(&b'w');
     }
-    (None, opens_comment)
+    (None, opens_comment, weight_tag)
 }
 
 /// A well-formed event information line (`NUP IDPRUP XWGTUP SCALUP AQEDUP AQCDUP`) with a
@@ -1164,39 +1171,53 @@ mod tests {
 
     #[test]
     fn tail_marks_in_short_and_long_lines() {
-        assert_eq!(tail_line_marks(b"</event>", b"</event>"), (Some(0), false));
-        assert_eq!(tail_line_marks(b"<rwgt>", b"<rwgt>"), (None, false));
+        assert_eq!(
+            tail_line_marks(b"</event>", b"</event>"),
+            (Some(0), false, false)
+        );
+        assert_eq!(tail_line_marks(b"<rwgt>", b"<rwgt>"), (None, false, false));
+        assert_eq!(
+            tail_line_marks(b" <wgt id='1'>", b" <wgt id='1'>"),
+            (None, false, true)
+        );
+        assert_eq!(
+            tail_line_marks(b"</wgt> </event> <w", b""),
+            (Some(7), false, false)
+        );
         assert_eq!(
             tail_line_marks(b"<!-- x --> </event>", b""),
-            (Some(11), true)
+            (Some(11), true, false)
         );
         let long = format!("{}<!--{}</event>", "a".repeat(70), "b".repeat(10));
         assert_eq!(
             tail_line_marks(long.as_bytes(), long.as_bytes()),
-            (Some(84), true)
+            (Some(84), true, false)
         );
         // A tag that starts in the first 64 bytes and ends after them.
         let across = format!("{}</event>", " ".repeat(60));
         assert_eq!(
             tail_line_marks(across.as_bytes(), across.as_bytes()),
-            (Some(60), false)
+            (Some(60), false, false)
         );
         let late = format!("{}<!-- {}</event>", " ".repeat(62), "c".repeat(3));
         assert_eq!(
             tail_line_marks(late.as_bytes(), late.as_bytes()),
-            (Some(70), true)
+            (Some(70), true, false)
         );
         // Through a padded window: a '<' past the line's end is not seen.
         let window = format!("</rwgt>\n</event>{}", " ".repeat(64));
         assert_eq!(
             tail_line_marks(&window.as_bytes()[..7], window.as_bytes()),
-            (None, false)
+            (None, false, false)
         );
-        assert_eq!(tail_line_marks(b"", window.as_bytes()), (None, false));
+        assert_eq!(
+            tail_line_marks(b"", window.as_bytes()),
+            (None, false, false)
+        );
         let window = format!("</event>\n<!--{}", " ".repeat(64));
         assert_eq!(
             tail_line_marks(&window.as_bytes()[..8], window.as_bytes()),
-            (Some(0), false)
+            (Some(0), false, false)
         );
     }
 

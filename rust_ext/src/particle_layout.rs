@@ -519,6 +519,18 @@ mod tests {
         line
     }
 
+    /// 0 or a magnitude in [1, 9.4), either sign: one digit before the point, and with the
+    /// scales below an exponent the fast path reads exactly.
+    fn mantissa() -> impl Strategy<Value = f64> {
+        (prop_oneof![1 => Just(0.0), 4 => 1.0f64..9.4], any::<bool>()).prop_map(|(m, negative)| {
+            if negative {
+                -m
+            } else {
+                m
+            }
+        })
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig { cases: 3000, ..ProptestConfig::default() })]
 
@@ -529,8 +541,8 @@ mod tests {
         fn layouts_agree_with_the_reference_or_decline(
             first_ints in proptest::array::uniform6(-999i32..10_000),
             ints in proptest::array::uniform6(-999i32..10_000),
-            first_floats in proptest::array::uniform7(-9.4f64..9.4),
-            floats in proptest::array::uniform7(-9.4f64..9.4),
+            first_floats in proptest::array::uniform7(mantissa()),
+            floats in proptest::array::uniform7(mantissa()),
             frac in 0usize..=12, exponent in any::<bool>(), signed in any::<bool>(),
             scale in -6i32..6,
             at in any::<proptest::sample::Index>(),
