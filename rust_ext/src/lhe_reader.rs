@@ -502,7 +502,10 @@ impl LheReader {
         loop {
             let line = self.lines.current();
             if in_comment {
+                // Inside a comment that began on an earlier line: this line is part of it
+                // (and whatever follows its `-->` too).
                 in_comment = comment_state_after(line, true);
+                n = self.next_event_line()?;
                 continue;
             }
             match line.iter().position(|&b| b > b' ') {
@@ -1219,6 +1222,28 @@ mod tests {
             tail_line_marks(&window.as_bytes()[..8], window.as_bytes()),
             (Some(0), false, false)
         );
+    }
+
+    #[test]
+    fn comments_over_several_lines_inside_an_event() {
+        let plain = format!("{HEAD}{EVENT_START}</event>\n</LesHouchesEvents>\n");
+        let (expected, _) = read("plain", &plain);
+        let expected = expected.unwrap();
+        for comment in [
+            "<!-- a\nb -->\n",
+            "<!-- a\nb\nc -->\n",
+            "<!--\n\n-->\n# x\n",
+        ] {
+            // Before the event information line and before a particle line.
+            let before_info = EVENT_START.replacen("\n", &format!("\n{comment}"), 1);
+            let before_particle = format!("{}{comment}{}", &EVENT_START[..32], &EVENT_START[32..]);
+            for start in [before_info, before_particle] {
+                let text = format!("{HEAD}{start}</event>\n</LesHouchesEvents>\n");
+                let (events, skipped) = read("comment", &text);
+                assert!(skipped.is_empty(), "{text}\n{skipped:?}");
+                assert_eq!(events.unwrap(), expected, "{text}");
+            }
+        }
     }
 
     #[test]
