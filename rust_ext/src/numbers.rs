@@ -93,6 +93,65 @@ fn leading_digits(v: u64, n: usize) -> u64 {
 /// Fast path for the fixed layout of MadGraph and other Fortran writers: an optional sign,
 /// one digit, a point, up to 15 fraction digits, then either nothing more or `e`/`E`, the
 /// exponent's sign and two digits (`-0.10775103667E+01`, `+2.7789711e-03`, `-1.`).
+/// How an unsigned float is written in the MadGraph layout `D.F...F[eE][+-]DD`: the number
+/// of fraction digits (at most 13) and whether an exponent follows. Learned from one
+/// number, it reads others written alike without searching for their parts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FixedFloatShape {
+    frac: usize,
+    exponent: bool,
+}
+
+impl FixedFloatShape {
+    /// The shape of `text` (no sign), or `None` if it is not in the MadGraph layout.
+    pub(crate) fn of(text: &[u8]) -> Option<Self> {
+        if text.len() < 2 || !text[0].is_ascii_digit() || text[1] != b'.' {
+            return None;
+        }
+        let frac = text[2..].iter().take_while(|b| b.is_ascii_digit()).count();
+        if frac > 13 {
+            return None;
+        }
+        let exponent = match &text[2 + frac..] {
+            [] => false,
+            [letter, sign, d1, d2]
+                if matches!(letter, b'e' | b'E')
+                    && matches!(sign, b'+' | b'-')
+                    && d1.is_ascii_digit()
+                    && d2.is_ascii_digit() =>
+            {
+                true
+            }
+            _ => return None,
+        };
+        Some(FixedFloatShape { frac, exponent })
+    }
+
+    /// Bytes of a number of this shape.
+    pub(crate) fn len(self) -> usize {
+        2 + self.frac + 4 * usize::from(self.exponent)
+    }
+
+    /// The value of the number of this shape at `window[at..]` (no sign; ended by a byte
+    /// <= b' '), or `None` if the bytes are anything else or the value is not exact this
+    /// way. 24 bytes must be readable from `at`.
+    #[inline(always)]
+    pub(crate) fn read(self, window: &[u8], at: usize) -> Option<f64> {
+        #[cfg(target_arch = "x86_64")]
+        {
+            crate::simd_float::parse_madgraph_known(window, at, self.frac, self.exponent)
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            if !window.get(at).is_some_and(u8::is_ascii_digit) {
+                return None; // no sign here
+            }
+            let (value, end) = parse_fixed_layout(window, at)?;
+            (end == at + self.len()).then_some(value)
+        }
+    }
+}
+
 /// The number at `window[pos..]` in a fixed layout: MadGraph's through SSE2 where there is
 /// SSE2, else (or when that declines) [`parse_fixed_layout`]. Same contract as the latter.
 #[inline(always)]

@@ -14,7 +14,7 @@
 //! where it starts and in every byte (digits, point, exponent, sign).
 
 use crate::event::Particle;
-use crate::numbers::eight_digit_values;
+use crate::numbers::{eight_digit_values, FixedFloatShape};
 
 /// Words of the field-end mask: lines up to `64 * WORDS - 1` bytes have a layout.
 const WORDS: usize = 3;
@@ -42,8 +42,7 @@ struct IntColumn {
 #[derive(Debug, Clone, Copy)]
 struct FloatColumn {
     digit_at: usize,
-    frac: usize,
-    exponent: bool,
+    shape: FixedFloatShape,
 }
 
 /// Where the fields of a particle line of one length are, and how each is written.
@@ -106,28 +105,21 @@ impl ParticleLayout {
             };
             previous_end = end;
         }
-        let mut floats = [FloatColumn {
-            digit_at: 0,
-            frac: 0,
-            exponent: false,
-        }; 7];
-        for (slot, &(start, end)) in floats.iter_mut().zip(&fields[6..]) {
+        let mut floats = Vec::with_capacity(7);
+        for &(start, end) in &fields[6..] {
             let text = &line[start..end];
             let unsigned = match text[0] {
                 b'+' | b'-' => &text[1..],
                 _ => text,
             };
-            let (frac, exponent) = madgraph_shape(unsigned)?;
+            let shape = FixedFloatShape::of(unsigned)?;
             let digit_at = end - unsigned.len();
             if digit_at == 0 {
                 return None; // no room for a sign before it
             }
-            *slot = FloatColumn {
-                digit_at,
-                frac,
-                exponent,
-            };
+            floats.push(FloatColumn { digit_at, shape });
         }
+        let floats: [FloatColumn; 7] = floats.try_into().ok()?;
         let mut window = line.to_vec();
         window.resize(line.len() + 64, b' ');
         Some(ParticleLayout {
@@ -211,30 +203,6 @@ impl ParticleLayouts {
     }
 }
 
-/// `(fraction digits, has exponent)` of `D.F...F[eE][+-]DD` with at most 13 fraction
-/// digits, else `None`.
-fn madgraph_shape(text: &[u8]) -> Option<(usize, bool)> {
-    if text.len() < 2 || !text[0].is_ascii_digit() || text[1] != b'.' {
-        return None;
-    }
-    let frac = text[2..].iter().take_while(|b| b.is_ascii_digit()).count();
-    if frac > 13 {
-        return None;
-    }
-    match &text[2 + frac..] {
-        [] => Some((frac, false)),
-        [letter, sign, d1, d2]
-            if matches!(letter, b'e' | b'E')
-                && matches!(sign, b'+' | b'-')
-                && d1.is_ascii_digit()
-                && d2.is_ascii_digit() =>
-        {
-            Some((frac, true))
-        }
-        _ => None,
-    }
-}
-
 /// The integer of an [`IntColumn`]: blanks, an optional minus, 1 to 7 digits.
 #[inline(always)]
 fn read_int(window: &[u8], column: &IntColumn) -> Option<i32> {
@@ -272,34 +240,15 @@ fn read_float(window: &[u8], column: &FloatColumn) -> Option<f64> {
     let negative = match window[at - 1] {
         b'-' => true,
         b'+' => false,
-        b if b <= b' ' => return magnitude(window, column),
+        b if b <= b' ' => return column.shape.read(window, at),
         _ => return None,
     };
     // The sign starts the field: a blank (or the line's start) before it.
     if at >= 2 && window[at - 2] > b' ' {
         return None;
     }
-    let value = magnitude(window, column)?;
+    let value = column.shape.read(window, at)?;
     Some(if negative { -value } else { value })
-}
-
-#[inline(always)]
-fn magnitude(window: &[u8], column: &FloatColumn) -> Option<f64> {
-    #[cfg(target_arch = "x86_64")]
-    {
-        crate::simd_float::parse_madgraph_known(
-            window,
-            column.digit_at,
-            column.frac,
-            column.exponent,
-        )
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        let (value, end) = crate::numbers::parse_fixed_layout(window, column.digit_at)?;
-        (end == column.digit_at + 2 + column.frac + 4 * usize::from(column.exponent))
-            .then_some(value)
-    }
 }
 
 /// The field-end mask of a line of `len` bytes at the start of `window` (which has at least

@@ -8,7 +8,7 @@
 //! back to [`simple_wgt_line`], and anything that one does not recognise to the general
 //! scanner: the shape only makes the common case cheaper, never changes what is read.
 
-use crate::numbers::{parse_fixed_layout_fast, FieldCursor};
+use crate::numbers::{parse_fixed_layout_fast, FieldCursor, FixedFloatShape};
 
 /// The bytes before a value a shape can hold (`<wgt id='mg_reweight_123'> ` is 27).
 const PREFIX_WORDS: usize = 4;
@@ -77,15 +77,21 @@ pub(crate) fn simple_wgt_line<'a>(line: &'a [u8], window: &'a [u8]) -> Option<Wg
 pub(crate) struct WgtLineShape {
     prefix: Masked<PREFIX_WORDS>,
     suffix: Masked<SUFFIX_WORDS>,
+    /// How the value was written: with a sign or not, and its [`FixedFloatShape`].
+    number: Option<(bool, FixedFloatShape)>,
 }
 
 impl WgtLineShape {
     /// The shape of `line`, whose value [`simple_wgt_line`] found at
     /// `line[value_start..value_end]`; `None` if the text around it is too long to hold.
     pub(crate) fn of(line: &[u8], value_start: usize, value_end: usize) -> Option<Self> {
+        let value = line.get(value_start..value_end)?;
+        let signed = matches!(value.first(), Some(b'+' | b'-'));
+        let number = FixedFloatShape::of(&value[usize::from(signed)..]).map(|f| (signed, f));
         Some(WgtLineShape {
             prefix: Masked::of(line.get(..value_start)?)?,
             suffix: Masked::of(line.get(value_end..)?)?,
+            number,
         })
     }
 
@@ -102,8 +108,22 @@ impl WgtLineShape {
         {
             return None;
         }
-        // The number must end exactly where the suffix begins (the suffix starts with a
-        // blank whenever this can match: the fixed-layout readers stop at one).
+        // A number written as before is read at its known place.
+        if let Some((signed, number)) = self.number {
+            let at = self.prefix.len + usize::from(signed);
+            if at + number.len() == value_end {
+                let negative = match window[self.prefix.len] {
+                    b'-' if signed => true,
+                    b'+' if signed => false,
+                    _ if signed => return None,
+                    _ => false,
+                };
+                let magnitude = number.read(window, at)?;
+                return Some(if negative { -magnitude } else { magnitude });
+            }
+        }
+        // Any other number must end exactly where the suffix begins (the suffix starts
+        // with a blank whenever this can match: the fixed-layout readers stop at one).
         match parse_fixed_layout_fast(window, self.prefix.len)? {
             (value, end) if end == value_end => Some(value),
             _ => None,
@@ -205,6 +225,10 @@ mod tests {
             Some(-150.0)
         );
         assert_eq!(value(&shape, "<wgt id='17'> 7.25 </wgt>"), Some(7.25));
+        assert_eq!(
+            value(&shape, "<wgt id='17'> -0.0000000e+00 </wgt>").map(f64::to_bits),
+            Some((-0.0f64).to_bits())
+        );
         // Anything else is left to the general readers.
         for other in [
             "<wgt id='18'> +2.6432317e-03 </wgt>",
@@ -215,6 +239,10 @@ mod tests {
             "<wgt id='17'> +2.6432317e-03 </wgt",
             "<wgt id='17'> +2.6432317e-03x </wgt>",
             "<wgt id='17'> 1.0D+03 </wgt>",
+            "<wgt id='17'> *2.6432317e-03 </wgt>",
+            "<wgt id='17'> +2.64323170-03 </wgt>",
+            "<wgt id='17'> +2.6432317e-0x </wgt>",
+            "<wgt id='17'> +2.6432317e+99 </wgt>",
             "<wgt id='17'>  </wgt>",
             "<wgt id='17'> </wgt>",
             "<wgt id='17'></wgt>",
