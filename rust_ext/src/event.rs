@@ -23,6 +23,27 @@ pub struct Particle {
     pub spin: f64,
 }
 
+impl Particle {
+    /// The particle of a line's six integer columns (IDUP, ISTUP, MOTHUP, ICOLUP) and
+    /// seven float columns (PUP, VTIMUP, SPINUP), in file order.
+    #[inline(always)]
+    pub fn from_columns(ints: [i32; 6], floats: [f64; 7]) -> Self {
+        Particle {
+            pid: ints[0],
+            status: ints[1],
+            mothers: [ints[2], ints[3]],
+            colors: [ints[4], ints[5]],
+            px: floats[0],
+            py: floats[1],
+            pz: floats[2],
+            e: floats[3],
+            m: floats[4],
+            lifetime: floats[5],
+            spin: floats[6],
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Event {
     /// 0-based index of the event in its file.

@@ -1001,7 +1001,7 @@ fn parse_particle_line_fast(line: &[u8], window: &[u8]) -> Option<Particle> {
     if !fields.at_end() {
         return None;
     }
-    Some(particle_from(ints, floats))
+    Some(Particle::from_columns(ints, floats))
 }
 
 /// [`parse_particle_line`] through the fast paths of [`FieldCursor`].
@@ -1019,25 +1019,7 @@ fn parse_particle_line_cursor(line: &[u8], window: &[u8]) -> Option<Particle> {
     if !cursor.at_end() {
         return None;
     }
-    Some(particle_from(ints, floats))
-}
-
-/// The particle with the six integer and seven float columns of its line.
-#[inline(always)]
-fn particle_from(ints: [i32; 6], floats: [f64; 7]) -> Particle {
-    Particle {
-        pid: ints[0],
-        status: ints[1],
-        mothers: [ints[2], ints[3]],
-        colors: [ints[4], ints[5]],
-        px: floats[0],
-        py: floats[1],
-        pz: floats[2],
-        e: floats[3],
-        m: floats[4],
-        lifetime: floats[5],
-        spin: floats[6],
-    }
+    Some(Particle::from_columns(ints, floats))
 }
 
 #[cold]
@@ -1060,7 +1042,7 @@ fn parse_particle(line: &[u8]) -> std::result::Result<Particle, String> {
             PARTICLE_FIELDS + extra
         ));
     }
-    Ok(particle_from(ints, floats))
+    Ok(Particle::from_columns(ints, floats))
 }
 
 #[cold]

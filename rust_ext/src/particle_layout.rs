@@ -146,19 +146,7 @@ impl ParticleLayout {
         for (slot, column) in floats.iter_mut().zip(&self.floats) {
             *slot = read_float(window, column)?;
         }
-        Some(Particle {
-            pid: ints[0],
-            status: ints[1],
-            mothers: [ints[2], ints[3]],
-            colors: [ints[4], ints[5]],
-            px: floats[0],
-            py: floats[1],
-            pz: floats[2],
-            e: floats[3],
-            m: floats[4],
-            lifetime: floats[5],
-            spin: floats[6],
-        })
+        Some(Particle::from_columns(ints, floats))
     }
 }
 
@@ -327,19 +315,7 @@ mod tests {
         for (slot, text) in floats.iter_mut().zip(&f[6..]) {
             *slot = parse_f64(text)?;
         }
-        Some(Particle {
-            pid: ints[0],
-            status: ints[1],
-            mothers: [ints[2], ints[3]],
-            colors: [ints[4], ints[5]],
-            px: floats[0],
-            py: floats[1],
-            pz: floats[2],
-            e: floats[3],
-            m: floats[4],
-            lifetime: floats[5],
-            spin: floats[6],
-        })
+        Some(Particle::from_columns(ints, floats))
     }
 
     /// Reads `line` through `layout` with the padded window the reader provides.
