@@ -12,7 +12,7 @@ use std::sync::LazyLock;
 use crate::error::{LheError, ParseError, Result};
 use crate::event::{Event, Particle};
 use crate::header::{lossy, parse_init_numbers, scan_declarations, FileHeader};
-use crate::line_source::{byte_mask, open_text, LineSource};
+use crate::line_source::{byte_mask, open_text, LineSource, PaddedLine};
 use crate::numbers::{fields, parse_f64, parse_i64, FastFields, FieldCursor, FieldError};
 use crate::particle_layout::ParticleLayouts;
 use crate::wgt_lines::{simple_wgt_line, WgtLine, WgtLineShape};
@@ -475,19 +475,7 @@ impl LheReader {
     /// `self.lines.current()`); the end of the text here is an unterminated event.
     #[inline(always)]
     fn next_event_line(&mut self) -> std::result::Result<u64, EventFailure> {
-        match self.lines.next_line() {
-            Ok(Some((n, _))) => Ok(n),
-            Ok(None) => fail(
-                self.lines.line_no(),
-                Resync::AtEof,
-                "unterminated event: the file ends inside it",
-            ),
-            Err(e) => fail(
-                self.lines.line_no() + 1,
-                Resync::AtEof,
-                format!("cannot read further (truncated or corrupt file?): {e}"),
-            ),
-        }
+        Ok(event_line(&mut self.lines)?.0)
     }
 
     /// Like [`Self::next_event_line`], skipping blank lines, `#` lines and XML comments.
@@ -601,10 +589,9 @@ impl LheReader {
 
     fn parse_particles_and_tail(&mut self, nup: i64) -> std::result::Result<(), EventFailure> {
         for k in 0..nup {
-            let n = self.next_event_line()?;
+            let (n, line, window) = event_line(&mut self.lines)?;
             // A line that parses as a particle is neither blank nor a `#` line nor a
             // comment, and no comment is open before it: take it without those checks.
-            let (line, window) = self.lines.current_padded();
             if let Some(particle) = self.particle_layouts.read(line, window) {
                 self.event.particles.push(particle);
                 continue;
@@ -645,8 +632,7 @@ impl LheReader {
         let mut tail_has_weight_tag = false;
         let mut expected_slot = 0usize;
         loop {
-            let n = self.next_event_line()?;
-            let (line, window) = self.lines.current_padded();
+            let (n, line, window) = event_line(&mut self.lines)?;
             // MadGraph's one-weight lines take a fast path; any line it does not recognise
             // (and every line after an XML comment opens) goes to the general tag scanner.
             if !tail_has_comment {
@@ -827,6 +813,28 @@ impl LheReader {
             }
         }
         Ok(())
+    }
+}
+
+/// The next line inside an event: its number, the line and its padded window (see
+/// [`LineSource::next_line_padded`]); the end of the text here is an unterminated event.
+/// A function of the line source alone, so that the line may be held while other parts
+/// of the reader change.
+#[inline(always)]
+fn event_line(lines: &mut LineSource) -> std::result::Result<PaddedLine<'_>, EventFailure> {
+    let line_no = lines.line_no();
+    match lines.next_line_padded() {
+        Ok(Some(next)) => Ok(next),
+        Ok(None) => fail(
+            line_no,
+            Resync::AtEof,
+            "unterminated event: the file ends inside it",
+        ),
+        Err(e) => fail(
+            line_no + 1,
+            Resync::AtEof,
+            format!("cannot read further (truncated or corrupt file?): {e}"),
+        ),
     }
 }
 

@@ -125,6 +125,10 @@ impl Read for ThreadedGzReader {
     }
 }
 
+/// A line with its 1-based number and its padded window (see
+/// [`LineSource::current_padded`]).
+pub type PaddedLine<'a> = (u64, &'a [u8], &'a [u8]);
+
 /// Yields the lines of a byte stream without their `\n` / `\r\n` terminators.
 pub struct LineSource {
     reader: Box<dyn Read + Send>,
@@ -189,6 +193,13 @@ impl LineSource {
     /// The next line with its 1-based number, or `None` at the end of the text.
     #[inline(always)]
     pub fn next_line(&mut self) -> io::Result<Option<(u64, &[u8])>> {
+        Ok(self.next_line_padded()?.map(|(n, line, _)| (n, line)))
+    }
+
+    /// [`LineSource::next_line`] with the line's window, as [`LineSource::current_padded`]
+    /// gives it: the hot loops get both without a second look at the buffer.
+    #[inline(always)]
+    pub fn next_line_padded(&mut self) -> io::Result<Option<PaddedLine<'_>>> {
         loop {
             if self.block_mask != 0 {
                 let (line_start, line_end) = self.take_newline();
@@ -220,7 +231,7 @@ impl LineSource {
     }
 
     #[inline(never)]
-    fn next_line_refill(&mut self) -> io::Result<Option<(u64, &[u8])>> {
+    fn next_line_refill(&mut self) -> io::Result<Option<PaddedLine<'_>>> {
         loop {
             if self.block_mask != 0 {
                 let (line_start, line_end) = self.take_newline();
@@ -248,10 +259,12 @@ impl LineSource {
     }
 
     #[inline(always)]
-    fn emit(&mut self, line_start: usize, line_end: usize) -> (u64, &[u8]) {
+    fn emit(&mut self, line_start: usize, line_end: usize) -> PaddedLine<'_> {
         self.line_no += 1;
         self.last = (line_start, line_end);
-        (self.line_no, strip_cr(&self.buf[line_start..line_end]))
+        let window = &self.buf[line_start..line_end + LINE_PADDING];
+        let line = strip_cr(&window[..line_end - line_start]);
+        (self.line_no, line, window)
     }
 
     /// Moves the unread tail to the front and reads more, growing only for very long lines.
