@@ -1,8 +1,9 @@
 //! The reader on the real LHE files of `../shared/testdata`, and random mutations of them.
 //!
 //! Exact agreement with an independent reader (pylhe) is checked in the Python suite;
-//! here: every real file reads to the end, events are counted as the file says, and no
-//! mutation of a real file makes the reader panic.
+//! here: every real file reads to the end, events are counted as the file says, no
+//! mutation of a real file makes the reader panic, and blank lines, `#` lines and comments
+//! put between the lines of real events change nothing.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -202,5 +203,84 @@ proptest! {
                 Err(LheError::Io { .. }) => {}
             }
         }
+    }
+}
+
+/// The first `n` events of the real MadGraph 5 file with 145 `<wgt>` per event, as text.
+fn madgraph_events(n: usize) -> String {
+    let path = shared_testdata().join("lhe/pylhe-testfile-madgraph5-3.5.8-pp_to_jj.lhe.gz");
+    let mut text = String::new();
+    std::io::Read::read_to_string(
+        &mut flate2::read::MultiGzDecoder::new(std::fs::File::open(path).unwrap()),
+        &mut text,
+    )
+    .unwrap();
+    let mut end = 0;
+    for _ in 0..n {
+        end += text[end..].find("</event>").unwrap() + "</event>\n".len();
+    }
+    format!("{}</LesHouchesEvents>\n", &text[..end])
+}
+
+fn events_of(name: &str, text: &str) -> Vec<vbsad_lhe::event::Event> {
+    let dir = std::env::temp_dir().join(format!("vbsad-inserts-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    let mut reader = LheReader::open(&path, OnError::Fail).unwrap();
+    let mut events = Vec::new();
+    while let Some(event) = reader
+        .next_event()
+        .unwrap_or_else(|e| panic!("{e}\n{text}"))
+    {
+        events.push(event.clone());
+    }
+    events
+}
+
+/// What may stand between the lines of an event without changing it.
+const FILLERS: [&str; 8] = [
+    "",
+    "   ",
+    "\t",
+    "# a comment line",
+    "<!-- a comment -->",
+    "<!-- a comment\nover two lines -->",
+    "<!--\na comment\nover four lines\n-->",
+    "  <!-- a --> <!-- b -->  ",
+];
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// Blank lines, `#` lines and XML comments (one or several lines) before the event
+    /// information line, between particle lines and before the weights change nothing:
+    /// the events read are those of the file without them.
+    #[test]
+    fn blank_lines_and_comments_inside_events_change_nothing(
+        inserts in proptest::collection::vec((0usize..40, any::<proptest::sample::Index>(), 0usize..FILLERS.len()), 1..6)
+    ) {
+        let text = madgraph_events(40);
+        let expected = events_of("plain.lhe", &text);
+        prop_assert_eq!(expected.len(), 40);
+        let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+        let starts: Vec<usize> = lines.iter().enumerate()
+            .filter(|(_, l)| l.starts_with("<event"))
+            .map(|(i, _)| i)
+            .collect();
+        // Where each insert goes: before the information line (after `<event>`), before a
+        // particle line, or before the first line after the particles.
+        let mut at: Vec<(usize, &str)> = inserts.iter().map(|&(event, place, filler)| {
+            let start = starts[event];
+            let nup: usize = lines[start + 1].split_whitespace().next().unwrap().parse().unwrap();
+            (start + 1 + place.index(nup + 2), FILLERS[filler])
+        }).collect();
+        at.sort_by_key(|a| std::cmp::Reverse(a.0));
+        for (line, filler) in &at {
+            lines.insert(*line, (*filler).to_owned());
+        }
+        let changed = lines.join("\n") + "\n";
+        let events = events_of("filled.lhe", &changed);
+        prop_assert!(events == expected, "{:?}", at);
     }
 }
