@@ -14,7 +14,7 @@
 //! where it starts and in every byte (digits, point, exponent, sign).
 
 use crate::event::Particle;
-use crate::numbers::{eight_digit_values, FixedFloatShape};
+use crate::numbers::{eight_digit_values, fields, FixedFloatShape};
 
 /// Words of the field-end mask: lines up to `64 * WORDS - 1` bytes have a layout.
 const WORDS: usize = 3;
@@ -32,10 +32,8 @@ const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
 struct IntColumn {
     end: usize,
     /// High bit of each of those 8 bytes that belongs to the column (after the field
-    /// before it).
+    /// before it); the lowest, the column's first byte there, must be a blank.
     column: u64,
-    /// High bit of the column's first byte there, which must be a blank.
-    lead: u64,
 }
 
 /// A float column `[+-]D.F...F[eE][+-]DD` whose leading digit is at `digit_at`.
@@ -63,27 +61,17 @@ impl ParticleLayout {
         if line.len() > MAX_LINE {
             return None;
         }
-        let mut fields = Vec::with_capacity(13);
-        let mut i = 0;
-        while i < line.len() {
-            if line[i] > b' ' {
-                let start = i;
-                while i < line.len() && line[i] > b' ' {
-                    i += 1;
-                }
-                fields.push((start, i));
-            } else {
-                i += 1;
-            }
-        }
+        // Each field as `start..end` in the line (a field is a subslice of it).
+        let fields: Vec<(usize, usize)> = fields(line)
+            .map(|field| {
+                let start = field.as_ptr() as usize - line.as_ptr() as usize;
+                (start, start + field.len())
+            })
+            .collect();
         if fields.len() != 13 {
             return None;
         }
-        let mut ints = [IntColumn {
-            end: 0,
-            column: 0,
-            lead: 0,
-        }; 6];
+        let mut ints = [IntColumn { end: 0, column: 0 }; 6];
         let mut previous_end = 0;
         for (slot, &(start, end)) in ints.iter_mut().zip(&fields[..6]) {
             let text = &line[start..end];
@@ -97,11 +85,9 @@ impl ParticleLayout {
                 return None;
             }
             let first = previous_end.max(window_start) - window_start; // 0..8
-            let column = HIGH_BITS << (8 * first);
             *slot = IntColumn {
                 end,
-                column,
-                lead: 0x80 << (8 * first),
+                column: HIGH_BITS << (8 * first),
             };
             previous_end = end;
         }
@@ -204,7 +190,8 @@ fn read_int(window: &[u8], column: &IntColumn) -> Option<i32> {
     let digits = at_least_0 & !above_9 & !v & column.column;
     // The last byte is a digit, the column's first a blank; a non-digit may only be a
     // minus that starts the field (the field is one run of text: the field ends match).
-    if digits >> 63 == 0 || text & column.lead != 0 {
+    let lead = column.column & column.column.wrapping_neg();
+    if digits >> 63 == 0 || text & lead != 0 {
         return None;
     }
     let other = text ^ digits;
@@ -297,7 +284,7 @@ fn text_mask(block: &[u8; 64]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::numbers::{fields, parse_f64, parse_i32};
+    use crate::numbers::{parse_f64, parse_i32};
     use proptest::prelude::*;
 
     /// The particle of a line by splitting it and parsing each field on its own: the
