@@ -7,7 +7,9 @@ VBSAD_SHARED_DIR to use another location.
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -32,6 +34,25 @@ SSWW_DIR = SHARED_DIR / "testdata" / "ssww"
 
 N_LHE_FILES = 18
 N_SSWW_FILES = 3
+
+
+def run_vbsad(
+    *args: object,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 600,
+) -> subprocess.CompletedProcess[str]:
+    """The `vbsad` command line in a fresh Python process, its output captured; a hang
+    fails the calling test after `timeout` seconds instead of the suite."""
+    return subprocess.run(
+        [sys.executable, "-m", "vbsad_batch", *(str(a) for a in args)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def _list(directory: Path) -> list[Path]:

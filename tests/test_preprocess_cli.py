@@ -23,7 +23,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import ALL_FILES, SSWW_DIR, SSWW_FILES
+from conftest import ALL_FILES, SSWW_DIR, SSWW_FILES, run_vbsad
 
 import vbsad_batch
 from vbsad_batch import LheParseError, lhe_info, read_lhe
@@ -38,16 +38,6 @@ pytestmark = pytest.mark.skipif(not SSWW_FILES, reason="shared test data not fou
 
 
 # --- helpers -------------------------------------------------------------------------------
-
-
-def run_vbsad(*args: object, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "vbsad_batch", *(str(a) for a in args)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
 
 
 def sha256(path: Path) -> str:

@@ -8,12 +8,11 @@ import math
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import SSWW_DIR
+from conftest import SSWW_DIR, run_vbsad
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 STAGES = (
@@ -32,15 +31,7 @@ EASY_OPERATOR = "cqq3"
 
 def _vbsad(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONHASHSEED": "0"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "vbsad_batch", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=900,
-        check=False,
-    )
+    proc = run_vbsad(*args, cwd=cwd, env=env, timeout=900)
     assert proc.returncode == 0, f"vbsad {' '.join(args)} failed:\n{proc.stderr[-4000:]}"
     return proc
 
@@ -122,13 +113,7 @@ def test_second_run_skips_every_stage(
 
 
 def test_run_with_a_config_rejects_output(tmp_path: Path) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "vbsad_batch", "run", str(EXAMPLES / "ssww_real.toml"), "-o", "x"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    proc = run_vbsad("run", EXAMPLES / "ssww_real.toml", "-o", "x", cwd=tmp_path)
     assert proc.returncode == 2
     assert "--output is for the demo" in proc.stderr
 

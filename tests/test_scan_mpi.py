@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from conftest import run_vbsad
 from test_scan_cli import SMALL_SCAN, write_config, write_synthetic_scores
 
 from vbsad_batch.distributed import RankFailure, SingleProcess, map_work, run_on_root, world
@@ -49,16 +50,6 @@ def run_mpi(ranks: int, *args: str, cwd: Path | None = None) -> subprocess.Compl
         timeout=TIMEOUT_S,
         check=False,
         cwd=cwd,
-    )
-
-
-def run_vbsad(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "vbsad_batch", *args],
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT_S,
-        check=False,
     )
 
 
@@ -124,7 +115,7 @@ def test_one_and_two_ranks_write_identical_outputs(tmp_path: Path) -> None:
     write_synthetic_scores(tmp_path / "out", mix=[("cW", "cHW")])
     scan_dir = tmp_path / "out" / "scan"
 
-    single = run_vbsad("scan", str(config))
+    single = run_vbsad("scan", config, timeout=TIMEOUT_S)
     assert single.returncode == 0, single.stderr
     assert "on 1 rank(s)" in single.stdout
     one = {p.name: p.read_bytes() for p in sorted(scan_dir.iterdir())}
@@ -240,14 +231,7 @@ def test_a_launcher_mpi4py_cannot_see_is_an_error(synthetic_config: Path) -> Non
     """A launcher's environment (PMI_SIZE=2) but a world of one rank (here: no launcher at all,
     as with an mpi4py built for another MPI): an error, not N ranks each redoing the run."""
     env = {**os.environ, "PMI_SIZE": "2"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "vbsad_batch", "scan", str(synthetic_config)],
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT_S,
-        check=False,
-        env=env,
-    )
+    proc = run_vbsad("scan", synthetic_config, env=env, timeout=TIMEOUT_S)
     assert proc.returncode == 1
     assert "the MPI launcher started 2 ranks but MPI sees a world of 1" in proc.stderr
     assert not (synthetic_config.parent / "out" / "scan").exists()
