@@ -46,9 +46,9 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import vbsad_batch  # noqa: E402
-from vbsad_batch.atomic_write import atomic_path  # noqa: E402
-from vbsad_batch.demo import DEFAULT_OPERATORS, write_demo_lhe  # noqa: E402
+from vbsad_batch.demo.lhe_writer import DEFAULT_OPERATORS, write_demo_lhe  # noqa: E402
 from vbsad_batch.ingest import OBSERVABLE_COLUMNS  # noqa: E402
+from vbsad_batch.runtime.atomic_write import atomic_path  # noqa: E402
 
 SHARED_DIR = Path(
     os.environ.get("VBSAD_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared")

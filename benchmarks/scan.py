@@ -1,4 +1,5 @@
-"""Benchmark: the exact threshold scan of vbsad_batch.scan versus the reference paper's method.
+"""Benchmark: the exact threshold scan of vbsad_batch.scan.statistics versus the reference
+paper's method.
 
 A seeded synthetic reweighted sample (numpy) of N events is made once: an anomaly score per
 event (float32 values, so there are ties, as from a model), the SM yield (events at 350 fb^-1,
@@ -31,7 +32,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from vbsad_batch.scan import Admissibility, ScoreSample, scan_thresholds, solve_proxy
+from vbsad_batch.scan.statistics import Admissibility, ScoreSample, scan_thresholds, solve_proxy
 
 OPERATORS = ("cW", "cHW", "cHq1", "cqq1", "cqq11", "cqq3", "cqq31")
 SM_TOTAL_YIELD = 2.64e-3 * 350_000.0  # pb x pb^-1

@@ -53,8 +53,9 @@ class OperatorLimit:
 
 def write_model_directory(model: Any, preprocessing: Any, directory: Path) -> Path:
     """Save `model` and its `Preprocessing` as a model directory that `score_datasets` reads."""
-    from vbsad_batch.atomic_write import write_text_atomic  # noqa: PLC0415
-    from vbsad_batch.model import PREPROCESSING_FILE_NAME, save_model  # noqa: PLC0415
+    from vbsad_batch.models.networks import save_model  # noqa: PLC0415
+    from vbsad_batch.models.preprocessing import PREPROCESSING_FILE_NAME  # noqa: PLC0415
+    from vbsad_batch.runtime.atomic_write import write_text_atomic  # noqa: PLC0415
 
     save_model(model, directory)
     write_text_atomic(directory / PREPROCESSING_FILE_NAME, preprocessing.to_json())
@@ -71,8 +72,8 @@ def compare_sensitivity(
         the proxy limit of the first score column of the model's kind (`[scan] vae_scores`,
         `vae_nn_scores`).
     """
-    from vbsad_batch.scan_report import run_scan  # noqa: PLC0415
-    from vbsad_batch.scoring import score_datasets  # noqa: PLC0415
+    from vbsad_batch.models.scoring import score_datasets  # noqa: PLC0415
+    from vbsad_batch.scan.driver import run_scan  # noqa: PLC0415
 
     for directory in model_dirs:
         score_datasets(config, directory, force=True)
@@ -101,7 +102,7 @@ def _sample(path: Path, column: str) -> Any:
     """A `ScoreSample` of one score file, events identified by (input file SHA-256, event)."""
     import polars as pl  # noqa: PLC0415
 
-    from vbsad_batch.scan import ScoreSample  # noqa: PLC0415
+    from vbsad_batch.scan.statistics import ScoreSample  # noqa: PLC0415
 
     frame = pl.read_parquet(path, columns=["input_sha256", "event", "yield", column])
     ids = (frame["input_sha256"] + ":" + frame["event"].cast(pl.String)).to_numpy()
@@ -119,8 +120,8 @@ def paired_ratio(
     the ratio ours / reference of the smallest |c| (proxy) per replica, both models on the same
     replica: (mean, standard deviation, fraction of replicas with ratio <= 1). NaN when no
     replica reached a limit with both."""
-    from vbsad_batch.scan import Admissibility, bootstrap_limits  # noqa: PLC0415
-    from vbsad_batch.scoring import scores_directory  # noqa: PLC0415
+    from vbsad_batch.models.scoring import scores_directory  # noqa: PLC0415
+    from vbsad_batch.scan.statistics import Admissibility, bootstrap_limits  # noqa: PLC0415
 
     settings = config.scan
     admissible = Admissibility(

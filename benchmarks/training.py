@@ -70,8 +70,8 @@ k = 1.0
 
 def make_config(directory: Path, n_events: int) -> Any:
     from vbsad_batch.config import load_config  # noqa: PLC0415
-    from vbsad_batch.datasets import build_datasets  # noqa: PLC0415
-    from vbsad_batch.demo import DEFAULT_OPERATORS, generate_demo  # noqa: PLC0415
+    from vbsad_batch.demo.lhe_writer import DEFAULT_OPERATORS, generate_demo  # noqa: PLC0415
+    from vbsad_batch.weighting.datasets import build_datasets  # noqa: PLC0415
 
     generate_demo(directory / "demo", n_events=n_events, seed=1, eft_samples=False)
     path = directory / "bench.toml"
@@ -96,7 +96,7 @@ def first_time_below(times: list[float], losses: list[float], target: float) -> 
 def run_project(
     config: Any, batch_size: int, learning_rate: float, epochs: int, kind: str = "vae"
 ) -> dict[str, Any]:
-    from vbsad_batch.training import train  # noqa: PLC0415
+    from vbsad_batch.models.training import train  # noqa: PLC0415
 
     training = dataclasses.replace(
         config.training,
@@ -161,12 +161,8 @@ def run_keras_fit(config: Any, epochs: int, kind: str = "vae") -> dict[str, Any]
     import polars as pl  # noqa: PLC0415
     import tensorflow as tf  # noqa: PLC0415
 
-    from vbsad_batch.model import (  # noqa: PLC0415
-        Preprocessing,
-        build_model,
-        vae_loss,
-        vae_nn_loss,
-    )
+    from vbsad_batch.models.networks import build_model, vae_loss, vae_nn_loss  # noqa: PLC0415
+    from vbsad_batch.models.preprocessing import Preprocessing  # noqa: PLC0415
 
     datasets = config.output_dir / "datasets"
     sm_train = pl.read_parquet(datasets / "sm_train.parquet")

@@ -1,4 +1,5 @@
-"""Benchmark: EFT yields for 7 operators, vbsad_batch.weighting (polars, lazy, streaming) versus
+"""Benchmark: EFT yields for 7 operators, vbsad_batch.weighting.yields (polars, lazy, streaming)
+versus
 the same computation written the obvious way in pandas.
 
 A seeded synthetic reweighted sample (numpy; no LHE parsing) is written once to a Parquet file:
@@ -86,8 +87,8 @@ def run_polars(path: Path) -> dict[str, Any]:
     import polars as pl  # noqa: PLC0415
 
     from vbsad_batch.config import selection_expr  # noqa: PLC0415
-    from vbsad_batch.samples import FileNormalisation  # noqa: PLC0415
-    from vbsad_batch.weighting import (  # noqa: PLC0415
+    from vbsad_batch.ingest.normalisation import FileNormalisation  # noqa: PLC0415
+    from vbsad_batch.weighting.yields import (  # noqa: PLC0415
         component_yields,
         derive_from_reweighting,
         event_yields,
@@ -135,7 +136,7 @@ def run_pandas(path: Path) -> dict[str, Any]:
 def run_baseline() -> dict[str, Any]:
     import polars  # noqa: F401, PLC0415
 
-    import vbsad_batch.weighting  # noqa: F401, PLC0415
+    import vbsad_batch.weighting.yields  # noqa: F401, PLC0415
 
     return {"peak_mib": peak_rss_mib()}
 
@@ -197,7 +198,7 @@ def main() -> int:
         f"selection; SM after selection {polars_result['yields']['sm'][1]:.6g} events at "
         f"{LUMI_FB:g} fb^-1)"
     )
-    print(f"polars (vbsad_batch.weighting): {polars_result['seconds']:.2f} s")
+    print(f"polars (vbsad_batch.weighting.yields): {polars_result['seconds']:.2f} s")
     print(f"pandas (obvious):               {pandas_result['seconds']:.2f} s")
     ratio = pandas_result["seconds"] / polars_result["seconds"]
     print(f"ratio pandas / polars:          {ratio:.2f}x")

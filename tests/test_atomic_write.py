@@ -11,15 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from vbsad_batch.atomic_write import (
+from vbsad_batch.errors import LheParseError
+from vbsad_batch.runtime.atomic_write import (
     atomic_open,
     atomic_path,
     is_temp_file,
     remove_stale_temp_files,
     write_text_atomic,
 )
-from vbsad_batch.errors import LheParseError
-from vbsad_batch.provenance import (
+from vbsad_batch.runtime.provenance import (
     fingerprint_file,
     read_manifest,
     sha256_file,

@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 from conftest import SSWW_DIR
 
-import vbsad_batch.config as config_module
+import vbsad_batch.config.schema as config_module
 from vbsad_batch.config import (
     DEFAULT_FEATURES,
     DEFAULT_SELECTION,
@@ -24,7 +24,7 @@ from vbsad_batch.config import (
     selection_columns,
     selection_expr,
 )
-from vbsad_batch.demo import DEFAULT_OPERATORS, generate_demo
+from vbsad_batch.demo.lhe_writer import DEFAULT_OPERATORS, generate_demo
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 PAPER_OPERATORS = ("cW", "cHW", "cHq1", "cqq1", "cqq11", "cqq3", "cqq31")

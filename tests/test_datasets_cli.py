@@ -22,7 +22,7 @@ from lhe_reference import observables, read_reference
 
 from vbsad_batch.cli import main
 from vbsad_batch.config import load_config
-from vbsad_batch.weighting import yields_table
+from vbsad_batch.weighting.yields import yields_table
 
 LUMI_FB = 350.0
 SAMPLES = {  # name -> (component, operator, file)

@@ -1,4 +1,4 @@
-"""Tests of the embedded toy demo data writer (vbsad_batch.demo)."""
+"""Tests of the embedded toy demo data writer (vbsad_batch.demo.lhe_writer)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import numpy as np
 import pylhe
 import pytest
 
-from vbsad_batch import demo
-from vbsad_batch.demo import (
+import vbsad_batch.demo.lhe_writer as demo
+from vbsad_batch.demo.lhe_writer import (
     DEFAULT_OPERATORS,
     demo_weight_ids,
     generate_demo,

@@ -1,4 +1,5 @@
-"""The physics content of the embedded demo (vbsad_batch.demo, vbsad_batch.demo_eft).
+"""The physics content of the embedded demo (vbsad_batch.demo.lhe_writer,
+vbsad_batch.demo.eft_response).
 
 The demo is a toy, but a faithful one: its separately generated LIN and QUAD samples must be
 the distributions that the SM sample's reweighting weights describe, LIN weights must be
@@ -17,16 +18,8 @@ import pylhe
 import pytest
 from scipy import stats
 
-from vbsad_batch.demo import (
-    DEFAULT_OPERATORS,
-    DemoSettings,
-    component_cross_section,
-    demo_config_toml,
-    generate_demo,
-    sample_name,
-    write_demo_lhe,
-)
-from vbsad_batch.demo_eft import (
+from vbsad_batch.demo.demo_config import DemoSettings, demo_config_toml
+from vbsad_batch.demo.eft_response import (
     TOY_EFT_RESPONSE,
     lepton_decay_cosines,
     sm_suppression,
@@ -35,6 +28,13 @@ from vbsad_batch.demo_eft import (
     toy_lin_bound,
     toy_quad_bound,
 )
+from vbsad_batch.demo.lhe_writer import (
+    DEFAULT_OPERATORS,
+    generate_demo,
+    sample_name,
+    write_demo_lhe,
+)
+from vbsad_batch.demo.toy_events import component_cross_section
 
 N_SM = 12_000
 N_EFT = 3_000

@@ -17,7 +17,7 @@ from conftest import SSWW_DIR, SSWW_FILES
 
 import vbsad_batch
 from vbsad_batch import LheInfo, LheParseError, lhe_info, read_lhe, read_lhe_particles
-from vbsad_batch.demo import write_demo_lhe
+from vbsad_batch.demo.lhe_writer import write_demo_lhe
 from vbsad_batch.ingest import OBSERVABLE_COLUMNS
 
 SM = SSWW_DIR / "ssww_SM.lhe.gz"

@@ -19,8 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 from conftest import LHE_DIR, SSWW_DIR
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 from lhe_reference import OBSERVABLE_NAMES
 
 import vbsad_batch

@@ -7,7 +7,7 @@ factors (so a VAE with latent size 3 can learn them): energy-like features log-n
 energies) and the jets more central: a partly overlapping, shifted component, as in VBS EFT.
 
 The training loop is written here (a `tf.function` step with Adam over shuffled numpy batches),
-independent of `vbsad_batch.training`.
+independent of `vbsad_batch.models.training`.
 
 Margins were chosen from seeds 0-4 (data and model seeds varied together); the values seen are
 quoted next to each assertion.
@@ -28,7 +28,6 @@ import polars as pl
 import pytest
 import tensorflow as tf
 
-from vbsad_batch import scoring
 from vbsad_batch.config import (
     DEFAULT_FEATURES,
     ENERGY_LIKE,
@@ -36,12 +35,10 @@ from vbsad_batch.config import (
     TrainingConfig,
     load_config,
 )
-from vbsad_batch.datasets import build_datasets
-from vbsad_batch.demo import generate_demo
-from vbsad_batch.model import (
+from vbsad_batch.demo.lhe_writer import generate_demo
+from vbsad_batch.models import scoring
+from vbsad_batch.models.networks import (
     MODEL_FILE_NAME,
-    PREPROCESSING_FILE_NAME,
-    Preprocessing,
     VariationalAutoencoder,
     build_model,
     classifier_score,
@@ -52,8 +49,10 @@ from vbsad_batch.model import (
     vae_loss,
     vae_nn_loss,
 )
-from vbsad_batch.progress import ProgressEvent
-from vbsad_batch.scoring import score_datasets
+from vbsad_batch.models.preprocessing import PREPROCESSING_FILE_NAME, Preprocessing
+from vbsad_batch.models.scoring import score_datasets
+from vbsad_batch.runtime.progress import ProgressEvent
+from vbsad_batch.weighting.datasets import build_datasets
 
 FEATURES = DEFAULT_FEATURES
 N_TRAIN = 4000

@@ -2,7 +2,7 @@
 runs, malformed input, a killed run), `inspect`, the help texts and the import weight.
 
 The command runs both as a subprocess (`python -m vbsad_batch`, as users and Slurm jobs run it)
-and in-process through `vbsad_batch.cli.main`.
+and in-process through `vbsad_batch.cli`.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from conftest import ALL_FILES, SSWW_DIR, SSWW_FILES, run_vbsad
 import vbsad_batch
 from vbsad_batch import LheParseError, lhe_info, read_lhe
 from vbsad_batch.cli import main
-from vbsad_batch.preprocess import plan_shard_names, preprocess, shard_manifest_path
-from vbsad_batch.progress import LogProgressReporter, ProgressEvent
+from vbsad_batch.ingest.shards import plan_shard_names, preprocess, shard_manifest_path
+from vbsad_batch.runtime.progress import LogProgressReporter, ProgressEvent
 
 SM = SSWW_DIR / "ssww_SM.lhe.gz"
 LIN = SSWW_DIR / "ssww_cW_LIN.lhe.gz"
@@ -280,7 +280,7 @@ def test_progress_is_reported_as_data(tmp_path: Path, caplog: pytest.LogCaptureF
     assert finished[str(SM)].rows == lhe_info(SM).n_rows
     assert all(e.total_items == len(SSWW_FILES) for e in events)
 
-    with caplog.at_level("INFO", logger="vbsad_batch.progress"):
+    with caplog.at_level("INFO", logger="vbsad_batch.runtime.progress"):
         preprocess(SSWW_FILES, tmp_path / "out", progress=LogProgressReporter())
     assert sum("skipped" in m for m in caplog.messages) == len(SSWW_FILES)
 

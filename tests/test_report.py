@@ -20,15 +20,16 @@ import numpy as np
 import pytest
 
 from vbsad_batch.config import AnalysisConfig, load_config
-from vbsad_batch.datasets import build_datasets
-from vbsad_batch.demo import generate_demo
-from vbsad_batch.distributed import SingleProcess
-from vbsad_batch.progress import ProgressEvent
-from vbsad_batch.provenance import read_manifest, sha256_file
-from vbsad_batch.report import ReportResult, write_report
-from vbsad_batch.scan_report import run_scan
-from vbsad_batch.scoring import score_datasets
-from vbsad_batch.training import model_directory, train
+from vbsad_batch.demo.lhe_writer import generate_demo
+from vbsad_batch.models.paths import model_directory
+from vbsad_batch.models.scoring import score_datasets
+from vbsad_batch.models.training import train
+from vbsad_batch.report.writer import ReportResult, write_report
+from vbsad_batch.runtime.mpi import SingleProcess
+from vbsad_batch.runtime.progress import ProgressEvent
+from vbsad_batch.runtime.provenance import read_manifest, sha256_file
+from vbsad_batch.scan.driver import run_scan
+from vbsad_batch.weighting.datasets import build_datasets
 
 pytestmark = pytest.mark.slow
 

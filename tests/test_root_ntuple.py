@@ -16,15 +16,10 @@ import uproot
 from conftest import SSWW_DIR
 
 from vbsad_batch.ingest import OBSERVABLE_COLUMNS
-from vbsad_batch.preprocess import preprocess
-from vbsad_batch.root_ntuple import (
-    REQUIRED_BRANCHES,
-    NtupleError,
-    export_shards,
-    read_ntuple,
-    write_ntuple,
-)
-from vbsad_batch.samples import event_table
+from vbsad_batch.ingest.root_export import export_shards
+from vbsad_batch.ingest.root_ntuple import REQUIRED_BRANCHES, NtupleError, read_ntuple, write_ntuple
+from vbsad_batch.ingest.samples import event_table
+from vbsad_batch.ingest.shards import preprocess
 
 SM_BANNER_XSEC_PB = 0.002640032203213209  # "Integrated weight (pb)" of ssww_SM.lhe.gz
 LEPTON_COLUMNS = ("ptl1", "ptl2", "etal1", "etal2", "phil1", "phil2")
@@ -136,7 +131,7 @@ def test_mixed_lepton_order_is_fixed_per_event(
     mask = pl.Series([i % 3 == 0 for i in range(sm_table.height)])
     mixed = _swap_leptons(sm_table, mask)
     path = write_ntuple(mixed, tmp_path / "ntuple_m.root", sample="m", xsec_pb=1.0, sumw=1.0)
-    with caplog.at_level("WARNING", logger="vbsad_batch.root_ntuple"):
+    with caplog.at_level("WARNING", logger="vbsad_batch.ingest.root_ntuple"):
         events, _, _, warnings = read_ntuple(path)
     (message,) = warnings
     assert f"{int(mask.sum())} of {sm_table.height} events have ptl1 < ptl2" in message

@@ -19,10 +19,11 @@ import pylhe
 import pytest
 from conftest import SSWW_DIR
 
-from vbsad_batch.demo import generate_demo
+from vbsad_batch.demo.lhe_writer import generate_demo
 from vbsad_batch.ingest import OBSERVABLE_COLUMNS
-from vbsad_batch.preprocess import preprocess
-from vbsad_batch.samples import FileNormalisation, event_table, lhe_shard_dir
+from vbsad_batch.ingest.normalisation import FileNormalisation
+from vbsad_batch.ingest.samples import event_table, lhe_shard_dir
+from vbsad_batch.ingest.shards import preprocess
 
 # file -> (banner "Integrated weight (pb)" as in README.md, <init> XSECUP (pb))
 REAL = {
@@ -76,7 +77,7 @@ def test_real_samples_normalisation(
 
 
 def test_xsecup_disagreement_is_logged(work_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level("WARNING", logger="vbsad_batch.samples"):
+    with caplog.at_level("WARNING", logger="vbsad_batch.ingest.normalisation"):
         _, norm = event_table(SSWW_DIR / "ssww_SM.lhe.gz", work_dir=work_dir)
     assert [r.levelname for r in caplog.records] == ["WARNING"]
     assert caplog.records[0].getMessage() == norm.warnings[0]
@@ -149,7 +150,7 @@ def test_banner_disagreeing_with_mean_weight_warns(
             "#  Number of Events        :       2000": "#  Number of Events        :       200",
         },
     )
-    with caplog.at_level("WARNING", logger="vbsad_batch.samples"):
+    with caplog.at_level("WARNING", logger="vbsad_batch.ingest.normalisation"):
         _, norm = event_table(path, work_dir=tmp_path / "work")
     assert norm.xsec_source == "mg_banner"
     assert norm.xsec_pb == 0.002

@@ -1,4 +1,4 @@
-"""Sensitivity scans (vbsad_batch.scan): hand-computed toys and brute-force cross-checks.
+"""Sensitivity scans (vbsad_batch.scan.statistics): hand-computed toys and brute-force cross-checks.
 
 Brute-force references recompute everything along an independent path: region sums with boolean
 masks, significances with the plain formulas on a fine grid of c, roots with scipy's brentq.
@@ -13,19 +13,15 @@ import numpy as np
 import pytest
 from scipy import optimize, stats
 
-from vbsad_batch.scan import (
+from vbsad_batch.scan.contours import PairScan, contour_2d, pair_region, scan_pair, sigma_2d
+from vbsad_batch.scan.likelihood import interval_95cl
+from vbsad_batch.scan.statistics import (
     Admissibility,
-    PairScan,
     ScoreSample,
     ThresholdScan,
     asimov_z,
     bootstrap_limits,
-    contour_2d,
-    interval_95cl,
-    pair_region,
-    scan_pair,
     scan_thresholds,
-    sigma_2d,
     sigma_curve,
     solve_asimov,
     solve_proxy,

@@ -23,17 +23,19 @@ from conftest import SSWW_DIR
 
 from vbsad_batch.cli import main
 from vbsad_batch.config import ScanConfig, load_config
-from vbsad_batch.scan_report import (
+from vbsad_batch.scan.driver import (
     CONTOUR_ANGLES,
+    CONTOUR_GRID_POINTS,
+    SIGMA_CURVE_POINTS,
+    run_scan,
+)
+from vbsad_batch.scan.tables import (
     CONTOUR_COLUMNS,
     CONTOUR_GRID_COLUMNS,
-    CONTOUR_GRID_POINTS,
     CURVE_COLUMNS,
     OUTPUT_NAMES,
     SIGMA_CURVE_COLUMNS,
-    SIGMA_CURVE_POINTS,
     TABLE_FIELDS,
-    run_scan,
 )
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -49,7 +51,7 @@ SCORES_SCHEMA = pa.schema(
 )
 
 
-# --- synthetic scores, shaped like vbsad_batch.scoring writes them -------------------------------
+# --- synthetic scores, shaped like vbsad_batch.models.scoring writes them ----------------------
 
 
 def _sha(text: str) -> str:

@@ -19,7 +19,7 @@ import pytest
 from conftest import run_vbsad
 from test_scan_cli import SMALL_SCAN, write_config, write_synthetic_scores
 
-from vbsad_batch.distributed import RankFailure, SingleProcess, map_work, run_on_root, world
+from vbsad_batch.runtime.mpi import RankFailure, SingleProcess, map_work, run_on_root, world
 
 TIMEOUT_S = 120  # a hang fails the test instead of the suite
 
@@ -58,7 +58,7 @@ def run_mpi(ranks: int, *args: str, cwd: Path | None = None) -> subprocess.Compl
 
 def test_world_has_two_ranks_under_mpiexec() -> None:
     code = (
-        "from vbsad_batch.distributed import world; c = world(); "
+        "from vbsad_batch.runtime.mpi import world; c = world(); "
         "print(f'rank {c.rank} of {c.size} {type(c).__module__}', flush=True)"
     )
     proc = run_mpi(2, "-c", code)
@@ -74,7 +74,7 @@ def test_map_work_gathers_in_item_order_and_reports_a_failing_rank(tmp_path: Pat
         textwrap.dedent(
             """
             import sys
-            from vbsad_batch.distributed import RankFailure, map_work, world
+            from vbsad_batch.runtime.mpi import RankFailure, map_work, world
 
             comm = world()
             assert comm.size == 2, comm.size
@@ -213,7 +213,7 @@ def test_abort_ends_a_rank_waiting_in_a_collective(tmp_path: Path) -> None:
     script.write_text(
         textwrap.dedent(
             """
-            from vbsad_batch.distributed import abort, world
+            from vbsad_batch.runtime.mpi import abort, world
 
             comm = world()
             assert comm.size == 2

@@ -22,18 +22,15 @@ from conftest import SSWW_DIR
 
 from vbsad_batch.cli import main
 from vbsad_batch.config import AnalysisConfig, load_config
-from vbsad_batch.datasets import build_datasets
-from vbsad_batch.progress import ProgressEvent
-from vbsad_batch.provenance import sha256_file
+from vbsad_batch.runtime.progress import ProgressEvent
+from vbsad_batch.runtime.provenance import sha256_file
+from vbsad_batch.weighting.datasets import build_datasets
 
 tf = pytest.importorskip("tensorflow")
-from vbsad_batch.model import load_model  # noqa: E402 - after the TensorFlow check
-from vbsad_batch.training import (  # noqa: E402
-    CHECKPOINT_NAME,
-    checkpoint_state,
-    model_directory,
-    train,
-)
+from vbsad_batch.models.checkpoints import CHECKPOINT_NAME, checkpoint_state  # noqa: E402
+from vbsad_batch.models.networks import load_model  # noqa: E402 - after the TensorFlow check
+from vbsad_batch.models.paths import model_directory  # noqa: E402
+from vbsad_batch.models.training import train  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "ssww_real.toml"
@@ -294,8 +291,11 @@ def test_fused_adam_makes_the_update_of_keras_adam() -> None:
     several steps of random gradients, within float32 rounding (atol 1e-6: a ten-thousandth of
     the learning rate, the size of one step; a wrong formula is off by a good part of a step)."""
     from vbsad_batch.config import TrainingConfig  # noqa: PLC0415
-    from vbsad_batch.model import build_model  # noqa: PLC0415
-    from vbsad_batch.training import _fused_adam, _make_optimizer  # noqa: PLC0415
+    from vbsad_batch.models.networks import build_model  # noqa: PLC0415
+    from vbsad_batch.models.training_step import (  # noqa: PLC0415
+        fused_adam as _fused_adam,
+        make_optimizer as _make_optimizer,
+    )
 
     training = TrainingConfig(learning_rate=0.01)
     models = [build_model("vae", 5, training) for _ in range(2)]
@@ -327,12 +327,12 @@ def test_fused_adam_makes_the_update_of_keras_adam() -> None:
 def test_pipeline_serves_every_event_once_per_epoch_in_the_epochs_order(
     n: int, batch_size: int
 ) -> None:
-    from vbsad_batch.training import (  # noqa: PLC0415
-        _chunks_per_epoch,
-        _Data,
-        _epoch_chunks,
-        _permutation,
-        _training_pipeline,
+    from vbsad_batch.models.training_data import (  # noqa: PLC0415
+        TrainingData as _Data,
+        chunks_per_epoch as _chunks_per_epoch,
+        epoch_chunks as _epoch_chunks,
+        epoch_permutation as _permutation,
+        training_pipeline as _training_pipeline,
     )
 
     x = np.arange(n * 2, dtype=np.float32).reshape(n, 2)

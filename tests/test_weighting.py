@@ -20,16 +20,16 @@ import pytest
 
 from vbsad_batch import read_lhe
 from vbsad_batch.config import selection_expr
-from vbsad_batch.demo import SM_XSEC_PB, toy_eft_lin, toy_eft_quad, write_demo_lhe
-from vbsad_batch.samples import FileNormalisation
-from vbsad_batch.weighting import (
+from vbsad_batch.demo.lhe_writer import toy_eft_lin, toy_eft_quad, write_demo_lhe
+from vbsad_batch.demo.toy_events import SM_XSEC_PB
+from vbsad_batch.ingest.normalisation import FileNormalisation
+from vbsad_batch.weighting.split import split_hash_expr, split_labels
+from vbsad_batch.weighting.yields import (
     combine,
     component_yields,
     derive_from_reweighting,
     event_yields,
     reweighting_exprs,
-    split_hash_expr,
-    split_labels,
     yield_scale,
 )
 
@@ -137,7 +137,7 @@ def test_combine_errors_and_missing_mix_warning(caplog: pytest.LogCaptureFixture
         combine(1.0, {"cW": 1.0}, {}, {}, {"cW": 1.0})
     with pytest.raises(ValueError, match="given twice"):
         combine(1.0, {}, {}, {("a", "b"): 1.0, ("b", "a"): 1.0}, {})
-    with caplog.at_level(logging.WARNING, logger="vbsad_batch.weighting"):
+    with caplog.at_level(logging.WARNING, logger="vbsad_batch.weighting.yields"):
         assert combine(1.0, {"a": 1.0, "b": 1.0}, {"a": 0.0, "b": 0.0}, {}, {"a": 1, "b": 1}) == 3
     assert "no MIX component for a and b" in caplog.text
 

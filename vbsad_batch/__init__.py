@@ -12,7 +12,7 @@ Reading Les Houches Event files (the parser is native code, `vbsad_batch._native
 from importlib import metadata as _metadata
 
 from vbsad_batch.errors import LheParseError
-from vbsad_batch.ingest import LheInfo, LheStream, lhe_info, read_lhe, read_lhe_particles
+from vbsad_batch.ingest.lhe import LheInfo, LheStream, lhe_info, read_lhe, read_lhe_particles
 
 try:
     __version__: str = _metadata.version("vbsad_batch")

@@ -1,0 +1,136 @@
+"""What the subcommands share on the command line: argument types, common options, the
+command line's own errors and exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import signal
+from collections.abc import Callable
+from pathlib import Path
+
+from vbsad_batch.config.schema import LATENT_DIM_RANGE, MODEL_KINDS
+
+__all__ = [
+    "EXIT_DATA_ERROR",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_TERMINATED",
+    "EXIT_USAGE",
+    "PROG",
+    "Terminated",
+    "UsageError",
+    "add_model_options",
+    "coefficient",
+    "int_at_least",
+    "latent_dim",
+    "non_negative_int",
+    "positive_int",
+    "verbosity_options",
+]
+
+PROG = "vbsad"
+
+EXIT_OK = 0
+EXIT_DATA_ERROR = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 128 + signal.SIGTERM
+
+LATENT_MIN, LATENT_MAX = LATENT_DIM_RANGE
+
+
+class Terminated(BaseException):
+    """SIGTERM (Slurm preemption or time limit, `scancel`) turned into an exception, so that
+    the same clean-up as for Ctrl-C runs: temporary outputs are removed, nothing half-written
+    stays behind."""
+
+
+class UsageError(Exception):
+    """A problem with the command line that argparse cannot see (e.g. a missing file)."""
+
+
+def int_at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an integer >= `minimum`."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+positive_int = int_at_least(1)
+"""An argparse type: an integer >= 1."""
+non_negative_int = int_at_least(0)
+"""An argparse type: an integer >= 0."""
+
+
+def verbosity_options(*, suppress_defaults: bool) -> argparse.ArgumentParser:
+    # Accepted before and after the subcommand; the subcommand's copy has SUPPRESS defaults
+    # so that it does not overwrite a value given before the subcommand.
+    parent = argparse.ArgumentParser(add_help=False)
+    group = parent.add_mutually_exclusive_group()
+    group.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=argparse.SUPPRESS if suppress_defaults else 0,
+        help="more log output (debug messages, tracebacks on errors)",
+    )
+    group.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        default=argparse.SUPPRESS if suppress_defaults else False,
+        help="only errors and warnings: no progress, no summary",
+    )
+    return parent
+
+
+def latent_dim(text: str) -> int:
+    """An argparse type: a latent size in 3..7."""
+    value = positive_int(text)
+    if not LATENT_MIN <= value <= LATENT_MAX:
+        raise argparse.ArgumentTypeError(f"must be in {LATENT_MIN}..{LATENT_MAX}, got {value}")
+    return value
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", type=Path, metavar="CONFIG", help="analysis config (TOML)")
+    parser.add_argument(
+        "--model",
+        choices=MODEL_KINDS,
+        default="vae",
+        help="'vae': the VAE trained on SM events; 'vae_nn': the VAE plus the classifier on "
+        "the per-event (MSE, KLD), trained with the mixed SM+EFT set of the config's "
+        "training_operator (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--latent",
+        type=latent_dim,
+        default=None,
+        metavar="K",
+        help=f"latent space size, {LATENT_MIN}..{LATENT_MAX} (default: [training] latent_dim "
+        "of the config, itself 3 by default)",
+    )
+
+
+def coefficient(text: str) -> tuple[str, float]:
+    """An argparse type: `OP=C` -> (OP, C) with a finite float C."""
+    name, sep, value = text.partition("=")
+    name = name.strip()
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected OP=C, e.g. cW=0.3, got {text!r}")
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number in {text!r}") from None
+    if not math.isfinite(number):
+        raise argparse.ArgumentTypeError(f"coefficient must be finite in {text!r}")
+    return name, number

@@ -1,0 +1,53 @@
+"""`vbsad score`: the per-event anomaly scores of a trained model."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+from vbsad_batch.cli.options import EXIT_OK, PROG, UsageError, add_model_options
+from vbsad_batch.runtime.progress import make_progress_reporter
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
+    """Add the subcommand to `subparsers` (`common`: the options every subcommand has)."""
+    parser = subparsers.add_parser(
+        "score",
+        parents=[common],
+        help="write the per-event anomaly scores of a trained model for every test dataset",
+        description=(
+            "Apply a model trained by 'vbsad train' to every test dataset of the config "
+            "(sm_test, lin_test_<op>, quad_test_<op>) and write per dataset a Parquet file "
+            "with event, input_sha256, yield, and the scores mse (mean squared reconstruction "
+            "error over the scaled features), kld (KL divergence of the latent distribution) "
+            "and, for vae_nn, score (classifier output in [0, 1]), plus a manifest."
+        ),
+        epilog=f"example: {PROG} score examples/ssww_real.toml --model vae_nn",
+    )
+    add_model_options(parser)
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace, console: Console | None) -> int:
+    from vbsad_batch.config import load_config  # noqa: PLC0415 - polars only for this command
+    from vbsad_batch.models.paths import model_directory  # noqa: PLC0415
+    from vbsad_batch.models.scoring import score_datasets  # noqa: PLC0415 - TensorFlow only here
+
+    config = load_config(args.config)
+    model_dir = model_directory(config, args.model, args.latent)
+    if not model_dir.is_dir():
+        raise UsageError(
+            f"no trained model in {model_dir}: run '{PROG} train {args.config} --model "
+            f"{args.model}' first"
+        )
+    with make_progress_reporter(quiet=args.quiet, console=console) as reporter:
+        written = score_datasets(config, model_dir, progress=reporter)
+    if not args.quiet:
+        for path in written:
+            print(path)
+    return EXIT_OK

@@ -1,0 +1,336 @@
+"""The analysis configuration: one TOML file, validated into frozen dataclasses.
+
+Every error raises `ConfigError` with a message ``"<config file>: <key path>: <problem>"``,
+for example ``"ana.toml: samples[2].operator: 'cWW' is not declared in `operators`"``; an
+unknown key comes with the nearest valid key as a suggestion.
+
+Relative paths (sample files, `output_dir`) are relative to the directory of the config file.
+
+Schema (every top-level key is optional except `samples` / `reweighted`, at least one of which
+must hold a sample)::
+
+    operators = ["cW", "cHW"]       # EFT operators of the analysis (Wilson coefficients at
+                                    # Lambda = 1 TeV); every operator used below is declared here,
+                                    # every declared operator is provided by some sample
+    luminosity_fb = 350.0           # integrated luminosity, fb^-1 (> 0)
+    selection = "ptj1 > 30 and ptj2 > 30 and deltaetajj > 2 and mjj > 200"
+                                    # event selection, see `selection_expr`; "" selects all
+    features = ["mll", "mjj", ...]  # model inputs (observable names), default the 14 of DESIGN.md
+    log_features = ["mll", ...]     # features that get log10, a subset of `features`;
+                                    # default: the energy-like ones among `features`
+    training_operator = "cW"        # operator of the mixed SM+EFT training set (declared)
+    output_dir = "vbsad-output/ana" # default <config dir>/vbsad-output/<config file stem>
+
+    [split]                         # deterministic train/validation/test split
+    train = 0.6                     # fractions in [0, 1], summing to 1
+    validation = 0.2
+    test = 0.2
+    seed = 0                        # integer >= 0
+
+    [training]                      # the models (defaults: the reference paper's recipe)
+    optimizer = "adam"              # only "adam"
+    learning_rate = 5e-4            # Adam step size (> 0)
+    epochs = 200                    # maximum number of epochs (integer >= 1)
+    patience = 10                   # early stopping: epochs without a lower validation loss
+                                    # (integer >= 1)
+    batch_size = 32                 # events per batch (integer >= 1)
+    latent_dim = 3                  # latent space size (integer in 3..7)
+    hidden_layers = [20, 10, 7]     # encoder Dense widths; the decoder mirrors them
+    beta = 0.001                    # weight of the KL divergence in the VAE loss (>= 0)
+    bce_weight = 1.0                # VAE+NN: weight of the classifier's binary cross-entropy
+                                    # (>= 0)
+    classifier_units = 50           # VAE+NN: width of the linear Dense layer of the classifier
+    leaky_relu_alpha = 0.3          # negative slope of the LeakyReLU activations (>= 0)
+    seed = 0                        # weight initialisation and sampling (integer >= 0)
+
+    [scan]                          # sensitivity scans of `vbsad scan` (vbsad_batch.scan)
+    significance = 3.0              # z of the limits: proxy sigma and Asimov Z (> 0)
+    min_sm_mc_events = 10           # admissible region: at least this many SM Monte Carlo
+                                    # events (integer >= 1) ...
+    min_sm_yield = 1.0              # ... and at least this SM yield, events at the luminosity
+                                    # (>= 0)
+    bootstrap_replicas = 100        # replicas of the Monte Carlo uncertainty (integer >= 0;
+                                    # 0: no uncertainty)
+    bootstrap_chunk = 10            # replicas per unit of work across MPI ranks (integer >= 1);
+                                    # does not change the numbers
+    seed = 0                        # bootstrap seed (integer >= 0)
+    interval_bins = 20              # score bins of the 95% CL likelihood (integer >= 2)
+    curve_points = 2000             # rows per curve in curves.parquet, evenly spaced in
+                                    # threshold rank (integer >= 0; 0: every threshold)
+    vae_scores = ["mse"]            # score column(s) of a VAE: "mse" and/or "kld"
+    vae_nn_scores = ["score"]       # of a VAE+NN: "score" (classifier), "mse", "kld"
+
+    [[samples]]                     # one separately generated sample
+    name = "SSWW_SM"                # optional, default "<component>[_<operator(s)>]"; unique
+    component = "sm"                # "sm" | "lin" | "quad" | "mix"
+    operator = "cW"                 # lin/quad: one operator (or `operators = ["cW"]`)
+    operators = ["cW", "cHW"]       # mix: two different operators; sm: none
+    files = ["data/SSWW_SM.lhe.gz"] # a path or a list of paths / glob patterns: LHE (.lhe,
+                                    # .lhe.gz), Parquet shards of `vbsad preprocess` (.parquet),
+                                    # or ROOT ntuples (.root)
+    xsec_pb = 2.64e-3               # optional cross-section override, pb (the sample's LHE /
+                                    # ntuple value is used otherwise); > 0 for sm and quad,
+                                    # non-zero for lin and mix (interference can be negative)
+
+    [[reweighted]]                  # one sample with reweighting weights at c = 0, +k, -k
+    name = "demo"                   # optional, default "reweighted<index>"
+    files = "demo/ssww_demo.lhe.gz"
+    xsec_pb = 2.64e-3               # optional override, pb (> 0)
+    sm_weight = "sm"                # weight id at c = 0 (all coefficients 0)
+    # either every operator explicitly ...
+    points.cW = { plus = "cW_p1", minus = "cW_m1", k = 1.0 }
+    # ... or by templates ("{op}" is replaced by the operator name) for a list of operators:
+    operators = ["cW", "cHW"]       # default: the top-level `operators`
+    plus = "{op}_p1"
+    minus = "{op}_m1"
+    k = 1.0                         # > 0
+
+A component is provided by exactly one source: one `sm` sample or one reweighted sample gives
+SM, and each (component, operator) pair of LIN / QUAD / MIX comes from one sample or one
+reweighted point. A LIN, QUAD or MIX sample needs an SM source. The weight ids of reweighted
+samples are checked when the files are read, not here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from vbsad_batch.ingest.lhe import OBSERVABLE_COLUMNS
+
+__all__ = [
+    "DEFAULT_FEATURES",
+    "DEFAULT_SELECTION",
+    "ENERGY_LIKE",
+    "INPUT_SUFFIXES",
+    "LATENT_DIM_RANGE",
+    "MODEL_KINDS",
+    "SCORE_COLUMNS",
+    "AnalysisConfig",
+    "Component",
+    "ConfigError",
+    "ModelKind",
+    "ReweightedConfig",
+    "SampleConfig",
+    "ScanConfig",
+    "SplitConfig",
+    "TrainingConfig",
+]
+
+Component = Literal["sm", "lin", "quad", "mix"]
+
+DEFAULT_SELECTION = "ptj1 > 30 and ptj2 > 30 and deltaetajj > 2 and mjj > 200"
+"""The VBS selection of DESIGN.md (GeV for transverse momenta and masses)."""
+
+ENERGY_LIKE: tuple[str, ...] = ("met", "mjj", "mll", "ptj1", "ptj2", "ptl1", "ptl2", "ptll")
+"""Observables in GeV; the reference model takes their log10."""
+
+DEFAULT_FEATURES: tuple[str, ...] = OBSERVABLE_COLUMNS[:14]
+"""The 14 model inputs of DESIGN.md."""
+
+INPUT_SUFFIXES: tuple[str, ...] = (".lhe", ".lhe.gz", ".parquet", ".root")
+"""File name endings accepted as sample inputs."""
+
+
+class ConfigError(ValueError):
+    """An invalid analysis configuration; the message names the file and the key path."""
+
+
+# --- the configuration model -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SampleConfig:
+    """One separately generated sample.
+
+    Attributes:
+        name: unique sample name.
+        component: "sm", "lin", "quad" or "mix".
+        operators: () for sm, (op,) for lin / quad, (op1, op2) sorted for mix.
+        files: input files, resolved, sorted, globs expanded (LHE, Parquet shards or ROOT).
+        xsec_pb: cross-section override, pb; None: taken from each file.
+    """
+
+    name: str
+    component: Component
+    operators: tuple[str, ...]
+    files: tuple[Path, ...]
+    xsec_pb: float | None = None
+
+
+@dataclass(frozen=True)
+class ReweightedConfig:
+    """One sample with reweighting weights; SM, LIN and QUAD follow from DESIGN.md's formulas.
+
+    Attributes:
+        name: unique sample name.
+        files: input files, resolved, sorted, globs expanded.
+        xsec_pb: cross-section override, pb; None: taken from each file.
+        sm_weight: weight id at c = 0.
+        points: operator -> (weight id at c = +k, weight id at c = -k, k).
+    """
+
+    name: str
+    files: tuple[Path, ...]
+    xsec_pb: float | None
+    sm_weight: str
+    points: dict[str, tuple[str, str, float]]
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    """Fractions of the deterministic train / validation / test split and its seed."""
+
+    train: float = 0.6
+    validation: float = 0.2
+    test: float = 0.2
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Hyperparameters of the VAE and VAE+NN models and of their training.
+
+    The defaults are the reference paper's recipe (Adam at a learning rate of 5e-4, batch size
+    32, encoder 20-10-7 with a mirrored decoder, latent size 3, LeakyReLU with the Keras slope
+    0.3, classifier Dense 50 linear then Dense 1 hard-sigmoid). The early stopping patience
+    (10 epochs), beta (0.001) and the BCE weight (1) are this tool's choices: the paper's
+    authors scanned beta, and with min-max scaled inputs (per-event MSE ~0.01) beta = 1 makes
+    the KL term dominate, which collapses the latent space (KLD -> 0, every event encoded
+    alike).
+
+    Attributes:
+        optimizer: "adam".
+        learning_rate: Adam step size.
+        epochs: maximum number of training epochs.
+        patience: early stopping: stop after this many epochs without a lower validation loss
+            (the best weights are kept).
+        batch_size: events per training batch (SM batch and, for VAE+NN, mixed batch).
+        latent_dim: size of the latent space, 3..7.
+        hidden_layers: widths of the encoder's Dense layers, input side first; the decoder
+            uses them in reverse order.
+        beta: weight of the per-event KL divergence in the VAE loss MSE + beta * KLD.
+        bce_weight: VAE+NN: weight of the classifier's binary cross-entropy added to the VAE
+            loss.
+        classifier_units: VAE+NN: width of the classifier's linear Dense layer.
+        leaky_relu_alpha: negative slope of the LeakyReLU activations.
+        seed: seed of the weight initialisation and of the latent sampling.
+    """
+
+    optimizer: Literal["adam"] = "adam"
+    learning_rate: float = 5e-4
+    epochs: int = 200
+    patience: int = 10
+    batch_size: int = 32
+    latent_dim: int = 3
+    hidden_layers: tuple[int, ...] = (20, 10, 7)
+    beta: float = 0.001
+    bce_weight: float = 1.0
+    classifier_units: int = 50
+    leaky_relu_alpha: float = 0.3
+    seed: int = 0
+
+
+ModelKind = Literal["vae", "vae_nn"]
+MODEL_KINDS: tuple[ModelKind, ...] = ("vae", "vae_nn")
+"""The models: the VAE trained on SM events, and the VAE+NN with its classifier."""
+
+LATENT_DIM_RANGE: tuple[int, int] = (3, 7)
+"""Allowed latent sizes (inclusive), as studied by the reference paper."""
+
+SCORE_COLUMNS: dict[str, tuple[str, ...]] = {
+    "vae": ("mse", "kld"),
+    "vae_nn": ("mse", "kld", "score"),
+}
+"""Score columns of `vbsad score` per model kind (higher: more anomalous)."""
+
+
+@dataclass(frozen=True)
+class ScanConfig:
+    """Settings of the sensitivity scans (`vbsad scan`, `vbsad_batch.scan.driver`).
+
+    The defaults: the paper's 3 sigma; a region is admissible with at least 10 SM Monte Carlo
+    events (relative MC error of S about 1/sqrt(10) ~ 30%, beyond which the proxy
+    sigma = |c L + c^2 Q| / sqrt(S) chases fluctuations) and an SM yield of at least 1 event
+    (below it sqrt(S) is no Gaussian width); 100 bootstrap replicas (an uncertainty on the
+    uncertainty of ~7%). A VAE is scored by its reconstruction MSE, as in the paper; a VAE+NN
+    by its classifier output.
+
+    Attributes:
+        significance: z at which the limits are set (proxy sigma and Asimov Z).
+        min_sm_mc_events: admissible region: minimum number of SM Monte Carlo events in it.
+        min_sm_yield: admissible region: minimum SM yield in it, events at the luminosity.
+        bootstrap_replicas: bootstrap replicas of the Monte Carlo uncertainty (0: none).
+        bootstrap_chunk: replicas per unit of work distributed over the MPI ranks (the
+            results do not depend on it).
+        seed: bootstrap seed.
+        interval_bins: number of score bins of the binned likelihood of the 95% CL interval.
+        curve_points: rows per (model, operator) curve in curves.parquet, evenly spaced in
+            threshold rank plus the thresholds of the limits (0: every distinct threshold).
+        vae_scores: score columns scanned for a VAE ("mse", "kld").
+        vae_nn_scores: score columns scanned for a VAE+NN ("score", "mse", "kld").
+    """
+
+    significance: float = 3.0
+    min_sm_mc_events: int = 10
+    min_sm_yield: float = 1.0
+    bootstrap_replicas: int = 100
+    bootstrap_chunk: int = 10
+    seed: int = 0
+    interval_bins: int = 20
+    curve_points: int = 2000
+    vae_scores: tuple[str, ...] = ("mse",)
+    vae_nn_scores: tuple[str, ...] = ("score",)
+
+    def score_columns(self, kind: str) -> tuple[str, ...]:
+        """The score columns scanned for a model of `kind` ("vae" or "vae_nn")."""
+        if kind == "vae":
+            return self.vae_scores
+        if kind == "vae_nn":
+            return self.vae_nn_scores
+        raise ValueError(f"unknown model kind {kind!r}: expected 'vae' or 'vae_nn'")
+
+
+@dataclass(frozen=True)
+class AnalysisConfig:
+    """A validated analysis configuration (see the module docstring for the TOML schema).
+
+    Attributes:
+        path: the config file, resolved.
+        luminosity_fb: integrated luminosity, fb^-1.
+        selection: selection expression (`selection_expr` turns it into a polars expression).
+        features: model inputs.
+        log_features: features that get log10 (subset of `features`).
+        split: split fractions and seed.
+        training: model and training hyperparameters.
+        scan: settings of the sensitivity scans.
+        training_operator: operator of the mixed SM+EFT training set, or None.
+        output_dir: where the stages write, resolved.
+        samples: separately generated samples.
+        reweighted: reweighted samples.
+        declared_operators: the `operators` list, in file order.
+    """
+
+    path: Path
+    luminosity_fb: float = 350.0
+    selection: str = DEFAULT_SELECTION
+    features: tuple[str, ...] = DEFAULT_FEATURES
+    log_features: tuple[str, ...] = ENERGY_LIKE
+    split: SplitConfig = field(default_factory=SplitConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    scan: ScanConfig = field(default_factory=ScanConfig)
+    training_operator: str | None = None
+    output_dir: Path = Path("vbsad-output")
+    samples: tuple[SampleConfig, ...] = ()
+    reweighted: tuple[ReweightedConfig, ...] = ()
+    declared_operators: tuple[str, ...] = ()
+
+    def operators(self) -> tuple[str, ...]:
+        """All operators of the analysis, sorted."""
+        ops = set(self.declared_operators)
+        for sample in self.samples:
+            ops.update(sample.operators)
+        for rw in self.reweighted:
+            ops.update(rw.points)
+        return tuple(sorted(ops))

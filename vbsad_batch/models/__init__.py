@@ -1,0 +1,16 @@
+"""Models: the VAE and VAE+NN of the reference paper, their training and their scores.
+
+Modules:
+
+- `paths`: the model kinds, model directory names and file names (no TensorFlow);
+- `preprocessing`: log10 and min-max scaling fitted on the SM training split (no TensorFlow);
+- `networks`: the Keras models, their losses and per-event scores, saving and loading;
+- `training_data`: the training data in memory, the per-epoch batches, the tf.data pipeline;
+- `training_step`: one epoch of training as a compiled graph loop, the fused Adam update, the
+  validation loss;
+- `checkpoints`: the per-epoch checkpoint that makes a resumed training exact;
+- `training`: the train stage (`vbsad train`): resume, fit, write the model directory;
+- `scoring`: the score stage (`vbsad score`): per-event scores of every test dataset.
+
+Only `networks`, `training*`, `checkpoints` and (when it scores) `scoring` import TensorFlow.
+"""

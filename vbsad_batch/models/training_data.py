@@ -1,0 +1,163 @@
+"""The training data: SM training and validation events (and, for the VAE+NN, the mixed
+SM+EFT set) in memory, cut into the batches of each epoch and fed through one tf.data pipeline.
+
+The data order of an epoch is a permutation that is a pure function of (seed, epoch), so that a
+resumed training needs no random-number-generator state to continue the same sequence.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import tensorflow as tf
+
+from vbsad_batch.config import AnalysisConfig, ModelKind
+from vbsad_batch.models.preprocessing import Preprocessing
+from vbsad_batch.weighting.yields import YIELD_COLUMN
+
+__all__ = [
+    "LABEL_COLUMN",
+    "STEP_CHUNK_EVENTS",
+    "TrainingData",
+    "chunks_per_epoch",
+    "epoch_chunks",
+    "epoch_permutation",
+    "load_training_data",
+    "training_pipeline",
+]
+
+LABEL_COLUMN = "label"
+"""Column of the mixed training set: 0 SM, 1 EFT."""
+
+STEP_CHUNK_EVENTS = 32768
+"""Training events per call of the compiled training function: the steps of one call run in a
+graph loop, so that the per-call host overhead (~1 ms) is paid once per chunk, not per step."""
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """The model inputs of a training (preprocessed, float32): SM training and validation
+    events; for the VAE+NN the mixed set with its labels and per-event classifier weights."""
+
+    x_train: np.ndarray
+    x_val: np.ndarray
+    x_mix: np.ndarray | None
+    labels: np.ndarray | None
+    weights: np.ndarray | None
+
+
+def epoch_permutation(n: int, seed: int, epoch: int, stream: int) -> np.ndarray:
+    """The data order of one epoch: a pure function of (seed, epoch, stream), so that a resumed
+    run needs no random-number-generator state to continue the same sequence."""
+    return np.random.default_rng([seed, epoch, stream]).permutation(n)
+
+
+def _balanced_weights(labels: np.ndarray, yields: np.ndarray) -> np.ndarray:
+    """Per-event classifier weights: yields scaled so that each class sums to n / 2."""
+    weights = yields.astype(np.float64)
+    n = len(labels)
+    for label in (0, 1):
+        mask = labels == label
+        total = float(weights[mask].sum())
+        if not mask.any() or not math.isfinite(total) or total <= 0:
+            raise ValueError(
+                f"mixed training set: the yields of label {label} sum to {total} (need > 0)"
+            )
+        weights[mask] *= (n / 2) / total
+    return weights.astype(np.float32)
+
+
+def load_training_data(
+    paths: dict[str, Path], config: AnalysisConfig, kind: ModelKind
+) -> tuple[Preprocessing, TrainingData]:
+    sm_train = pl.read_parquet(paths["sm_train"])
+    sm_val = pl.read_parquet(paths["sm_validation"])
+    if sm_train.height == 0 or sm_val.height == 0:
+        raise ValueError(
+            f"empty SM training ({sm_train.height} events) or validation ({sm_val.height} "
+            "events) set: nothing to train on"
+        )
+    prep = Preprocessing.fit(sm_train, config.features, config.log_features)
+    x_mix = labels = weights = None
+    if kind == "vae_nn":
+        mixed = pl.read_parquet(paths[f"mixed_train_{config.training_operator}"])
+        x_mix = prep.transform(mixed)
+        labels = mixed[LABEL_COLUMN].to_numpy().astype(np.float32)
+        weights = _balanced_weights(labels, mixed[YIELD_COLUMN].to_numpy())
+    data = TrainingData(prep.transform(sm_train), prep.transform(sm_val), x_mix, labels, weights)
+    return prep, data
+
+
+def _chunked(batches: np.ndarray, steps_per_chunk: int) -> list[np.ndarray]:
+    """Split (steps, batch, ...) into chunks of at most `steps_per_chunk` steps."""
+    return [batches[i : i + steps_per_chunk] for i in range(0, len(batches), steps_per_chunk)]
+
+
+def epoch_chunks(data: TrainingData, seed: int, epoch: int, batch_size: int) -> list[Any]:
+    """The batches of one epoch, grouped in chunks of steps.
+
+    Each element is a chunk (steps, batch, features) (for "vae_nn" with the matching mixed
+    batches, labels and weights, each (steps, mixed batch, ...)). The batches are cut in NumPy
+    from the epoch's permutation (the same batches as `Dataset.batch` would give: consecutive
+    slices, a smaller last one alone in its chunk), which avoids tf.data's per-event slicing.
+    Every epoch has the same number of chunks (`chunks_per_epoch`).
+    """
+    n = len(data.x_train)
+    steps = math.ceil(n / batch_size)
+    full = n // batch_size
+    chunk = max(1, STEP_CHUNK_EVENTS // batch_size)
+    x = data.x_train[epoch_permutation(n, seed, epoch, 0)]
+    sm = _chunked(x[: full * batch_size].reshape(full, batch_size, x.shape[1]), chunk)
+    if full < steps:
+        sm.append(x[None, full * batch_size :])
+    if data.x_mix is None or data.labels is None or data.weights is None:
+        return sm
+    n_mix = len(data.x_mix)
+    mix_batch = math.ceil(n_mix / steps)
+    # As Dataset.repeat().batch(mix_batch): consecutive slices of the repeated permutation.
+    order = epoch_permutation(n_mix, seed, epoch, 1)[np.arange(steps * mix_batch) % n_mix]
+    mixed = [
+        _chunked(a[order].reshape(steps, mix_batch, *a.shape[1:]), chunk)
+        for a in (data.x_mix, data.labels, data.weights)
+    ]
+    if full < steps:  # the last, smaller SM batch is alone in its chunk: split the mixed likewise
+        for m in mixed:
+            m[-1:] = [m[-1][:-1], m[-1][-1:]] if len(m[-1]) > 1 else m[-1:]
+    return [(s, (a, b, c)) for s, a, b, c in zip(sm, *mixed, strict=True)]
+
+
+def chunks_per_epoch(n: int, batch_size: int) -> int:
+    """Number of elements of `epoch_chunks` for n training events."""
+    full = n // batch_size
+    return math.ceil(full / max(1, STEP_CHUNK_EVENTS // batch_size)) + (full * batch_size < n)
+
+
+def training_pipeline(
+    data: TrainingData, seed: int, first_epoch: int, epochs: int, batch_size: int
+) -> tf.data.Dataset:
+    """The chunks of epochs first_epoch..epochs-1, in order, as one tf.data pipeline.
+
+    Built once per training, not per epoch (building and starting a pipeline costs tens of ms,
+    as much as an epoch of a small sample). The chunks are cut in NumPy by a generator; the
+    prefetch buffer holds up to one epoch, so that the next epoch's batches are cut while the
+    current one trains or is validated.
+    """
+    n_features = data.x_train.shape[1]
+    features = tf.TensorSpec((None, None, n_features), tf.float32)
+    per_event = tf.TensorSpec((None, None), tf.float32)
+    signature: Any = features
+    if data.x_mix is not None:
+        signature = (features, (features, per_event, per_event))
+
+    def chunks() -> Iterator[Any]:
+        for epoch in range(first_epoch, epochs):
+            yield from epoch_chunks(data, seed, epoch, batch_size)
+
+    pipeline = tf.data.Dataset.from_generator(chunks, output_signature=signature)
+    return pipeline.prefetch(chunks_per_epoch(len(data.x_train), batch_size))
