@@ -54,7 +54,7 @@ class OperatorLimit:
 def write_model_directory(model: Any, preprocessing: Any, directory: Path) -> Path:
     """Save `model` and its `Preprocessing` as a model directory that `score_datasets` reads."""
     from vbsad_batch.models.networks import save_model  # noqa: PLC0415
-    from vbsad_batch.models.preprocessing import PREPROCESSING_FILE_NAME  # noqa: PLC0415
+    from vbsad_batch.models.paths import PREPROCESSING_FILE_NAME  # noqa: PLC0415
     from vbsad_batch.runtime.atomic_write import write_text_atomic  # noqa: PLC0415
 
     save_model(model, directory)

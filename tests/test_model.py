@@ -38,7 +38,6 @@ from vbsad_batch.config import (
 from vbsad_batch.demo.lhe_writer import generate_demo
 from vbsad_batch.models import scoring
 from vbsad_batch.models.networks import (
-    MODEL_FILE_NAME,
     VariationalAutoencoder,
     build_model,
     classifier_score,
@@ -49,7 +48,8 @@ from vbsad_batch.models.networks import (
     vae_loss,
     vae_nn_loss,
 )
-from vbsad_batch.models.preprocessing import PREPROCESSING_FILE_NAME, Preprocessing
+from vbsad_batch.models.paths import MODEL_FILE_NAME, PREPROCESSING_FILE_NAME
+from vbsad_batch.models.preprocessing import Preprocessing
 from vbsad_batch.models.scoring import score_datasets
 from vbsad_batch.runtime.progress import ProgressEvent
 from vbsad_batch.weighting.datasets import build_datasets

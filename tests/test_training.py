@@ -27,9 +27,9 @@ from vbsad_batch.runtime.provenance import sha256_file
 from vbsad_batch.weighting.datasets import build_datasets
 
 tf = pytest.importorskip("tensorflow")
-from vbsad_batch.models.checkpoints import CHECKPOINT_NAME, checkpoint_state  # noqa: E402
+from vbsad_batch.models.checkpoints import checkpoint_state  # noqa: E402
 from vbsad_batch.models.networks import load_model  # noqa: E402 - after the TensorFlow check
-from vbsad_batch.models.paths import model_directory  # noqa: E402
+from vbsad_batch.models.paths import CHECKPOINT_NAME, model_directory  # noqa: E402
 from vbsad_batch.models.training import train  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

@@ -14,6 +14,7 @@ import math
 import re
 import tomllib
 from collections.abc import Mapping, Sequence
+from dataclasses import fields
 from pathlib import Path
 from typing import Any, NoReturn, get_args
 
@@ -34,7 +35,7 @@ from vbsad_batch.config.schema import (
     SplitConfig,
     TrainingConfig,
 )
-from vbsad_batch.config.selection import SelectionError, selection_expr
+from vbsad_batch.config.selection import SelectionError, parse_selection
 from vbsad_batch.ingest.lhe import OBSERVABLE_COLUMNS
 
 __all__ = ["load_config"]
@@ -182,34 +183,10 @@ _TOP_KEYS = (
     "samples",
     "reweighted",
 )
-_TRAINING_KEYS = (
-    "optimizer",
-    "learning_rate",
-    "epochs",
-    "patience",
-    "batch_size",
-    "latent_dim",
-    "hidden_layers",
-    "beta",
-    "bce_weight",
-    "classifier_units",
-    "leaky_relu_alpha",
-    "seed",
-)
-_SCAN_KEYS = (
-    "significance",
-    "min_sm_mc_events",
-    "min_sm_yield",
-    "bootstrap_replicas",
-    "bootstrap_chunk",
-    "seed",
-    "interval_bins",
-    "curve_points",
-    "vae_scores",
-    "vae_nn_scores",
-)
+_TRAINING_KEYS = tuple(f.name for f in fields(TrainingConfig))
+_SCAN_KEYS = tuple(f.name for f in fields(ScanConfig))
 _OPTIMIZERS = ("adam",)
-_SPLIT_KEYS = ("train", "validation", "test", "seed")
+_SPLIT_KEYS = tuple(f.name for f in fields(SplitConfig))
 _SAMPLE_KEYS = ("name", "component", "operator", "operators", "files", "xsec_pb")
 _REWEIGHTED_KEYS = (
     "name",
@@ -603,7 +580,7 @@ def _parse(data: Mapping[str, Any], ctx: _Ctx, check_files: bool) -> AnalysisCon
 
     selection = ctx.string(data.get("selection", DEFAULT_SELECTION), "selection")
     try:
-        selection_expr(selection)
+        parse_selection(selection)
     except SelectionError as exc:
         ctx.fail("selection", str(exc))
 

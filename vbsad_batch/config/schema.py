@@ -93,9 +93,9 @@ samples are checked when the files are read, not here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from vbsad_batch.ingest.lhe import OBSERVABLE_COLUMNS
 
@@ -276,12 +276,21 @@ class ScanConfig:
     min_sm_mc_events: int = 10
     min_sm_yield: float = 1.0
     bootstrap_replicas: int = 100
-    bootstrap_chunk: int = 10
+    bootstrap_chunk: int = field(default=10, metadata={"changes_outputs": False})
     seed: int = 0
     interval_bins: int = 20
     curve_points: int = 2000
     vae_scores: tuple[str, ...] = ("mse",)
     vae_nn_scores: tuple[str, ...] = ("score",)
+
+    def output_settings(self) -> dict[str, Any]:
+        """The settings the scan's outputs depend on (every field but those marked
+        ``changes_outputs: False``, e.g. how the work is cut into items), as JSON data."""
+        return {
+            f.name: list(value) if isinstance(value := getattr(self, f.name), tuple) else value
+            for f in fields(self)
+            if f.metadata.get("changes_outputs", True)
+        }
 
     def score_columns(self, kind: str) -> tuple[str, ...]:
         """The score columns scanned for a model of `kind` ("vae" or "vae_nn")."""

@@ -2,24 +2,91 @@
 ``"mjj > 200 and (ptj1 >= 30 or not deltaetajj < 2)"`` compiled into polars expressions.
 
 Nothing is evaluated as Python: a small recursive-descent parser reads comparisons between
-observable columns and numbers, combined with `and`, `or`, `not` and parentheses.
+observable columns and numbers, combined with `and`, `or`, `not` and parentheses, into a
+syntax tree (`parse_selection`, no polars: the config validates its selection without it),
+which `selection_expr` compiles into a polars expression.
 """
 
 from __future__ import annotations
 
+import operator
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import TYPE_CHECKING, Literal, NoReturn, TypeAlias
 
-import polars as pl
+if TYPE_CHECKING:
+    import polars as pl
 
 from vbsad_batch.config.near_miss import did_you_mean
 from vbsad_batch.ingest.lhe import OBSERVABLE_COLUMNS
 
-__all__ = ["SelectionError", "selection_columns", "selection_expr"]
+__all__ = [
+    "BinaryOp",
+    "Column",
+    "Compare",
+    "Node",
+    "Not",
+    "Number",
+    "SelectionError",
+    "parse_selection",
+    "selection_columns",
+    "selection_expr",
+]
 
 _OBSERVABLES: frozenset[str] = frozenset(OBSERVABLE_COLUMNS)
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """An observable column (GeV, radians) in a comparison."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Number:
+    """A number in a comparison."""
+
+    value: float
+
+
+@dataclass(frozen=True, slots=True)
+class Compare:
+    """``left op right``, op one of <, <=, >, >=, ==, !=."""
+
+    op: str
+    left: Column | Number
+    right: Column | Number
+
+
+@dataclass(frozen=True, slots=True)
+class Not:
+    """``not node``."""
+
+    node: Node
+
+
+@dataclass(frozen=True, slots=True)
+class BinaryOp:
+    """``left and right`` or ``left or right``."""
+
+    op: Literal["and", "or"]
+    left: Node
+    right: Node
+
+
+Node: TypeAlias = Compare | Not | BinaryOp
+"""A node of a selection's syntax tree (see `parse_selection`)."""
+
+_COMPARE = {
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+    "==": operator.eq,
+    "!=": operator.ne,
+}
 
 
 class SelectionError(ValueError):
@@ -39,7 +106,6 @@ _TOKEN_RE = re.compile(
     re.VERBOSE,
 )
 _KEYWORDS = frozenset({"and", "or", "not"})
-_COMPARISONS = ("<", "<=", ">", ">=", "==", "!=")
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,51 +163,50 @@ class _Parser:
             f"expected {expected} at position {token.pos}, found {found} in {self._text!r}"
         )
 
-    def parse(self) -> pl.Expr:
-        expr = self._or()
+    def parse(self) -> Node:
+        node = self._or()
         token = self._peek()
         if token.kind != "end":
             self._fail(token, "'and', 'or' or the end")
-        return expr
+        return node
 
-    def _or(self) -> pl.Expr:
-        expr = self._and()
+    def _or(self) -> Node:
+        node = self._and()
         while self._peek().kind == "keyword" and self._peek().text == "or":
             self._next()
-            expr = expr | self._and()
-        return expr
+            node = BinaryOp("or", node, self._and())
+        return node
 
-    def _and(self) -> pl.Expr:
-        expr = self._not()
+    def _and(self) -> Node:
+        node = self._not()
         while self._peek().kind == "keyword" and self._peek().text == "and":
             self._next()
-            expr = expr & self._not()
-        return expr
+            node = BinaryOp("and", node, self._not())
+        return node
 
-    def _not(self) -> pl.Expr:
+    def _not(self) -> Node:
         token = self._peek()
         if token.kind == "keyword" and token.text == "not":
             self._next()
-            return ~self._not()
+            return Not(self._not())
         if token.kind == "paren" and token.text == "(":
             self._next()
-            expr = self._or()
+            node = self._or()
             closing = self._next()
             if closing.text != ")":
                 self._fail(closing, "')'")
-            return expr
+            return node
         return self._comparison()
 
-    def _operand(self) -> tuple[pl.Expr, bool]:
-        """An operand and whether it is a column."""
+    def _operand(self) -> Column | Number:
         token = self._next()
         if token.kind == "minus":
             number = self._next()
             if number.kind != "number":
                 self._fail(number, "a number after '-'")
-            return pl.lit(-float(number.text)), False
+            return Number(-float(number.text))
         if token.kind == "number":
-            return pl.lit(float(token.text)), False
+            return Number(float(token.text))
         if token.kind == "name":
             if token.text not in self._columns:
                 hint = did_you_mean(token.text, self._columns)
@@ -150,33 +215,53 @@ class _Parser:
                     f"{self._text!r}{hint}; known: {', '.join(sorted(self._columns))}"
                 )
             self.used.append(token.text)
-            return pl.col(token.text), True
+            return Column(token.text)
         self._fail(token, "a column name, a number, 'not' or '('")
 
-    def _comparison(self) -> pl.Expr:
+    def _comparison(self) -> Node:
         start = self._peek()
-        left, left_is_column = self._operand()
+        left = self._operand()
         op = self._next()
         if op.kind != "op":
             self._fail(op, "a comparison (<, <=, >, >=, ==, !=)")
-        right, right_is_column = self._operand()
-        if not (left_is_column or right_is_column):
+        right = self._operand()
+        if isinstance(left, Number) and isinstance(right, Number):
             raise SelectionError(
                 f"comparison at position {start.pos} compares two numbers in {self._text!r}"
             )
-        match op.text:
-            case "<":
-                return left < right
-            case "<=":
-                return left <= right
-            case ">":
-                return left > right
-            case ">=":
-                return left >= right
-            case "==":
-                return left == right
-            case _:
-                return left != right
+        return Compare(op.text, left, right)
+
+
+def _to_polars(node: Node) -> pl.Expr:
+    import polars as pl  # noqa: PLC0415 - the config itself loads without polars
+
+    def operand(value: Column | Number) -> pl.Expr:
+        return pl.col(value.name) if isinstance(value, Column) else pl.lit(value.value)
+
+    if isinstance(node, Compare):
+        result: pl.Expr = _COMPARE[node.op](operand(node.left), operand(node.right))
+        return result
+    if isinstance(node, Not):
+        return ~_to_polars(node.node)
+    left, right = _to_polars(node.left), _to_polars(node.right)
+    return left & right if node.op == "and" else left | right
+
+
+def parse_selection(selection: str, *, columns: Iterable[str] | None = None) -> Node | None:
+    """The syntax tree of a selection (None for an empty one: every event), validated.
+
+    Nodes: `BinaryOp` ("and", "or"), `Not`, `Compare` of `Column`s and `Number`s. No polars
+    needed.
+
+    Raises:
+        SelectionError: a syntax error or an unknown column (named, with its position).
+    """
+    if not isinstance(selection, str):
+        raise SelectionError(f"selection must be a string, got {type(selection).__name__}")
+    if not selection.strip():
+        return None
+    allowed = _OBSERVABLES if columns is None else frozenset(columns)
+    return _Parser(selection, allowed).parse()
 
 
 def selection_expr(selection: str, *, columns: Iterable[str] | None = None) -> pl.Expr:
@@ -195,12 +280,12 @@ def selection_expr(selection: str, *, columns: Iterable[str] | None = None) -> p
     Raises:
         SelectionError: a syntax error or an unknown column (named, with its position).
     """
-    if not isinstance(selection, str):
-        raise SelectionError(f"selection must be a string, got {type(selection).__name__}")
-    if not selection.strip():
+    node = parse_selection(selection, columns=columns)
+    if node is None:
+        import polars as pl  # noqa: PLC0415 - the config itself loads without polars
+
         return pl.lit(True)
-    allowed = _OBSERVABLES if columns is None else frozenset(columns)
-    return _Parser(selection, allowed).parse()
+    return _to_polars(node)
 
 
 def selection_columns(selection: str, *, columns: Iterable[str] | None = None) -> list[str]:

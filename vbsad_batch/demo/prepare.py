@@ -19,6 +19,7 @@ from vbsad_batch.pipeline import StageResult
 from vbsad_batch.runtime.atomic_write import write_text_atomic
 from vbsad_batch.runtime.progress import ProgressCallback, ProgressEvent
 from vbsad_batch.runtime.provenance import (
+    MANIFEST_NAME,
     manifest_up_to_date,
     read_manifest,
     runtime_provenance,
@@ -30,7 +31,6 @@ __all__ = ["DEMO_CONFIG_NAME", "DEMO_DATA_DIR", "prepare_demo"]
 
 DEMO_CONFIG_NAME = "demo.toml"
 DEMO_DATA_DIR = "data"
-_DEMO_MANIFEST = "manifest.json"
 _DEMO_KIND = "vbsad_batch.demo"
 
 
@@ -49,7 +49,7 @@ def prepare_demo(
     directory = Path(directory)
     data_dir = directory / DEMO_DATA_DIR
     config_path = directory / DEMO_CONFIG_NAME
-    manifest_path = data_dir / _DEMO_MANIFEST
+    manifest_path = data_dir / MANIFEST_NAME
     key = {
         "tool_version": tool_version(),
         "settings": asdict(settings),

@@ -54,6 +54,7 @@ from vbsad_batch.ingest.lhe import DEFAULT_BATCH_SIZE, LheInfo, OnError, check_o
 from vbsad_batch.runtime.atomic_write import atomic_path, remove_stale_temp_files
 from vbsad_batch.runtime.progress import ProgressCallback, ProgressEvent, ProgressKind
 from vbsad_batch.runtime.provenance import (
+    MANIFEST_NAME,
     fingerprint_file,
     read_manifest,
     runtime_provenance,
@@ -86,7 +87,7 @@ SHARD_FORMAT_VERSION = 1
 
 SHARD_SUFFIX = ".parquet"
 MANIFEST_SUFFIX = ".manifest.json"
-INDEX_MANIFEST_NAME = "manifest.json"
+INDEX_MANIFEST_NAME = MANIFEST_NAME
 SHARD_MANIFEST_KIND = "vbsad_batch.preprocess.shard"
 INDEX_MANIFEST_KIND = "vbsad_batch.preprocess.index"
 PARQUET_COMPRESSION = "zstd"

@@ -17,10 +17,10 @@ from typing import Any
 
 import numpy as np
 
+from vbsad_batch.models.paths import CHECKPOINT_NAME
 from vbsad_batch.runtime.atomic_write import write_bytes_atomic
 
 __all__ = [
-    "CHECKPOINT_NAME",
     "CheckpointMismatchError",
     "TrainingState",
     "assign_variables",
@@ -30,9 +30,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-CHECKPOINT_NAME = "checkpoint.npz"
-"""The checkpoint file inside a model directory (deleted once the model is written)."""
 
 
 class CheckpointMismatchError(ValueError):

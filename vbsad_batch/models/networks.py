@@ -38,6 +38,7 @@ import numpy as np
 import tensorflow as tf
 
 from vbsad_batch.config import ModelKind
+from vbsad_batch.models.paths import MODEL_FILE_NAME
 from vbsad_batch.runtime.atomic_write import write_bytes_atomic
 
 if TYPE_CHECKING:
@@ -45,7 +46,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BCE_EPSILON",
-    "MODEL_FILE_NAME",
     "ModelKind",
     "Sampling",
     "VariationalAutoencoder",
@@ -59,9 +59,6 @@ __all__ = [
     "vae_nn_loss",
 ]
 
-
-MODEL_FILE_NAME = "model.keras"
-"""The model file inside a model directory."""
 
 BCE_EPSILON = 1e-7
 """Classifier outputs are clipped to [eps, 1 - eps] in the binary cross-entropy (as Keras does):

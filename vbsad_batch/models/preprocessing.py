@@ -1,5 +1,5 @@
 """Preprocessing of the model inputs: log10 of the energy-like features, then min-max scaling
-fitted on the SM training split only; stored as JSON next to the model (`PREPROCESSING_FILE_NAME`).
+fitted on the SM training split only; stored as JSON next to the model.
 
 NumPy and polars only: the report and the scoring stage read it without TensorFlow.
 """
@@ -15,10 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-__all__ = ["PREPROCESSING_FILE_NAME", "Preprocessing"]
-
-PREPROCESSING_FILE_NAME = "preprocessing.json"
-"""The preprocessing parameters inside a model directory (`Preprocessing.to_json`)."""
+__all__ = ["Preprocessing"]
 
 _PREPROCESSING_FORMAT = 1
 

@@ -34,9 +34,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from vbsad_batch.config import AnalysisConfig
+from vbsad_batch.models.paths import MODEL_FILE_NAME, PREPROCESSING_FILE_NAME
+from vbsad_batch.models.preprocessing import Preprocessing
 from vbsad_batch.runtime.atomic_write import atomic_path, remove_stale_temp_files
 from vbsad_batch.runtime.progress import ProgressCallback, ProgressEvent
 from vbsad_batch.runtime.provenance import (
+    MANIFEST_NAME,
     read_manifest,
     runtime_provenance,
     sha256_file,
@@ -68,13 +71,10 @@ SCORE_BATCH_ROWS = 1 << 18
 ID_COLUMNS: tuple[str, ...] = ("event", "input_sha256", "yield")
 """Columns copied from the dataset into the scores."""
 
-MANIFEST_NAME = "manifest.json"
 MANIFEST_KIND = "vbsad_batch.scores"
 _STAGE = "score"
 _TEST_DATASET = re.compile(r"sm_test|(lin|quad|mix)_test_.+")
-# Imported lazily with TensorFlow; these equal the constants of vbsad_batch.models.networks
-# (checked by a test).
-_MODEL_FILES = ("model.keras", "preprocessing.json")
+_MODEL_FILES = (MODEL_FILE_NAME, PREPROCESSING_FILE_NAME)  # the files that define the scores
 
 
 def is_test_dataset(name: str) -> bool:
@@ -244,7 +244,6 @@ def score_datasets(
         return outputs
 
     from vbsad_batch.models.networks import load_model  # noqa: PLC0415 - TensorFlow only when scoring
-    from vbsad_batch.models.preprocessing import PREPROCESSING_FILE_NAME, Preprocessing  # noqa: PLC0415 - TensorFlow only when scoring
 
     start = time.monotonic()
     manifest_path.unlink(missing_ok=True)  # the manifest marks completion

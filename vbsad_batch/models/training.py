@@ -85,7 +85,6 @@ import numpy as np
 
 from vbsad_batch.config import LATENT_DIM_RANGE, AnalysisConfig, ModelKind, TrainingConfig
 from vbsad_batch.models.checkpoints import (
-    CHECKPOINT_NAME,
     CheckpointMismatchError,
     TrainingState,
     assign_variables,
@@ -93,8 +92,14 @@ from vbsad_batch.models.checkpoints import (
     save_checkpoint,
 )
 from vbsad_batch.models.networks import build_model, save_model
-from vbsad_batch.models.paths import model_directory
-from vbsad_batch.models.preprocessing import PREPROCESSING_FILE_NAME
+from vbsad_batch.models.paths import (
+    CHECKPOINT_NAME,
+    CONFIG_COPY_NAME,
+    HISTORY_NAME,
+    METRICS_NAME,
+    PREPROCESSING_FILE_NAME,
+    model_directory,
+)
 from vbsad_batch.models.training_data import (
     chunks_per_epoch,
     load_training_data,
@@ -113,6 +118,7 @@ from vbsad_batch.runtime.atomic_write import (
 )
 from vbsad_batch.runtime.progress import ProgressCallback, ProgressEvent
 from vbsad_batch.runtime.provenance import (
+    MANIFEST_NAME,
     jsonable,
     manifest_up_to_date,
     read_manifest,
@@ -135,12 +141,7 @@ logger = logging.getLogger(__name__)
 TRAINING_FORMAT_VERSION = 1
 """Version of the model directory layout and checkpoint; bump when either changes."""
 
-MANIFEST_NAME = "manifest.json"
 MANIFEST_KIND = "vbsad_batch.model"
-PREPROCESSING_NAME = PREPROCESSING_FILE_NAME
-CONFIG_COPY_NAME = "config.toml"
-HISTORY_NAME = "history.csv"
-METRICS_NAME = "metrics.json"
 HISTORY_COLUMNS = ("epoch", "train_loss", "val_loss", "seconds", "events_per_s")
 
 _STAGE = "train"
@@ -406,7 +407,7 @@ def train(
     assign_variables(model.variables, best, "best")
     _, val_mse, val_kld = evaluate(data.x_val)
     outputs = [save_model(model, directory)]
-    outputs.append(directory / PREPROCESSING_NAME)
+    outputs.append(directory / PREPROCESSING_FILE_NAME)
     write_text_atomic(outputs[-1], prep.to_json())
     outputs.append(directory / CONFIG_COPY_NAME)
     write_bytes_atomic(outputs[-1], config.path.read_bytes())

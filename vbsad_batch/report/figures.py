@@ -45,6 +45,8 @@ import polars as pl
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from vbsad_batch.config import ENERGY_LIKE, AnalysisConfig
+from vbsad_batch.models.paths import HISTORY_NAME, METRICS_NAME, PREPROCESSING_FILE_NAME
+from vbsad_batch.models.preprocessing import Preprocessing
 from vbsad_batch.report.inputs import ReportInputs, StageOutput
 
 if TYPE_CHECKING:
@@ -303,7 +305,6 @@ def _reconstructions(
     """The model's preprocessing and, per frame, (inputs, reconstructions) in physical units of
     its first `MAX_RECONSTRUCTION_EVENTS` events."""
     from vbsad_batch.models.networks import load_model  # noqa: PLC0415 - TensorFlow only for this figure
-    from vbsad_batch.models.preprocessing import PREPROCESSING_FILE_NAME, Preprocessing  # noqa: PLC0415 - TensorFlow only for this figure
 
     prep = Preprocessing.from_json((model_dir / PREPROCESSING_FILE_NAME).read_text("utf-8"))
     model = load_model(model_dir)
@@ -525,15 +526,15 @@ def _sigma_figure(curves: pl.DataFrame, op: str, significance: float) -> Figure:
 
 
 def _training_figure(model: StageOutput) -> Figure:
-    history = model.file("history.csv")
+    history = model.file(HISTORY_NAME)
     with history.open(encoding="utf-8", newline="") as f:
         rows = list(csv.DictReader(f))
     epochs = np.array([int(r["epoch"]) for r in rows])
     train = np.array([float(r["train_loss"]) for r in rows])
     val = np.array([float(r["val_loss"]) for r in rows])
     best = None
-    if model.has("metrics.json"):
-        metrics = json.loads(model.file("metrics.json").read_text(encoding="utf-8"))
+    if model.has(METRICS_NAME):
+        metrics = json.loads(model.file(METRICS_NAME).read_text(encoding="utf-8"))
         best = metrics.get("best_epoch")
     fig, ax = plt.subplots(figsize=(8, 6), layout="constrained")
     ax.plot(epochs, train, marker="o", markersize=3, label="training loss", color=_COLORS[0])
@@ -629,7 +630,7 @@ def figure_tasks(inputs: ReportInputs) -> list[FigureTask]:
                 )
             )
     for model in inputs.models:
-        if model.has("history.csv"):
+        if model.has(HISTORY_NAME):
             tasks.append(
                 FigureTask(
                     f"training_{model.name}.png",

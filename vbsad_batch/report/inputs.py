@@ -19,7 +19,7 @@ from typing import Any, Literal
 from vbsad_batch.config import AnalysisConfig, ModelKind
 from vbsad_batch.models.paths import MODELS_DIR_NAME, model_directory
 from vbsad_batch.models.scoring import SCORES_DIR_NAME
-from vbsad_batch.runtime.provenance import read_manifest, sha256_file
+from vbsad_batch.runtime.provenance import MANIFEST_NAME, read_manifest, sha256_file
 from vbsad_batch.scan.driver import SCAN_DIR_NAME
 from vbsad_batch.weighting.datasets import DATASETS_DIR_NAME
 
@@ -31,7 +31,6 @@ __all__ = [
     "find_report_inputs",
 ]
 
-MANIFEST_NAME = "manifest.json"
 
 StageKind = Literal["datasets", "model", "scores", "scan"]
 

@@ -45,6 +45,7 @@ from vbsad_batch.runtime.atomic_write import (
 )
 from vbsad_batch.runtime.progress import ProgressCallback, ProgressEvent
 from vbsad_batch.runtime.provenance import (
+    MANIFEST_NAME,
     jsonable,
     manifest_up_to_date,
     read_manifest,
@@ -63,7 +64,6 @@ FIGURES_DIR_NAME = "figures"
 REPORT_FORMAT_VERSION = 1
 """Version of the report layout; bump when the figures or pages change."""
 
-MANIFEST_NAME = "manifest.json"
 MANIFEST_KIND = "vbsad_batch.report"
 INDEX_NAME = "index.html"
 SUMMARY_NAME = "summary.md"

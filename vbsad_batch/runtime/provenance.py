@@ -25,8 +25,11 @@ from vbsad_batch.runtime.atomic_write import write_text_atomic
 
 __all__ = [
     "HASH_CHUNK_BYTES",
+    "MANIFEST_NAME",
     "FileFingerprint",
     "fingerprint_file",
+    "jsonable",
+    "manifest_up_to_date",
     "read_manifest",
     "runtime_provenance",
     "sha256_file",
@@ -35,6 +38,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+MANIFEST_NAME = "manifest.json"
+"""The manifest's file name in a stage's output directory (a shard has `<name>.manifest.json`)."""
 
 HASH_CHUNK_BYTES = 1 << 20
 """Read size when hashing files (1 MiB): bounded memory whatever the file size."""

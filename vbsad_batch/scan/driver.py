@@ -73,7 +73,13 @@ from vbsad_batch.config import AnalysisConfig, ScanConfig
 from vbsad_batch.runtime.atomic_write import atomic_path, remove_stale_temp_files, write_text_atomic
 from vbsad_batch.runtime.mpi import Communicator, map_work, run_on_root, world
 from vbsad_batch.runtime.progress import ProgressCallback, ProgressEvent
-from vbsad_batch.runtime.provenance import read_manifest, sha256_file, tool_version, write_manifest
+from vbsad_batch.runtime.provenance import (
+    MANIFEST_NAME,
+    read_manifest,
+    sha256_file,
+    tool_version,
+    write_manifest,
+)
 from vbsad_batch.scan.contours import PairScan, contour_2d, pair_region, scan_pair, sigma_2d
 from vbsad_batch.scan.likelihood import interval_95cl
 from vbsad_batch.scan.scores import (
@@ -131,7 +137,6 @@ SCAN_DIR_NAME = "scan"
 SCAN_FORMAT_VERSION = 2
 """Version of the scan outputs' layout; bump when it changes."""
 
-MANIFEST_NAME = "manifest.json"
 MANIFEST_KIND = "vbsad_batch.scan"
 
 
@@ -479,21 +484,6 @@ class _Plan:
     up_to_date: bool
 
 
-def _settings_dict(config: AnalysisConfig) -> dict[str, Any]:
-    s = config.scan
-    return {
-        "significance": s.significance,
-        "min_sm_mc_events": s.min_sm_mc_events,
-        "min_sm_yield": s.min_sm_yield,
-        "bootstrap_replicas": s.bootstrap_replicas,
-        "seed": s.seed,
-        "interval_bins": s.interval_bins,
-        "curve_points": s.curve_points,
-        "vae_scores": list(s.vae_scores),
-        "vae_nn_scores": list(s.vae_nn_scores),
-    }
-
-
 def _plan(config: AnalysisConfig, models: Sequence[str] | None, force: bool) -> _Plan:
     """Find the models, check and hash their score files, decide whether to run (rank 0)."""
     found = discover_models(config, models)
@@ -518,7 +508,7 @@ def _plan(config: AnalysisConfig, models: Sequence[str] | None, force: bool) -> 
         "tool_version": tool_version(),
         "luminosity_fb": config.luminosity_fb,
         "operators": list(operators),
-        "settings": _settings_dict(config),
+        "settings": config.scan.output_settings(),
         "inputs": inputs,
     }
     directory = scan_directory(config)

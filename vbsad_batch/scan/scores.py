@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 
 from vbsad_batch.config import AnalysisConfig
 from vbsad_batch.models.scoring import SCORES_DIR_NAME
-from vbsad_batch.runtime.provenance import read_manifest
+from vbsad_batch.runtime.provenance import MANIFEST_NAME, read_manifest
 from vbsad_batch.scan.statistics import ScoreSample
 
 __all__ = [
@@ -30,7 +30,6 @@ __all__ = [
     "score_samples",
 ]
 
-MANIFEST_NAME = "manifest.json"
 SCORES_MANIFEST_KIND = "vbsad_batch.scores"
 
 _KIND_ORDER = {"vae": 0, "vae_nn": 1}

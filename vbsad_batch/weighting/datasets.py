@@ -48,6 +48,7 @@ from vbsad_batch.ingest.normalisation import normalisation_summary
 from vbsad_batch.runtime.atomic_write import atomic_path, remove_stale_temp_files
 from vbsad_batch.runtime.progress import ProgressCallback, ProgressEvent
 from vbsad_batch.runtime.provenance import (
+    MANIFEST_NAME,
     fingerprint_file,
     jsonable,
     manifest_up_to_date,
@@ -74,7 +75,6 @@ DATASETS_DIR_NAME = "datasets"
 DATASETS_FORMAT_VERSION = 1
 """Version of the datasets layout and manifest; bump when either changes."""
 
-MANIFEST_NAME = "manifest.json"
 MANIFEST_KIND = "vbsad_batch.datasets"
 PARQUET_COMPRESSION: Literal["zstd"] = "zstd"
 _STAGE = "datasets"
