@@ -20,12 +20,12 @@ from vbsad_batch.runtime.atomic_write import (
     write_text_atomic,
 )
 from vbsad_batch.runtime.provenance import (
-    fingerprint_file,
     read_manifest,
     sha256_file,
     tool_version,
     write_manifest,
 )
+from vbsad_batch.runtime.stage import fingerprint
 
 
 def _temp_files(directory: Path) -> list[Path]:
@@ -98,11 +98,11 @@ def test_sha256_and_fingerprint_match_hashlib(tmp_path: Path) -> None:
     path.write_bytes(data)
     expected = hashlib.sha256(data).hexdigest()
     assert sha256_file(path) == expected
-    fp = fingerprint_file(path)
+    fp = fingerprint(path.resolve())
     assert fp.sha256 == expected
     assert fp.size_bytes == len(data)
     assert fp.path == str(path.resolve())
-    assert fp.same_stat(path.stat())
+    assert (fp.size_bytes, fp.mtime_ns) == (path.stat().st_size, path.stat().st_mtime_ns)
 
 
 def test_manifest_round_trip_and_unreadable_manifest(tmp_path: Path) -> None:

@@ -470,7 +470,7 @@ def test_score_datasets_writes_every_test_dataset(tmp_path: Path) -> None:
     assert scoring._MODEL_FILES == (MODEL_FILE_NAME, PREPROCESSING_FILE_NAME)
 
     events: list[ProgressEvent] = []
-    paths = score_datasets(config, model_dir, progress=events.append, batch_rows=200)
+    paths = list(score_datasets(config, model_dir, progress=events.append, batch_rows=200).outputs)
     out_dir = config.output_dir / "scores" / "vae_nn_latent3"
     expected_names = ["sm_test", "lin_test_cHW", "quad_test_cHW", "lin_test_cW", "quad_test_cW"]
     assert paths == [out_dir / f"{name}.parquet" for name in expected_names]
@@ -501,7 +501,7 @@ def test_score_datasets_writes_every_test_dataset(tmp_path: Path) -> None:
     # up to date: nothing is rewritten
     mtimes = [p.stat().st_mtime_ns for p in paths]
     events.clear()
-    assert score_datasets(config, model_dir, progress=events.append) == paths
+    assert list(score_datasets(config, model_dir, progress=events.append).outputs) == paths
     assert [e.message for e in events] == ["up to date"]
     assert [p.stat().st_mtime_ns for p in paths] == mtimes
 
@@ -517,7 +517,7 @@ def test_score_datasets_writes_every_test_dataset(tmp_path: Path) -> None:
 
     # a plain VAE has no classifier score
     vae_dir, _, _ = _model_dir(config, "vae", 0)
-    vae_paths = score_datasets(config, vae_dir)
+    vae_paths = score_datasets(config, vae_dir).outputs
     assert vae_paths[0].parent.name == "vae_latent3"
     assert pl.read_parquet(vae_paths[0]).columns == ["event", "input_sha256", "yield", "mse", "kld"]
 

@@ -28,7 +28,8 @@ from conftest import ALL_FILES, SSWW_DIR, SSWW_FILES, run_vbsad
 import vbsad_batch
 from vbsad_batch import LheParseError, lhe_info, read_lhe
 from vbsad_batch.cli import main
-from vbsad_batch.ingest.shards import plan_shard_names, preprocess, shard_manifest_path
+from vbsad_batch.ingest.preprocess import preprocess
+from vbsad_batch.ingest.shards import plan_shard_names, shard_manifest_path
 from vbsad_batch.runtime.progress import LogProgressReporter, ProgressEvent
 
 SM = SSWW_DIR / "ssww_SM.lhe.gz"
@@ -111,7 +112,11 @@ def statuses(stdout: str) -> list[str]:
 
 
 def without_run_details(manifest: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in manifest.items() if k not in ("provenance", "seconds")}
+    """The manifest without what differs between equal runs: provenance, seconds and the
+    outputs' mtimes."""
+    kept = {k: v for k, v in manifest.items() if k not in ("provenance", "seconds", "outputs")}
+    kept["outputs"] = [{k: v for k, v in o.items() if k != "mtime_ns"} for o in manifest["outputs"]]
+    return kept
 
 
 # --- a full run over every real file ---------------------------------------------------------

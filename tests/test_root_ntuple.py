@@ -16,10 +16,10 @@ import uproot
 from conftest import SSWW_DIR
 
 from vbsad_batch.ingest import OBSERVABLE_COLUMNS
+from vbsad_batch.ingest.preprocess import preprocess
 from vbsad_batch.ingest.root_export import export_shards
 from vbsad_batch.ingest.root_ntuple import REQUIRED_BRANCHES, NtupleError, read_ntuple, write_ntuple
 from vbsad_batch.ingest.samples import event_table
-from vbsad_batch.ingest.shards import preprocess
 
 SM_BANNER_XSEC_PB = 0.002640032203213209  # "Integrated weight (pb)" of ssww_SM.lhe.gz
 LEPTON_COLUMNS = ("ptl1", "ptl2", "etal1", "etal2", "phil1", "phil2")

@@ -40,7 +40,7 @@ def _stage_lines(stderr: str) -> dict[str, str]:
     """stage -> status from the log lines `<stage> <status> <seconds> s <detail>`."""
     found = {}
     for stage in STAGES:
-        m = re.search(rf"cli: {re.escape(stage)}\s+(done|skipped)\s+[0-9.]+ s", stderr)
+        m = re.search(rf"cli: {re.escape(stage)}\s+(written|skipped)\s+[0-9.]+ s", stderr)
         if m:
             found[stage] = m.group(1)
     return found
@@ -63,7 +63,7 @@ def test_quick_demo_runs_every_stage(
 ) -> None:
     cwd, proc = quick_run
     out = cwd / "vbsad-output" / "demo-quick"
-    assert _stage_lines(proc.stderr) == dict.fromkeys(STAGES, "done")
+    assert _stage_lines(proc.stderr) == dict.fromkeys(STAGES, "written")
     # demo: the SM sample, LIN and QUAD for seven operators, the config, a manifest
     lhe = sorted(p.name for p in (out / "data").glob("*.lhe.gz"))
     assert len(lhe) == 15

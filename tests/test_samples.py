@@ -22,8 +22,8 @@ from conftest import SSWW_DIR
 from vbsad_batch.demo.lhe_writer import generate_demo
 from vbsad_batch.ingest import OBSERVABLE_COLUMNS
 from vbsad_batch.ingest.normalisation import FileNormalisation
+from vbsad_batch.ingest.preprocess import preprocess
 from vbsad_batch.ingest.samples import event_table, lhe_shard_dir
-from vbsad_batch.ingest.shards import preprocess
 
 # file -> (banner "Integrated weight (pb)" as in README.md, <init> XSECUP (pb))
 REAL = {

@@ -92,7 +92,7 @@ def test_train_writes_outputs_and_the_validation_loss_falls(
     config = _config(tmp_path, datasets_dir, epochs=12, patience=3)
     result = train(config, kind="vae")
     directory = model_directory(config, "vae")
-    assert result.status == "trained"
+    assert result.status == "written"
     assert result.model_dir == directory == tmp_path / "out" / "models" / "vae_latent3"
     expected = {
         "model.keras",
@@ -135,7 +135,7 @@ def test_train_writes_outputs_and_the_validation_loss_falls(
     assert train(config, kind="vae").status == "skipped"
     assert train(config, kind="vae", resume=True).status == "skipped"
     again = train(config, kind="vae", force=True)
-    assert again.status == "trained"
+    assert again.status == "written"
     assert again.best_val_loss == result.best_val_loss
 
 
@@ -243,7 +243,7 @@ def test_resume_after_a_crash_and_refusal_of_other_settings(
     with pytest.raises(_CrashError):
         train(changed, kind="vae_nn", progress=_crash_after(1))
     fresh = train(changed, kind="vae_nn")
-    assert (fresh.status, fresh.epochs_run) == ("trained", 6)
+    assert (fresh.status, fresh.epochs_run) == ("written", 6)
 
 
 def test_score_writes_per_event_scores_for_every_test_dataset(

@@ -1,4 +1,4 @@
-"""Exception types shared by the Python package and the native extension.
+"""Exception types of the package; `LheParseError` is also raised by the native extension.
 
 The native module (`vbsad_batch._native`) imports `LheParseError` from here, so this module
 must stay importable on its own (no imports from the rest of the package).
@@ -6,9 +6,10 @@ must stay importable on its own (no imports from the rest of the package).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-__all__ = ["LheParseError"]
+__all__ = ["LheParseError", "MissingInputError", "StaleInputError"]
 
 
 class LheParseError(ValueError):
@@ -62,6 +63,44 @@ class LheParseError(ValueError):
             (type(self), self.message, self.path, self.line, self.event),
             _extra_state(self),
         )
+
+
+class StaleInputError(ValueError):
+    """An input of a stage is not what the stage that made it recorded: missing, incomplete,
+    made for other inputs or settings than the current config's, or edited since.
+
+    `str(error)` names the file and ends with the command that remakes it.
+
+    Attributes:
+        path: the file (or manifest) at fault.
+        remake: the command that remakes it, e.g. ``vbsad datasets ana.toml``.
+    """
+
+    path: Path
+    remake: str
+
+    def __init__(self, message: str, *, path: Path, remake: str) -> None:
+        super().__init__(message)
+        self.path = path
+        self.remake = remake
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keyword-only attributes survive pickling (MPI ranks send errors to rank 0).
+        return (_rebuild_stale_input_error, (type(self), str(self), self.path, self.remake))
+
+
+class MissingInputError(StaleInputError, FileNotFoundError):
+    """An input of a stage that was never made, or whose stage did not finish: no manifest.
+    Both a `StaleInputError` and a `FileNotFoundError`."""
+
+
+def _rebuild_stale_input_error(
+    cls: type[StaleInputError], message: str, path: Path, remake: str
+) -> StaleInputError:
+    return cls(message, path=path, remake=remake)
 
 
 _CORE_ATTRIBUTES = frozenset({"message", "path", "line", "event"})

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from vbsad_batch.config.schema import LATENT_DIM_RANGE, MODEL_KINDS
+from vbsad_batch.runtime.stage import PROGRAM
 
 __all__ = [
     "EXIT_DATA_ERROR",
@@ -29,7 +30,7 @@ __all__ = [
     "verbosity_options",
 ]
 
-PROG = "vbsad"
+PROG = PROGRAM
 
 EXIT_OK = 0
 EXIT_DATA_ERROR = 1

@@ -106,7 +106,8 @@ def _available_cpus() -> int:
 
 def run(args: argparse.Namespace, console: Console | None) -> int:
     # Lazy: pyarrow.parquet and the process pool machinery only for this subcommand.
-    from vbsad_batch.ingest.shards import INDEX_MANIFEST_NAME, preprocess  # noqa: PLC0415
+    from vbsad_batch.ingest.preprocess import preprocess  # noqa: PLC0415
+    from vbsad_batch.ingest.shards import INDEX_MANIFEST_NAME  # noqa: PLC0415
 
     inputs = _expand_inputs(args.inputs)
     jobs = args.jobs or _available_cpus()

@@ -17,6 +17,7 @@ from vbsad_batch.runtime.progress import make_progress_reporter
 
 if TYPE_CHECKING:
     from vbsad_batch.config import AnalysisConfig
+    from vbsad_batch.runtime.stage import StageResult
 
 __all__ = ["QUICK_EPOCHS", "add_parser", "run"]
 
@@ -95,12 +96,14 @@ def run(args: argparse.Namespace, console: Console | None) -> int:
     from vbsad_batch.config import load_config  # noqa: PLC0415 - polars only for this command
     from vbsad_batch.demo.demo_config import DEMO_DEFAULT, DEMO_QUICK  # noqa: PLC0415
     from vbsad_batch.demo.prepare import prepare_demo  # noqa: PLC0415
-    from vbsad_batch.pipeline import StageResult, run_analysis  # noqa: PLC0415
+    from vbsad_batch.pipeline import run_analysis  # noqa: PLC0415
 
-    def report_stage(result: StageResult) -> None:
-        logger.info(
-            "%-13s %-7s %6.1f s  %s", result.stage, result.status, result.seconds, result.detail
-        )
+    def report_stage(label: str, result: StageResult) -> None:
+        where = str(result.directory)
+        detail = f"{where} ({result.reason})" if result.status == "skipped" else where
+        if result.summary:
+            detail += f": {result.summary}"
+        logger.info("%-13s %-7s %6.1f s  %s", label, result.status, result.seconds, detail)
 
     with make_progress_reporter(quiet=args.quiet, console=console) as reporter:
         if args.config is None:
@@ -111,7 +114,7 @@ def run(args: argparse.Namespace, console: Console | None) -> int:
             config_path, demo_result = prepare_demo(
                 directory, settings, force=args.force, progress=reporter
             )
-            report_stage(demo_result)
+            report_stage("demo", demo_result)
             config = load_config(config_path)
         else:
             if args.output is not None:

@@ -88,8 +88,9 @@ def run(args: argparse.Namespace, console: Console | None) -> int:
     if result is None or args.quiet:
         return EXIT_OK
     print(
-        f"{result.status}: {result.directory} ({result.items} work item(s) on {result.ranks} "
-        "rank(s))"
+        f"{result.status}: {result.directory} ("
+        + (f"{result.reason}; " if result.status == "skipped" else "")
+        + f"{result.items} work item(s) on {result.ranks} rank(s))"
     )
     print_proxy_table(result.directory / "table.md")
     for path in result.outputs:

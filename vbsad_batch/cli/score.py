@@ -46,8 +46,9 @@ def run(args: argparse.Namespace, console: Console | None) -> int:
             f"{args.model}' first"
         )
     with make_progress_reporter(quiet=args.quiet, console=console) as reporter:
-        written = score_datasets(config, model_dir, progress=reporter)
+        result = score_datasets(config, model_dir, progress=reporter)
     if not args.quiet:
-        for path in written:
+        print(f"{result.status}: {result.directory} ({result.reason})")
+        for path in result.outputs:
             print(path)
     return EXIT_OK

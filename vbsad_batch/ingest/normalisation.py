@@ -39,10 +39,12 @@ from typing import Any, Literal
 import polars as pl
 import pyarrow.parquet as pq
 
+from vbsad_batch.errors import StaleInputError
 from vbsad_batch.ingest.lhe import OBSERVABLE_COLUMNS, LheInfo
 from vbsad_batch.ingest.root_ntuple import read_ntuple
 from vbsad_batch.ingest.shards import shard_manifest_path
 from vbsad_batch.runtime.provenance import read_manifest, sha256_file
+from vbsad_batch.runtime.stage import FileRecord, command, fingerprint
 
 __all__ = [
     "MEAN_CHECK_SIGMAS",
@@ -234,10 +236,24 @@ def _shard_metadata(shard: Path) -> tuple[LheInfo, str]:
             raise ValueError(
                 f"{shard}: its manifest {shard_manifest_path(shard).name} is incomplete ({exc})"
             ) from exc
+        remake = command(
+            "preprocess", manifest["input"].get("given_path", "INPUT"), "--output", shard.parent
+        )
         if shard.stat().st_size != recorded_size:
-            raise ValueError(
+            raise StaleInputError(
                 f"{shard}: size differs from its manifest {shard_manifest_path(shard).name}: "
-                "the shard changed after it was written; re-run `vbsad preprocess`"
+                f"the shard changed after it was written; re-run `{remake}`",
+                path=shard,
+                remake=remake,
+            )
+        entries = manifest.get("outputs") or [manifest["shard"]]
+        record = FileRecord.from_dict(entries[0])
+        if fingerprint(shard, known=record).sha256 != record.sha256:
+            raise StaleInputError(
+                f"{shard}: SHA-256 differs from its manifest {shard_manifest_path(shard).name}: "
+                f"the shard changed after it was written; re-run `{remake}`",
+                path=shard,
+                remake=remake,
             )
         return info, sha
     footer = pq.read_metadata(shard).metadata or {}

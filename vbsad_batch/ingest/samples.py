@@ -26,7 +26,7 @@ from typing import Literal
 import polars as pl
 
 from vbsad_batch.ingest.normalisation import FileNormalisation, root_table, shard_table
-from vbsad_batch.ingest.shards import preprocess
+from vbsad_batch.ingest.preprocess import preprocess
 
 __all__ = ["InputKind", "event_table", "input_kind", "lhe_shard_dir"]
 

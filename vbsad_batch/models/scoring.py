@@ -22,10 +22,11 @@ sizes, does nothing. TensorFlow is imported only when something has to be scored
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import re
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,35 +35,41 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from vbsad_batch.config import AnalysisConfig
-from vbsad_batch.models.paths import MODEL_FILE_NAME, PREPROCESSING_FILE_NAME
-from vbsad_batch.models.preprocessing import Preprocessing
-from vbsad_batch.runtime.atomic_write import atomic_path, remove_stale_temp_files
-from vbsad_batch.runtime.progress import ProgressCallback, ProgressEvent
-from vbsad_batch.runtime.provenance import (
-    MANIFEST_NAME,
-    read_manifest,
-    runtime_provenance,
-    sha256_file,
-    tool_version,
-    write_manifest,
+from vbsad_batch.errors import StaleInputError
+from vbsad_batch.models.model_unit import current_model
+from vbsad_batch.models.paths import (
+    CHECKPOINT_NAME,
+    CONFIG_COPY_NAME,
+    HISTORY_NAME,
+    METRICS_NAME,
+    MODEL_FILE_NAME,
+    MODELS_DIR_NAME,
+    PREPROCESSING_FILE_NAME,
 )
-from vbsad_batch.weighting.datasets import DATASETS_DIR_NAME
+from vbsad_batch.models.preprocessing import Preprocessing
+from vbsad_batch.runtime.progress import ProgressCallback, ProgressEvent
+from vbsad_batch.runtime.provenance import MANIFEST_NAME, sha256_file, tool_version
+from vbsad_batch.runtime.stage import StageOutputs, StageResult, StageUnit, command
+from vbsad_batch.weighting.datasets import DATASETS_DIR_NAME, DatasetInfo, current_datasets
 
 __all__ = [
     "ID_COLUMNS",
     "SCORES_DIR_NAME",
     "SCORES_FORMAT_VERSION",
     "SCORE_BATCH_ROWS",
+    "ScoringResult",
+    "current_scores",
     "is_test_dataset",
     "model_checksum",
     "score_datasets",
     "scores_directory",
+    "scores_unit",
 ]
 
 logger = logging.getLogger(__name__)
 
 SCORES_DIR_NAME = "scores"
-SCORES_FORMAT_VERSION = 1
+SCORES_FORMAT_VERSION = 2
 """Version of the scores layout and manifest; bump when either changes."""
 
 SCORE_BATCH_ROWS = 1 << 18
@@ -75,6 +82,7 @@ MANIFEST_KIND = "vbsad_batch.scores"
 _STAGE = "score"
 _TEST_DATASET = re.compile(r"sm_test|(lin|quad|mix)_test_.+")
 _MODEL_FILES = (MODEL_FILE_NAME, PREPROCESSING_FILE_NAME)  # the files that define the scores
+_TRAIN_ONLY_FILES = (MANIFEST_NAME, CHECKPOINT_NAME, CONFIG_COPY_NAME, HISTORY_NAME, METRICS_NAME)
 
 
 def is_test_dataset(name: str) -> bool:
@@ -106,54 +114,88 @@ def model_checksum(model_dir: Path) -> tuple[str, dict[str, str]]:
     return hashlib.sha256(text.encode()).hexdigest(), files
 
 
-def _same(a: Any, b: Any) -> bool:
-    return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+def scores_unit(config: AnalysisConfig, model_name: str) -> StageUnit:
+    """The scores of the model directory `model_name` as a unit of the stage contract."""
+    return StageUnit(
+        stage=_STAGE,
+        name=model_name,
+        kind=MANIFEST_KIND,
+        directory=config.output_dir / SCORES_DIR_NAME / model_name,
+        remake=command("score", config.path, *_model_options(model_name)),
+    )
 
 
-def _up_to_date(manifest: dict[str, Any] | None, key: dict[str, Any], directory: Path) -> bool:
-    if manifest is None or manifest.get("kind") != MANIFEST_KIND:
-        return False
-    try:
-        if not _same(manifest["key"], key):
-            return False
-        for entry in manifest["outputs"]:
-            path = directory / entry["path"]
-            if not path.is_file() or path.stat().st_size != entry["size_bytes"]:
-                return False
-    except (KeyError, TypeError, AttributeError):
-        return False
-    return True
+def _model_options(model_name: str) -> list[str]:
+    """`--model K --latent N` for a model directory name `<kind>_latent<N>[_<op>]`."""
+    match = re.fullmatch(r"(vae|vae_nn)_latent(\d+)(_.+)?", model_name)
+    return [] if match is None else ["--model", match.group(1), "--latent", match.group(2)]
 
 
-def _test_datasets(config: AnalysisConfig) -> list[dict[str, Any]]:
-    """The test datasets' manifest entries, each with its SHA-256 checked against the file."""
-    directory = config.output_dir / DATASETS_DIR_NAME
-    manifest = read_manifest(directory / MANIFEST_NAME)
-    if manifest is None:
-        raise FileNotFoundError(
-            f"{directory / MANIFEST_NAME}: no datasets; run `vbsad datasets` first"
+def _trained_by_vbsad(model_dir: Path) -> bool:
+    """Whether `model_dir` is (or was being made) a model directory of `vbsad train`: it has
+    files that only the train stage writes. A directory with just the model and its
+    preprocessing was made by other means (e.g. a Keras `fit` in a benchmark)."""
+    return any((model_dir / name).exists() for name in _TRAIN_ONLY_FILES)
+
+
+def _model_key(config: AnalysisConfig, model_dir: Path) -> dict[str, Any]:
+    """The model part of the scores' key: the checksum of the files that define the scores,
+    after checking, for a model of `vbsad train`, that it is complete and current."""
+    if _trained_by_vbsad(model_dir):
+        current_model(config, model_dir)
+    checksum, files = model_checksum(model_dir)
+    return {"checksum": checksum, "files": files}
+
+
+def _test_datasets(config: AnalysisConfig) -> list[DatasetInfo]:
+    """The current test datasets (checked against the datasets manifest)."""
+    datasets = [info for info in current_datasets(config).values() if is_test_dataset(info.name)]
+    if not datasets:
+        raise ValueError(
+            f"{config.output_dir / DATASETS_DIR_NAME}: no test datasets (is the split's test "
+            "fraction 0?)"
         )
-    entries: list[dict[str, Any]] = []
-    for entry in manifest.get("datasets", []):
-        name = str(entry["name"])
-        if not is_test_dataset(name):
-            continue
-        path = directory / str(entry["path"])
-        digest = sha256_file(path)
-        if digest != entry["sha256"]:
-            raise ValueError(
-                f"{path}: SHA-256 differs from the datasets manifest (modified since "
-                "`vbsad datasets` wrote it); run `vbsad datasets` again"
-            )
-        entries.append({"name": name, "path": path, "sha256": digest})
-    if not entries:
-        raise ValueError(f"{directory}: no test datasets (is the split's test fraction 0?)")
-    return entries
+    return datasets
+
+
+def _key(model: dict[str, Any], datasets: Sequence[DatasetInfo]) -> dict[str, Any]:
+    return {
+        "format_version": SCORES_FORMAT_VERSION,
+        "tool_version": tool_version(),
+        "model": model,
+        "datasets": [{"name": d.name, "sha256": d.sha256} for d in datasets],
+    }
+
+
+def current_scores(config: AnalysisConfig, model_name: str) -> dict[str, Any]:
+    """The manifest of the scores of `model_name`, checked for use by a later stage: complete,
+    unmodified since, and, when `vbsad score` made them (the manifest names the model
+    directory), made by that model as it is now and from the datasets that are current now.
+
+    Raises:
+        StaleInputError: naming the file at fault and the command that remakes it.
+    """
+    unit = scores_unit(config, model_name)
+    manifest = unit.manifest()
+    if manifest is None or "model_dir" not in manifest:
+        return unit.require_current()  # incomplete, or scores made by other means
+    model_dir = config.output_dir / MODELS_DIR_NAME / model_name
+    if not model_dir.is_dir():  # a model kept elsewhere (scored with `score_datasets`)
+        model_dir = Path(str(manifest["model_dir"]))
+    try:
+        model = _model_key(config, model_dir)
+    except FileNotFoundError as exc:
+        raise StaleInputError(
+            f"{exc}; the scores in {unit.directory} have no model any more; run `{unit.remake}`",
+            path=model_dir,
+            remake=unit.remake,
+        ) from exc
+    return unit.require_current(_key(model, _test_datasets(config)))
 
 
 def _score_one(
     dataset: Path,
-    dest: Path,
+    out: StageOutputs,
     *,
     model: Any,
     preprocessing: Any,
@@ -162,7 +204,7 @@ def _score_one(
     name: str,
     n_items: int,
 ) -> int:
-    """Score one dataset into `dest` (atomically); return the number of rows."""
+    """Score one dataset into the output `<name>.parquet`; return the number of rows."""
     from vbsad_batch.models.networks import scores  # noqa: PLC0415 - TensorFlow only when scoring
 
     source = pq.ParquetFile(dataset)
@@ -175,7 +217,10 @@ def _score_one(
         [have.field(c) for c in ID_COLUMNS] + [pa.field(n, pa.float32()) for n in score_names]
     )
     rows = 0
-    with atomic_path(dest) as tmp, pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+    with (
+        out.path(f"{name}.parquet", name=name) as tmp,
+        pq.ParquetWriter(tmp, schema, compression="zstd") as writer,
+    ):
         columns = list(dict.fromkeys([*preprocessing.features, *ID_COLUMNS]))
         for batch in source.iter_batches(batch_size=batch_rows, columns=columns):
             frame = pl.from_arrow(batch)
@@ -195,7 +240,16 @@ def _score_one(
                     events=rows,
                 )
             )
+    out.describe(f"{name}.parquet", rows=rows)
     return rows
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ScoringResult(StageResult):
+    """What `score_datasets` did (see `StageResult`; `outputs`: the score files, in the
+    datasets manifest's order); `model_kind`: "vae" or "vae_nn"."""
+
+    model_kind: str
 
 
 def score_datasets(
@@ -205,102 +259,80 @@ def score_datasets(
     progress: ProgressCallback | None = None,
     batch_rows: int = SCORE_BATCH_ROWS,
     force: bool = False,
-) -> list[Path]:
-    """Score every test dataset with the model in `model_dir` (see the module docstring).
+) -> ScoringResult:
+    """Score every test dataset with the model in `model_dir` (see the module docstring),
+    through the stage contract.
 
     Args:
         config: the analysis configuration (its output_dir holds the datasets).
-        model_dir: a model directory of `vbsad train` (model.keras, preprocessing.json).
+        model_dir: a model directory of `vbsad train` (or any directory with a `model.keras`
+            and its `preprocessing.json`).
         progress: called with `ProgressEvent`s (stage "score", one item per dataset).
         batch_rows: events per batch.
         force: rescore even when everything is up to date.
 
-    Returns:
-        the score files, in the datasets manifest's order.
-
     Raises:
-        FileNotFoundError: no datasets manifest, or a model file is missing.
-        ValueError: a dataset was modified after its manifest was written, lacks a column, or
-            has a feature value the preprocessing cannot take (e.g. log10 of a value <= 0).
+        StaleInputError: the datasets, or a model of `vbsad train`, are missing, incomplete,
+            stale for the config or modified.
+        FileNotFoundError: a model file is missing.
+        ValueError: a dataset lacks a column, or has a feature value the preprocessing cannot
+            take (e.g. log10 of a value <= 0).
     """
     if batch_rows < 1:
         raise ValueError(f"batch_rows must be >= 1, got {batch_rows}")
     emit = progress or (lambda event: None)
     model_dir = Path(model_dir).resolve()
-    checksum, model_files = model_checksum(model_dir)
+    model_files = _model_key(config, model_dir)
     datasets = _test_datasets(config)
-    directory = scores_directory(config, model_dir)
-    directory.mkdir(parents=True, exist_ok=True)
-    manifest_path = directory / MANIFEST_NAME
-    key = {
-        "format_version": SCORES_FORMAT_VERSION,
-        "tool_version": tool_version(),
-        "model": {"checksum": checksum, "files": model_files},
-        "datasets": [{"name": d["name"], "sha256": d["sha256"]} for d in datasets],
-    }
-    outputs = [directory / f"{d['name']}.parquet" for d in datasets]
-    if not force and _up_to_date(read_manifest(manifest_path), key, directory):
-        emit(ProgressEvent(_STAGE, "run_finished", message="up to date"))
-        return outputs
+    unit = scores_unit(config, model_dir.name)
 
-    from vbsad_batch.models.networks import load_model  # noqa: PLC0415 - TensorFlow only when scoring
+    def write(out: StageOutputs, reason: str) -> str:
+        from vbsad_batch.models.networks import load_model  # noqa: PLC0415 - TensorFlow here
 
-    start = time.monotonic()
-    manifest_path.unlink(missing_ok=True)  # the manifest marks completion
-    remove_stale_temp_files(directory)
-    model = load_model(model_dir)
-    preprocessing = Preprocessing.from_json(
-        (model_dir / PREPROCESSING_FILE_NAME).read_text(encoding="utf-8")
-    )
-    emit(ProgressEvent(_STAGE, "run_started", total_items=len(datasets)))
-    entries: list[dict[str, Any]] = []
-    for dataset, dest in zip(datasets, outputs, strict=True):
-        item_start = time.monotonic()
-        name = dataset["name"]
-        emit(ProgressEvent(_STAGE, "item_started", item=name, total_items=len(datasets)))
-        rows = _score_one(
-            dataset["path"],
-            dest,
-            model=model,
-            preprocessing=preprocessing,
-            batch_rows=batch_rows,
-            emit=emit,
-            name=name,
-            n_items=len(datasets),
+        model = load_model(model_dir)
+        preprocessing = Preprocessing.from_json(
+            (model_dir / PREPROCESSING_FILE_NAME).read_text(encoding="utf-8")
         )
-        entries.append(
+        emit(ProgressEvent(_STAGE, "run_started", total_items=len(datasets)))
+        for dataset in datasets:
+            item_start = time.monotonic()
+            emit(
+                ProgressEvent(_STAGE, "item_started", item=dataset.name, total_items=len(datasets))
+            )
+            rows = _score_one(
+                dataset.path,
+                out,
+                model=model,
+                preprocessing=preprocessing,
+                batch_rows=batch_rows,
+                emit=emit,
+                name=dataset.name,
+                n_items=len(datasets),
+            )
+            emit(
+                ProgressEvent(
+                    _STAGE,
+                    "item_finished",
+                    item=dataset.name,
+                    total_items=len(datasets),
+                    rows=rows,
+                    events=rows,
+                    message=str(unit.directory / f"{dataset.name}.parquet"),
+                    seconds=time.monotonic() - item_start,
+                )
+            )
+        out.manifest.update(
             {
-                "name": name,
-                "path": dest.name,
-                "rows": rows,
-                "sha256": sha256_file(dest),
-                "size_bytes": dest.stat().st_size,
+                "model_dir": str(model_dir),
+                "model_kind": model.kind,
+                "datasets": [
+                    {"name": d.name, "path": str(d.path), "sha256": d.sha256} for d in datasets
+                ],
             }
         )
-        emit(
-            ProgressEvent(
-                _STAGE,
-                "item_finished",
-                item=name,
-                total_items=len(datasets),
-                rows=rows,
-                events=rows,
-                message=str(dest),
-                seconds=time.monotonic() - item_start,
-            )
-        )
-    manifest = {
-        "kind": MANIFEST_KIND,
-        "key": key,
-        "model_dir": str(model_dir),
-        "model_kind": model.kind,
-        "datasets": [
-            {"name": d["name"], "path": str(d["path"]), "sha256": d["sha256"]} for d in datasets
-        ],
-        "outputs": entries,
-        "provenance": runtime_provenance(),
-        "seconds": round(time.monotonic() - start, 3),
-    }
-    write_manifest(manifest_path, manifest)
-    emit(ProgressEvent(_STAGE, "run_finished", message=f"{len(entries)} dataset(s)"))
-    return outputs
+        out.summary = f"{len(datasets)} dataset(s)"
+        return str(model.kind)
+
+    ran = unit.run(_key(model_files, datasets), write, force=force, progress=progress)
+    kind = ran.value if ran.value is not None else str(ran.manifest.get("model_kind", ""))
+    return ScoringResult(**ran.fields(f"{len(datasets)} dataset(s)"), model_kind=kind)

@@ -6,7 +6,7 @@ checkpoints every epoch, exact resume.
 `<output_dir>/datasets/` and writes the model directory
 `<output_dir>/models/<kind>_latent<k>` (`..._<op>` for "vae_nn", trained on operator `op`):
 
-- the Keras model file (`vbsad_batch.model.save_model`), with the best weights (lowest
+- the Keras model file (`vbsad_batch.models.networks.save_model`), with the best weights (lowest
   validation loss);
 - `preprocessing.json`: log10 features and min-max parameters fitted on `sm_train`;
 - `config.toml`: a copy of the analysis config file;
@@ -57,8 +57,11 @@ validation loss, the early-stopping counter and the history. A run killed at any
 (SIGKILL, or SIGTERM through `vbsad`) and continued with `resume=True` ends with the same
 weights as an uninterrupted run: same checkpointed state, same permutations, same ops.
 
-Re-runs. A model directory whose manifest matches (same datasets by SHA-256, same training
-settings, features and tool version, output files present with their sizes) is skipped.
+Re-runs (the stage contract, `vbsad_batch.runtime.stage`). The datasets must be current for
+the config and unmodified (`vbsad_batch.weighting.datasets.current_datasets`), else a
+`StaleInputError` says to run `vbsad datasets` again. A model directory whose manifest matches
+(same datasets by SHA-256, same training settings, features and tool version, every output
+with its recorded SHA-256) is skipped.
 Otherwise: with `force=True` the skip is bypassed; with `resume=True` a checkpoint made with
 the same key is continued (one with another key is an error: continuing it would mix two
 trainings), without a checkpoint the training starts afresh; with `resume=False` the training
@@ -69,21 +72,20 @@ is written.
 from __future__ import annotations
 
 import csv
-import dataclasses
 import hashlib
 import io
 import json
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
-from vbsad_batch.config import LATENT_DIM_RANGE, AnalysisConfig, ModelKind, TrainingConfig
+from vbsad_batch.config import AnalysisConfig, ModelKind, TrainingConfig
 from vbsad_batch.models.checkpoints import (
     CheckpointMismatchError,
     TrainingState,
@@ -91,16 +93,19 @@ from vbsad_batch.models.checkpoints import (
     read_checkpoint,
     save_checkpoint,
 )
+from vbsad_batch.models.model_unit import model_key, model_training, model_unit, training_datasets
 from vbsad_batch.models.networks import build_model, save_model
 from vbsad_batch.models.paths import (
     CHECKPOINT_NAME,
     CONFIG_COPY_NAME,
     HISTORY_NAME,
     METRICS_NAME,
+    MODEL_FILE_NAME,
     PREPROCESSING_FILE_NAME,
-    model_directory,
 )
+from vbsad_batch.models.preprocessing import Preprocessing
 from vbsad_batch.models.training_data import (
+    TrainingData,
     chunks_per_epoch,
     load_training_data,
     training_pipeline,
@@ -111,237 +116,137 @@ from vbsad_batch.models.training_step import (
     make_optimizer,
     validation_function,
 )
-from vbsad_batch.runtime.atomic_write import (
-    remove_stale_temp_files,
-    write_bytes_atomic,
-    write_text_atomic,
-)
 from vbsad_batch.runtime.progress import ProgressCallback, ProgressEvent
-from vbsad_batch.runtime.provenance import (
-    MANIFEST_NAME,
-    jsonable,
-    manifest_up_to_date,
-    read_manifest,
-    runtime_provenance,
-    sha256_file,
-    tool_version,
-    write_manifest,
-)
-from vbsad_batch.weighting.datasets import DATASETS_DIR_NAME
+from vbsad_batch.runtime.stage import StageOutputs, StageResult
+from vbsad_batch.weighting.datasets import current_datasets
 
-__all__ = [
-    "TrainingResult",
-    "TrainingStatus",
-    "train",
-]
+__all__ = ["TrainingResult", "train"]
 
 logger = logging.getLogger(__name__)
 
-
-TRAINING_FORMAT_VERSION = 1
-"""Version of the model directory layout and checkpoint; bump when either changes."""
-
-MANIFEST_KIND = "vbsad_batch.model"
 HISTORY_COLUMNS = ("epoch", "train_loss", "val_loss", "seconds", "events_per_s")
 
 _STAGE = "train"
 
-TrainingStatus = Literal["trained", "resumed", "skipped"]
 
-
-@dataclass(frozen=True, slots=True)
-class TrainingResult:
-    """What `train` did.
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TrainingResult(StageResult):
+    """What `train` did (see `StageResult`; status "resumed": continued from a checkpoint).
 
     Attributes:
-        status: "trained" (from scratch), "resumed" (continued from a checkpoint) or "skipped"
-            (the model directory was up to date).
-        reason: why it was (re)trained, or "up to date".
-        model_dir: the model directory.
         epochs_run: epochs in the history (all runs of a resumed training).
         best_epoch: 1-based epoch of the kept weights.
         best_val_loss: validation loss of the kept weights (dimensionless).
         stopped_early: whether early stopping ended the training before `epochs`.
-        seconds: wall time of this call, s.
     """
 
-    status: TrainingStatus
-    reason: str
-    model_dir: Path
     epochs_run: int
     best_epoch: int
     best_val_loss: float
     stopped_early: bool
-    seconds: float
+
+    @property
+    def model_dir(self) -> Path:
+        """The model directory."""
+        return self.directory
 
 
-def _dataset_names(config: AnalysisConfig, kind: ModelKind) -> list[str]:
-    names = ["sm_train", "sm_validation"]
-    if kind == "vae_nn":
-        names.append(f"mixed_train_{config.training_operator}")
-    return names
+@dataclass
+class _Training:
+    """One training in progress: what it fits, with what, and where it stands."""
 
-
-def _key(
-    config: AnalysisConfig, kind: ModelKind, training: TrainingConfig, datasets: dict[str, str]
-) -> dict[str, Any]:
-    return {
-        "format_version": TRAINING_FORMAT_VERSION,
-        "tool_version": tool_version(),
-        "kind": kind,
-        "training": jsonable(training),
-        "features": list(config.features),
-        "log_features": list(config.log_features),
-        "training_operator": config.training_operator if kind == "vae_nn" else None,
-        "datasets": datasets,
-    }
-
-
-def _canonical(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+    config: AnalysisConfig
+    kind: ModelKind
+    training: TrainingConfig
+    item: str
+    prep: Preprocessing
+    data: TrainingData
+    model: Any
+    optimizer: Any
+    state: TrainingState
+    best: list[np.ndarray]
+    events_done: int = 0
+    train_seconds: float = 0.0
 
 
 def _digest(value: Any) -> str:
-    return hashlib.sha256(_canonical(value).encode()).hexdigest()
+    canonical = json.dumps(value, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _up_to_date(
-    manifest: dict[str, Any] | None, key: dict[str, Any], directory: Path
-) -> tuple[bool, str]:
-    return manifest_up_to_date(
-        manifest, kind=MANIFEST_KIND, key=key, directory=directory, outputs_field="outputs"
-    )
-
-
-def _write_history(path: Path, history: Sequence[dict[str, Any]]) -> None:
+def _history_csv(history: Sequence[dict[str, Any]]) -> str:
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=HISTORY_COLUMNS, lineterminator="\n")
     writer.writeheader()
     for row in history:
         writer.writerow({name: row[name] for name in HISTORY_COLUMNS})
-    write_text_atomic(path, text.getvalue())
+    return text.getvalue()
 
 
-def _result_from_metrics(
-    directory: Path, status: TrainingStatus, reason: str, seconds: float
-) -> TrainingResult:
-    metrics = json.loads((directory / METRICS_NAME).read_text(encoding="utf-8"))
-    return TrainingResult(
-        status=status,
-        reason=reason,
-        model_dir=directory,
-        epochs_run=int(metrics["epochs_run"]),
-        best_epoch=int(metrics["best_epoch"]),
-        best_val_loss=float(metrics["best_val_loss"]),
-        stopped_early=bool(metrics["stopped_early"]),
-        seconds=seconds,
-    )
+# --- resume, fit, write ---------------------------------------------------------------------------
 
 
-def train(
-    config: AnalysisConfig,
-    *,
-    kind: ModelKind = "vae",
-    latent_dim: int | None = None,
-    resume: bool = False,
-    force: bool = False,
-    progress: ProgressCallback | None = None,
-) -> TrainingResult:
-    """Train a model on the datasets of `config` and write its model directory (see the module
-    docstring for the outputs, the training and the re-run rules).
-
-    Args:
-        config: the analysis configuration; hyperparameters from `config.training`.
-        kind: "vae" or "vae_nn" (the latter on `config.training_operator`'s mixed set).
-        latent_dim: latent size; default `config.training.latent_dim`.
-        resume: continue from the checkpoint of an interrupted run with the same key.
-        force: retrain even when the model directory is up to date.
-        progress: called with `ProgressEvent`s (stage "train", one item: the model directory;
-            "item_advanced" after each epoch with `events` = training events processed).
+def _checkpoint_to_resume(
+    path: Path, key_digest: str, resume: bool
+) -> tuple[dict[str, Any], dict[str, list[np.ndarray]]] | None:
+    """The checkpoint to continue, or None to start afresh (an old one is then discarded).
 
     Raises:
-        FileNotFoundError: a dataset is missing (run `vbsad datasets` first).
-        ValueError: bad settings, empty datasets, or `resume` with a checkpoint of another
-            training.
+        CheckpointMismatchError: `resume` with a checkpoint of another training.
     """
-    start = time.monotonic()
-    emit = progress or (lambda event: None)
-    training = config.training
-    if latent_dim is not None:
-        low, high = LATENT_DIM_RANGE
-        if not low <= latent_dim <= high:
-            raise ValueError(f"latent_dim must be in {low}..{high}, got {latent_dim}")
-        training = dataclasses.replace(training, latent_dim=latent_dim)
-    directory = model_directory(config, kind, training.latent_dim)
-    item = directory.name
-
-    datasets_dir = config.output_dir / DATASETS_DIR_NAME
-    paths = {name: datasets_dir / f"{name}.parquet" for name in _dataset_names(config, kind)}
-    for path in paths.values():
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"{path}: dataset missing; write the datasets first: vbsad datasets {config.path}"
-            )
-    checksums = {name: sha256_file(path) for name, path in paths.items()}
-    key = _key(config, kind, training, checksums)
-    key_digest = _digest(key)
-
-    directory.mkdir(parents=True, exist_ok=True)
-    manifest_path = directory / MANIFEST_NAME
-    checkpoint_path = directory / CHECKPOINT_NAME
-    fresh, reason = _up_to_date(read_manifest(manifest_path), key, directory)
-    emit(ProgressEvent(_STAGE, "run_started", total_items=1))
-    if fresh and not force:
-        emit(ProgressEvent(_STAGE, "item_skipped", item=item, total_items=1, message=reason))
-        emit(ProgressEvent(_STAGE, "run_finished", message="up to date"))
-        return _result_from_metrics(directory, "skipped", reason, time.monotonic() - start)
-    if force:
-        reason = "forced"
-
-    # The manifest marks completion: drop it first, so that a failed run leaves no stale claim.
-    manifest_path.unlink(missing_ok=True)
-    remove_stale_temp_files(directory)
-    checkpoint = read_checkpoint(checkpoint_path) if resume else None
+    checkpoint = read_checkpoint(path) if resume else None
     if checkpoint is not None and checkpoint[0].get("key_digest") != key_digest:
         raise CheckpointMismatchError(
-            f"{checkpoint_path}: checkpoint of another training (datasets or settings changed); "
+            f"{path}: checkpoint of another training (datasets or settings changed); "
             "delete it or run without --resume to start afresh"
         )
     if checkpoint is None:
-        if checkpoint_path.exists():
-            logger.info("%s: discarding the checkpoint of an earlier run", checkpoint_path)
-        checkpoint_path.unlink(missing_ok=True)
+        if path.exists():
+            logger.info("%s: discarding the checkpoint of an earlier run", path)
+        path.unlink(missing_ok=True)
+    return checkpoint
 
-    emit(ProgressEvent(_STAGE, "item_started", item=item, total_items=1))
-    seed = int(training.seed)
-    enable_determinism(seed)
+
+def _start(
+    config: AnalysisConfig,
+    kind: ModelKind,
+    training: TrainingConfig,
+    *,
+    directory: Path,
+    paths: dict[str, Path],
+    checkpoint: tuple[dict[str, Any], dict[str, list[np.ndarray]]] | None,
+) -> _Training:
+    """Load the datasets `paths` (name -> file), build the model and optimizer, and restore
+    the checkpoint if any."""
+    enable_determinism(int(training.seed))
     prep, data = load_training_data(paths, config, kind)
-    n_features = data.x_train.shape[1]
-    model = build_model(kind, n_features, training)
+    model = build_model(kind, data.x_train.shape[1], training)
     optimizer = make_optimizer(training)
     optimizer.build(model.trainable_variables)
-
     state = TrainingState()
     best: list[np.ndarray] = [v.numpy() for v in model.variables]
-    status: TrainingStatus = "trained"
     if checkpoint is not None:
         meta, groups = checkpoint
         state = TrainingState(**meta["state"])
         assign_variables(model.variables, groups["model"], "model")
         assign_variables(optimizer.variables, groups["optimizer"], "optimizer")
         best = groups["best"]
-        status = "resumed"
-        reason = f"resumed after epoch {state.next_epoch}"
         logger.info("%s: resuming after epoch %d", directory, state.next_epoch)
+    return _Training(
+        config, kind, training, directory.name, prep, data, model, optimizer, state, best
+    )
 
-    run_epoch = EpochRunner(model, optimizer, kind, training)
-    evaluate = validation_function(model, training)
-    epochs = int(training.epochs)
-    patience = int(training.patience)
-    batch_size = int(training.batch_size)
-    events_done = 0
-    train_seconds = 0.0
-    chunks = iter(training_pipeline(data, seed, state.next_epoch, epochs, batch_size))
+
+def _fit(run: _Training, checkpoint_path: Path, key_digest: str, emit: ProgressCallback) -> None:
+    """Train epoch by epoch until early stopping or the epoch cap, checkpointing each epoch."""
+    training, data, state = run.training, run.data, run.state
+    run_epoch = EpochRunner(run.model, run.optimizer, run.kind, training)
+    evaluate = validation_function(run.model, training)
+    seed, epochs = int(training.seed), int(training.epochs)
+    patience, batch_size = int(training.patience), int(training.batch_size)
+    chunks: Iterator[Any] = iter(
+        training_pipeline(data, seed, state.next_epoch, epochs, batch_size)
+    )
     n_chunks = chunks_per_epoch(len(data.x_train), batch_size)
     while not state.finished and state.next_epoch < epochs:
         epoch = state.next_epoch
@@ -351,11 +256,11 @@ def train(
         val_loss = evaluate(data.x_val)[0]
         if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
             raise ValueError(
-                f"{directory}: loss is not finite at epoch {epoch + 1} (train {train_loss}, "
-                f"validation {val_loss}); lower the learning rate"
+                f"{checkpoint_path.parent}: loss is not finite at epoch {epoch + 1} (train "
+                f"{train_loss}, validation {val_loss}); lower the learning rate"
             )
-        events_done += len(data.x_train)
-        train_seconds += seconds
+        run.events_done += len(data.x_train)
+        run.train_seconds += seconds
         state.history.append(
             {
                 "epoch": epoch + 1,
@@ -369,7 +274,7 @@ def train(
             state.best_val_loss = val_loss
             state.best_epoch = epoch + 1
             state.wait = 0
-            best = [v.numpy() for v in model.variables]
+            run.best = [v.numpy() for v in run.model.variables]
         else:
             state.wait += 1
         state.next_epoch = epoch + 1
@@ -379,13 +284,13 @@ def train(
             checkpoint_path,
             key_digest=key_digest,
             state=state,
-            model=model,
-            optimizer=optimizer,
-            best=best,
+            model=run.model,
+            optimizer=run.optimizer,
+            best=run.best,
         )
         logger.info(
             "%s: epoch %d/%d: loss %.6g, val_loss %.6g, %.0f events/s",
-            item,
+            run.item,
             epoch + 1,
             epochs,
             train_loss,
@@ -396,28 +301,30 @@ def train(
             ProgressEvent(
                 _STAGE,
                 "item_advanced",
-                item=item,
+                item=run.item,
                 total_items=1,
-                events=events_done,
+                events=run.events_done,
                 rows=epoch + 1,
                 message=f"epoch {epoch + 1}/{epochs} val_loss {val_loss:.6g}",
             )
         )
 
-    assign_variables(model.variables, best, "best")
-    _, val_mse, val_kld = evaluate(data.x_val)
-    outputs = [save_model(model, directory)]
-    outputs.append(directory / PREPROCESSING_FILE_NAME)
-    write_text_atomic(outputs[-1], prep.to_json())
-    outputs.append(directory / CONFIG_COPY_NAME)
-    write_bytes_atomic(outputs[-1], config.path.read_bytes())
-    outputs.append(directory / HISTORY_NAME)
-    _write_history(outputs[-1], state.history)
+
+def _write_model(run: _Training, out: StageOutputs) -> dict[str, Any]:
+    """Restore the best weights and write the model directory's files; return the metrics."""
+    assign_variables(run.model.variables, run.best, "best")
+    _, val_mse, val_kld = validation_function(run.model, run.training)(run.data.x_val)
+    save_model(run.model, out.directory)
+    out.add(MODEL_FILE_NAME)
+    out.write_text(PREPROCESSING_FILE_NAME, run.prep.to_json())
+    out.write_bytes(CONFIG_COPY_NAME, run.config.path.read_bytes())
+    out.write_text(HISTORY_NAME, _history_csv(run.state.history))
+    state, data = run.state, run.data
     metrics = {
-        "kind": kind,
-        "latent_dim": training.latent_dim,
-        "training_operator": key["training_operator"],
-        "epochs": epochs,
+        "kind": run.kind,
+        "latent_dim": run.training.latent_dim,
+        "training_operator": run.config.training_operator if run.kind == "vae_nn" else None,
+        "epochs": int(run.training.epochs),
         "epochs_run": len(state.history),
         "best_epoch": state.best_epoch,
         "best_val_loss": state.best_val_loss,
@@ -427,48 +334,96 @@ def train(
         "n_train": len(data.x_train),
         "n_validation": len(data.x_val),
         "n_mixed": 0 if data.x_mix is None else len(data.x_mix),
-        "seed": seed,
-        "train_events_per_s": round(events_done / train_seconds, 1) if train_seconds else None,
+        "seed": int(run.training.seed),
+        "train_events_per_s": (
+            round(run.events_done / run.train_seconds, 1) if run.train_seconds else None
+        ),
     }
-    outputs.append(directory / METRICS_NAME)
-    write_text_atomic(outputs[-1], json.dumps(metrics, indent=2, sort_keys=True) + "\n")
-    manifest = {
-        "kind": MANIFEST_KIND,
-        "key": key,
-        "datasets": [
-            {"name": name, "path": str(path), "sha256": checksums[name]}
-            for name, path in paths.items()
-        ],
-        "outputs": [
-            {"path": p.name, "size_bytes": p.stat().st_size, "sha256": sha256_file(p)}
-            for p in outputs
-        ],
-        "status": status,
-        "provenance": runtime_provenance(),
-        "seconds": round(time.monotonic() - start, 3),
-    }
-    write_manifest(manifest_path, manifest)
-    checkpoint_path.unlink(missing_ok=True)
-    emit(
-        ProgressEvent(
-            _STAGE,
-            "item_finished",
-            item=item,
-            total_items=1,
-            events=events_done,
-            rows=len(state.history),
-            message=str(directory),
-            seconds=time.monotonic() - start,
+    out.write_text(METRICS_NAME, json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    return metrics
+
+
+def train(
+    config: AnalysisConfig,
+    *,
+    kind: ModelKind = "vae",
+    latent_dim: int | None = None,
+    resume: bool = False,
+    force: bool = False,
+    progress: ProgressCallback | None = None,
+) -> TrainingResult:
+    """Train a model on the datasets of `config` and write its model directory, through the
+    stage contract (see the module docstring for the outputs, the training and the re-run
+    rules).
+
+    Args:
+        config: the analysis configuration; hyperparameters from `config.training`.
+        kind: "vae" or "vae_nn" (the latter on `config.training_operator`'s mixed set).
+        latent_dim: latent size; default `config.training.latent_dim`.
+        resume: continue from the checkpoint of an interrupted run with the same key.
+        force: retrain even when the model directory is up to date.
+        progress: called with `ProgressEvent`s (stage "train", one item: the model directory;
+            "item_advanced" after each epoch with `events` = training events processed).
+
+    Raises:
+        StaleInputError: the datasets are missing, incomplete, stale for the config or
+            modified (run `vbsad datasets` again).
+        ValueError: bad settings, empty datasets, or `resume` with a checkpoint of another
+            training (`CheckpointMismatchError`).
+    """
+    training = model_training(config, latent_dim)
+    unit = model_unit(config, kind, training.latent_dim)
+    datasets = current_datasets(config)
+    key = model_key(config, kind, training, datasets)
+    paths = {name: datasets[name].path for name in training_datasets(config, kind)}
+    key_digest = _digest(key)
+    emit = progress or (lambda event: None)
+
+    def write(out: StageOutputs, reason: str) -> dict[str, Any]:
+        checkpoint_path = unit.directory / CHECKPOINT_NAME
+        checkpoint = _checkpoint_to_resume(checkpoint_path, key_digest, resume)
+        emit(ProgressEvent(_STAGE, "run_started", total_items=1))
+        emit(ProgressEvent(_STAGE, "item_started", item=unit.name, total_items=1))
+        start = time.monotonic()
+        run = _start(
+            config, kind, training, directory=unit.directory, paths=paths, checkpoint=checkpoint
         )
-    )
-    emit(ProgressEvent(_STAGE, "run_finished", message=f"{status}: {directory}"))
+        if checkpoint is not None:
+            out.status = "resumed"
+            out.reason = f"resumed after epoch {run.state.next_epoch}"
+        _fit(run, checkpoint_path, key_digest, emit)
+        metrics = _write_model(run, out)
+        out.manifest["datasets"] = [
+            {"name": name, "sha256": sha} for name, sha in key["datasets"].items()
+        ]
+        out.summary = (
+            f"best epoch {metrics['best_epoch']}, validation loss {metrics['best_val_loss']:.4g}"
+        )
+        emit(
+            ProgressEvent(
+                _STAGE,
+                "item_finished",
+                item=unit.name,
+                total_items=1,
+                events=run.events_done,
+                rows=len(run.state.history),
+                message=str(unit.directory),
+                seconds=time.monotonic() - start,
+            )
+        )
+        return metrics
+
+    ran = unit.run(key, write, force=force, progress=progress)
+    if ran.value is None:  # up to date: the metrics of the finished training
+        metrics = json.loads((unit.directory / METRICS_NAME).read_text(encoding="utf-8"))
+    else:
+        metrics = ran.value
+        (unit.directory / CHECKPOINT_NAME).unlink(missing_ok=True)
+    summary = f"best epoch {metrics['best_epoch']}, validation loss {metrics['best_val_loss']:.4g}"
     return TrainingResult(
-        status=status,
-        reason=reason,
-        model_dir=directory,
-        epochs_run=len(state.history),
-        best_epoch=state.best_epoch,
-        best_val_loss=state.best_val_loss,
-        stopped_early=state.stopped_early,
-        seconds=time.monotonic() - start,
+        **ran.fields(summary),
+        epochs_run=int(metrics["epochs_run"]),
+        best_epoch=int(metrics["best_epoch"]),
+        best_val_loss=float(metrics["best_val_loss"]),
+        stopped_early=bool(metrics["stopped_early"]),
     )

@@ -3,25 +3,37 @@
 `find_report_inputs(config)` reads the manifests that `vbsad datasets`, `vbsad train`,
 `vbsad score` and `vbsad scan` write last (so that a manifest means a complete stage) and
 returns a `ReportInputs`: one `StageOutput` per complete stage output, and a sentence with the
-command to run for each expected output that is not there. `ReportInputs.verify`
-compares every listed file with its manifest's SHA-256, so that the report never shows data
-other than what the manifests (and so its provenance table) describe.
+command to run for each expected output that is not there. `ReportInputs.verify` checks every
+stage output through the stage contract: made for the config as it is now, every file with
+its manifest's SHA-256, so that the report never shows data other than what the manifests
+(and so its provenance table) describe, nor results of settings that have changed since.
 """
 
 from __future__ import annotations
 
 import shlex
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
 from vbsad_batch.config import AnalysisConfig, ModelKind
+from vbsad_batch.errors import StaleInputError
+from vbsad_batch.models.model_unit import MODEL_MANIFEST_KIND, current_model
 from vbsad_batch.models.paths import MODELS_DIR_NAME, model_directory
-from vbsad_batch.models.scoring import SCORES_DIR_NAME
+from vbsad_batch.models.scoring import (
+    MANIFEST_KIND as SCORES_MANIFEST_KIND,
+    SCORES_DIR_NAME,
+    current_scores,
+)
 from vbsad_batch.runtime.provenance import MANIFEST_NAME, read_manifest, sha256_file
-from vbsad_batch.scan.driver import SCAN_DIR_NAME
-from vbsad_batch.weighting.datasets import DATASETS_DIR_NAME
+from vbsad_batch.scan.driver import MANIFEST_KIND as SCAN_MANIFEST_KIND, SCAN_DIR_NAME, current_scan
+from vbsad_batch.weighting.datasets import (
+    DATASETS_DIR_NAME,
+    MANIFEST_KIND as DATASETS_MANIFEST_KIND,
+    current_datasets,
+)
 
 __all__ = [
     "ProvenanceRow",
@@ -35,16 +47,10 @@ __all__ = [
 StageKind = Literal["datasets", "model", "scores", "scan"]
 
 _MANIFEST_KINDS: dict[StageKind, str] = {
-    "datasets": "vbsad_batch.datasets",
-    "model": "vbsad_batch.model",
-    "scores": "vbsad_batch.scores",
-    "scan": "vbsad_batch.scan",
-}
-_OUTPUTS_FIELD: dict[StageKind, str] = {
-    "datasets": "datasets",
-    "model": "outputs",
-    "scores": "outputs",
-    "scan": "outputs",
+    "datasets": DATASETS_MANIFEST_KIND,
+    "model": MODEL_MANIFEST_KIND,
+    "scores": SCORES_MANIFEST_KIND,
+    "scan": SCAN_MANIFEST_KIND,
 }
 
 
@@ -103,7 +109,7 @@ class StageOutput:
 
     def entries(self) -> list[dict[str, Any]]:
         """The manifest's output entries (`path`, `sha256`, `size_bytes`, ...)."""
-        raw = self.manifest.get(_OUTPUTS_FIELD[self.stage], [])
+        raw = self.manifest.get("outputs", [])
         return [e for e in raw if isinstance(e, dict) and "path" in e and "sha256" in e]
 
     def file_names(self) -> list[str]:
@@ -123,26 +129,6 @@ class StageOutput:
         if file_name not in self.file_names():
             raise FileNotFoundError(f"{self.manifest_path}: lists no {file_name}")
         return self.directory / file_name
-
-    def verify(self) -> None:
-        """Check every output the manifest lists against its recorded SHA-256.
-
-        Raises:
-            FileNotFoundError: a listed file is gone.
-            ValueError: a file was modified after the manifest was written.
-        """
-        for entry in self.entries():
-            path = self.directory / str(entry["path"])
-            if not path.is_file():
-                raise FileNotFoundError(
-                    f"{path}: listed in {self.manifest_path} but missing; run the "
-                    f"{self.stage} stage again"
-                )
-            if sha256_file(path) != entry["sha256"]:
-                raise ValueError(
-                    f"{path}: SHA-256 differs from {self.manifest_path} (modified since the "
-                    f"{self.stage} stage wrote it); run that stage again"
-                )
 
     def made_by(self) -> str:
         """Tool, version and (when recorded) UTC time of the run that wrote this output."""
@@ -206,10 +192,33 @@ class ReportInputs:
         return [self.datasets, *self.models, *self.scores, *scan]
 
     def verify(self) -> None:
-        """`StageOutput.verify` of every stage output (the sample files are the datasets
-        stage's business: it hashes them on every run)."""
-        for stage in self.stages():
-            stage.verify()
+        """Check every stage output the report shows through the stage contract: made for the
+        config as it is now and every file unmodified (the samples are the datasets stage's
+        business: its check fingerprints them).
+
+        Raises:
+            StaleInputError: one message naming every stale or modified stage output, each
+                with the command that remakes it.
+        """
+        config = self.config
+        checks: list[Callable[[], object]] = [lambda: current_datasets(config)]
+        checks += [partial(current_model, config, m.directory) for m in self.models]
+        checks += [partial(current_scores, config, s.name) for s in self.scores]
+        if self.scan is not None:
+            checks.append(partial(current_scan, config))
+        problems: list[StaleInputError] = []
+        for check in checks:
+            try:
+                check()
+            except StaleInputError as exc:
+                if all(str(exc) != str(p) for p in problems):
+                    problems.append(exc)
+        if problems:
+            raise StaleInputError(
+                "; ".join(str(p) for p in problems),
+                path=problems[0].path,
+                remake=problems[0].remake,
+            )
 
     def scores_of(self, model_name: str) -> StageOutput | None:
         """The scores of the model named `model_name`, if scored."""

@@ -16,8 +16,11 @@ and `vbsad scan` under `config.output_dir` (see `vbsad_batch.report.inputs`) and
   its size and SHA-256.
 
 The report needs the datasets; models, scores and the scan are optional: what is not there is
-listed with the command that makes it, and its figures are left out. Every file is written
-atomically. A re-run with the same key whose outputs are all still there does nothing.
+listed with the command that makes it, and its figures are left out. What is there must be
+current for the config and unmodified (the stage contract, `vbsad_batch.runtime.stage`):
+otherwise one error names every stale output with the command that remakes it, and nothing
+is written. Every file is written atomically. A re-run with the same key whose outputs are
+all still there does nothing.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import time
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from vbsad_batch.config import AnalysisConfig
 from vbsad_batch.report.inputs import ReportInputs, find_report_inputs
@@ -38,24 +41,11 @@ from vbsad_batch.report.pages import (
     render_index_html,
     render_summary_md,
 )
-from vbsad_batch.runtime.atomic_write import (
-    remove_stale_temp_files,
-    write_bytes_atomic,
-    write_text_atomic,
-)
 from vbsad_batch.runtime.progress import ProgressCallback, ProgressEvent
-from vbsad_batch.runtime.provenance import (
-    MANIFEST_NAME,
-    jsonable,
-    manifest_up_to_date,
-    read_manifest,
-    runtime_provenance,
-    sha256_file,
-    tool_version,
-    write_manifest,
-)
+from vbsad_batch.runtime.provenance import jsonable, runtime_provenance, sha256_file, tool_version
+from vbsad_batch.runtime.stage import StageOutputs, StageResult, StageUnit, command
 
-__all__ = ["REPORT_DIR_NAME", "ReportResult", "report_directory", "write_report"]
+__all__ = ["REPORT_DIR_NAME", "ReportResult", "report_directory", "report_unit", "write_report"]
 
 logger = logging.getLogger(__name__)
 
@@ -69,30 +59,34 @@ INDEX_NAME = "index.html"
 SUMMARY_NAME = "summary.md"
 _STAGE = "report"
 
-ReportStatus = Literal["written", "skipped"]
 
-
-@dataclass(frozen=True, slots=True)
-class ReportResult:
-    """What `write_report` did.
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReportResult(StageResult):
+    """What `write_report` did (see `StageResult`).
 
     Attributes:
-        status: "written" or "skipped" (up to date).
-        reason: why it was (re)written, or "up to date".
-        directory: the report directory.
         index_html: its index.html.
         summary_md: its summary.md.
         figures: the figure files.
         missing: what the report lacks (sentences with the command that makes it).
     """
 
-    status: ReportStatus
-    reason: str
-    directory: Path
     index_html: Path
     summary_md: Path
     figures: tuple[Path, ...]
     missing: tuple[str, ...]
+
+
+def report_unit(config: AnalysisConfig) -> StageUnit:
+    """The report of `config` as a unit of the stage contract."""
+    return StageUnit(
+        stage=_STAGE,
+        name="report",
+        kind=MANIFEST_KIND,
+        directory=report_directory(config),
+        remake=command("report", config.path),
+        temp_dirs=(FIGURES_DIR_NAME,),
+    )
 
 
 def report_directory(config: AnalysisConfig) -> Path:
@@ -127,59 +121,8 @@ def _key(inputs: ReportInputs) -> dict[str, Any]:
     }
 
 
-def _result(
-    directory: Path, manifest: dict[str, Any], status: ReportStatus, reason: str
-) -> ReportResult:
-    figures = tuple(
-        directory / str(e["path"])
-        for e in manifest.get("outputs", [])
-        if str(e.get("path", "")).startswith("figures/")
-    )
-    return ReportResult(
-        status,
-        reason,
-        directory,
-        directory / INDEX_NAME,
-        directory / SUMMARY_NAME,
-        figures,
-        tuple(str(m) for m in manifest.get("missing", [])),
-    )
-
-
-def write_report(
-    config: AnalysisConfig,
-    *,
-    force: bool = False,
-    progress: ProgressCallback | None = None,
-) -> ReportResult:
-    """Write the report of `config` (see the module docstring).
-
-    Args:
-        config: the analysis configuration.
-        force: rewrite even when the report is up to date.
-        progress: called with `ProgressEvent`s (stage "report", one item per figure, then
-            one for the pages).
-
-    Raises:
-        FileNotFoundError: there are no datasets, or a file a manifest lists is gone.
-        ValueError: a file differs from its manifest's SHA-256 (modified after its stage).
-    """
-    emit = progress or (lambda event: None)
-    inputs = find_report_inputs(config)
-    directory = report_directory(config)
-    figures_dir = directory / FIGURES_DIR_NAME
-    manifest_path = directory / MANIFEST_NAME
-    key = _key(inputs)
-    old = read_manifest(manifest_path)
-    fresh, reason = manifest_up_to_date(
-        old, kind=MANIFEST_KIND, key=key, directory=directory, outputs_field="outputs"
-    )
-    if force:
-        reason = "forced"
-    elif fresh and old is not None:
-        emit(ProgressEvent(_STAGE, "run_finished", message="up to date"))
-        return _result(directory, old, "skipped", reason)
-
+def _write_pages(inputs: ReportInputs, out: StageOutputs) -> None:
+    """Draw the figures and write index.html and summary.md."""
     try:  # matplotlib and mplhep: only when a report is drawn
         from vbsad_batch.report.figures import figure_tasks  # noqa: PLC0415
     except ImportError as exc:
@@ -187,33 +130,20 @@ def write_report(
             f"the report needs matplotlib and mplhep ({exc}): install the 'report' extra, "
             "pip install 'vbsad_batch[report]'"
         ) from exc
-
-    start = time.monotonic()
-    inputs.verify()  # before drawing: every file the report shows is the one its manifest names
-    figures_dir.mkdir(parents=True, exist_ok=True)
-    manifest_path.unlink(missing_ok=True)  # the manifest marks completion
-    remove_stale_temp_files(directory)
-    remove_stale_temp_files(figures_dir)
+    config = inputs.config
     for sentence in inputs.missing:
         logger.warning("report: %s", sentence)
-
     tasks = figure_tasks(inputs)
     total = len(tasks) + 1
-    emit(ProgressEvent(_STAGE, "run_started", total_items=total))
+    out.emit(ProgressEvent(_STAGE, "run_started", total_items=total))
     entries: list[FigureEntry] = []
-    outputs: list[Path] = []
     for task in tasks:
         item_start = time.monotonic()
-        emit(ProgressEvent(_STAGE, "item_started", item=task.file_name, total_items=total))
-        dest = figures_dir / task.file_name
-        write_bytes_atomic(dest, task.render())
-        outputs.append(dest)
-        entries.append(
-            FigureEntry(
-                f"{FIGURES_DIR_NAME}/{task.file_name}", task.section, task.title, task.caption
-            )
-        )
-        emit(
+        out.emit(ProgressEvent(_STAGE, "item_started", item=task.file_name, total_items=total))
+        name = f"{FIGURES_DIR_NAME}/{task.file_name}"
+        dest = out.write_bytes(name, task.render())
+        entries.append(FigureEntry(name, task.section, task.title, task.caption))
+        out.emit(
             ProgressEvent(
                 _STAGE,
                 "item_finished",
@@ -224,7 +154,7 @@ def write_report(
             )
         )
 
-    emit(ProgressEvent(_STAGE, "item_started", item="pages", total_items=total))
+    out.emit(ProgressEvent(_STAGE, "item_started", item="pages", total_items=total))
     table_md = None
     if inputs.scan is not None:
         table_md = inputs.scan.file("table.md").read_text(encoding="utf-8")
@@ -242,33 +172,44 @@ def write_report(
         tool=f"{prov['tool']} {prov['tool_version']}",
         created_utc=str(prov["created_utc"]),
     )
-    write_text_atomic(directory / INDEX_NAME, render_index_html(content))
-    write_text_atomic(directory / SUMMARY_NAME, render_summary_md(content))
-    outputs += [directory / INDEX_NAME, directory / SUMMARY_NAME]
-    emit(ProgressEvent(_STAGE, "item_finished", item="pages", total_items=total))
+    out.write_text(INDEX_NAME, render_index_html(content))
+    out.write_text(SUMMARY_NAME, render_summary_md(content))
+    out.emit(ProgressEvent(_STAGE, "item_finished", item="pages", total_items=total))
+    out.manifest["missing"] = list(inputs.missing)
+    out.summary = f"{len(tasks)} figure(s)"
 
-    written = {p.relative_to(directory).as_posix() for p in outputs}
-    if old is not None:  # figures of an earlier report that this one no longer has
-        for entry in old.get("outputs", []):
-            name = entry.get("path") if isinstance(entry, dict) else None
-            if isinstance(name, str) and name not in written and name.startswith("figures/"):
-                (directory / name).unlink(missing_ok=True)
 
-    manifest = {
-        "kind": MANIFEST_KIND,
-        "key": key,
-        "missing": list(inputs.missing),
-        "outputs": [
-            {
-                "path": p.relative_to(directory).as_posix(),
-                "size_bytes": p.stat().st_size,
-                "sha256": sha256_file(p),
-            }
-            for p in outputs
-        ],
-        "provenance": prov,
-        "seconds": round(time.monotonic() - start, 3),
-    }
-    write_manifest(manifest_path, manifest)
-    emit(ProgressEvent(_STAGE, "run_finished", message=f"{len(tasks)} figure(s)"))
-    return _result(directory, manifest, "written", reason)
+def write_report(
+    config: AnalysisConfig,
+    *,
+    force: bool = False,
+    progress: ProgressCallback | None = None,
+) -> ReportResult:
+    """Write the report of `config` (see the module docstring), through the stage contract.
+
+    Args:
+        config: the analysis configuration.
+        force: rewrite even when the report is up to date.
+        progress: called with `ProgressEvent`s (stage "report", one item per figure, then
+            one for the pages).
+
+    Raises:
+        FileNotFoundError: there are no datasets.
+        StaleInputError: a stage output is stale for the config or was modified after its
+            stage (all of them named, each with the command that remakes it).
+    """
+    inputs = find_report_inputs(config)
+    inputs.verify()  # every file the report shows is current and the one its manifest names
+    unit = report_unit(config)
+    ran = unit.run(
+        _key(inputs), lambda out, _: _write_pages(inputs, out), force=force, progress=progress
+    )
+    figures = tuple(path for path in ran.outputs if path.parent.name == FIGURES_DIR_NAME)
+    missing = tuple(str(m) for m in ran.manifest.get("missing", []))
+    return ReportResult(
+        **ran.fields(f"{len(figures)} figure(s)"),
+        index_html=unit.directory / INDEX_NAME,
+        summary_md=unit.directory / SUMMARY_NAME,
+        figures=figures,
+        missing=missing,
+    )

@@ -16,7 +16,6 @@ import os
 import platform
 import socket
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -26,10 +25,7 @@ from vbsad_batch.runtime.atomic_write import write_text_atomic
 __all__ = [
     "HASH_CHUNK_BYTES",
     "MANIFEST_NAME",
-    "FileFingerprint",
-    "fingerprint_file",
     "jsonable",
-    "manifest_up_to_date",
     "read_manifest",
     "runtime_provenance",
     "sha256_file",
@@ -65,51 +61,6 @@ def tool_version() -> str:
         return "0+unknown"
 
 
-@dataclass(frozen=True, slots=True)
-class FileFingerprint:
-    """Identity of an input file's content at one point in time.
-
-    Attributes:
-        path: absolute path.
-        size_bytes: size in bytes.
-        mtime_ns: modification time, nanoseconds since the epoch.
-        sha256: hex SHA-256 of the content.
-    """
-
-    path: str
-    size_bytes: int
-    mtime_ns: int
-    sha256: str
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able dict, keys = field names."""
-        return asdict(self)
-
-    def same_stat(self, st: os.stat_result) -> bool:
-        """Whether `st` has this fingerprint's size and mtime (cheap, no hashing)."""
-        return st.st_size == self.size_bytes and st.st_mtime_ns == self.mtime_ns
-
-
-def fingerprint_file(path: str | os.PathLike[str]) -> FileFingerprint:
-    """Stat and hash a file.
-
-    Raises:
-        RuntimeError: the file changed (size or mtime) while it was being hashed.
-    """
-    resolved = Path(path).resolve()
-    before = resolved.stat()
-    digest = sha256_file(resolved)
-    after = resolved.stat()
-    if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns):
-        raise RuntimeError(f"{path}: file changed while it was being read")
-    return FileFingerprint(
-        path=str(resolved),
-        size_bytes=after.st_size,
-        mtime_ns=after.st_mtime_ns,
-        sha256=digest,
-    )
-
-
 def runtime_provenance() -> dict[str, Any]:
     """Who made an output and when: tool version, Python, platform, host, UTC time."""
     return {
@@ -134,40 +85,6 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [jsonable(v) for v in value]
     return value
-
-
-def manifest_up_to_date(
-    manifest: Mapping[str, Any] | None,
-    *,
-    kind: str,
-    key: Mapping[str, Any],
-    directory: Path,
-    outputs_field: str,
-) -> tuple[bool, str]:
-    """Whether a stage's outputs in `directory` are current: the manifest is of `kind`, was
-    made for the same `key` (inputs, settings, version) and every file listed under
-    `outputs_field` (entries with `path` and `size_bytes`) is there with its size.
-    Returns (up to date, reason)."""
-    if manifest is None:
-        return False, "new"
-    try:
-        if manifest.get("kind") != kind:
-            return False, "manifest of another kind"
-
-        def canonical(value: Any) -> str:
-            return json.dumps(value, sort_keys=True)
-
-        old_key = manifest["key"]
-        if canonical(old_key) != canonical(key):
-            changed = [k for k in key if canonical(old_key.get(k)) != canonical(key[k])]
-            return False, f"{', '.join(changed)} changed"
-        for entry in manifest[outputs_field]:
-            path = directory / entry["path"]
-            if not path.is_file() or path.stat().st_size != entry["size_bytes"]:
-                return False, f"{entry['path']} missing or modified"
-    except (KeyError, TypeError, AttributeError):
-        return False, "manifest incomplete"
-    return True, "up to date"
 
 
 def write_manifest(path: str | os.PathLike[str], content: Mapping[str, Any]) -> None:

@@ -70,16 +70,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from vbsad_batch.config import AnalysisConfig, ScanConfig
-from vbsad_batch.runtime.atomic_write import atomic_path, remove_stale_temp_files, write_text_atomic
+from vbsad_batch.models.scoring import current_scores
 from vbsad_batch.runtime.mpi import Communicator, map_work, run_on_root, world
 from vbsad_batch.runtime.progress import ProgressCallback, ProgressEvent
 from vbsad_batch.runtime.provenance import (
-    MANIFEST_NAME,
-    read_manifest,
-    sha256_file,
     tool_version,
-    write_manifest,
 )
+from vbsad_batch.runtime.stage import StageOutputs, StageResult, StageRun, StageUnit, command
 from vbsad_batch.scan.contours import PairScan, contour_2d, pair_region, scan_pair, sigma_2d
 from vbsad_batch.scan.likelihood import interval_95cl
 from vbsad_batch.scan.scores import (
@@ -127,8 +124,10 @@ __all__ = [
     "SIGMA_CURVE_RANGE",
     "ScanResult",
     "WorkItem",
+    "current_scan",
     "run_scan",
     "scan_directory",
+    "scan_unit",
 ]
 
 logger = logging.getLogger(__name__)
@@ -456,25 +455,30 @@ def _bootstrap_summary(limits: np.ndarray) -> dict[str, float | None]:
     return out
 
 
-@dataclass(frozen=True, slots=True)
-class ScanResult:
-    """What `run_scan` did (returned on rank 0).
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ScanResult(StageResult):
+    """What `run_scan` did, on rank 0 (see `StageResult`).
 
     Attributes:
-        status: "written" or "up to date".
-        directory: the output directory.
-        outputs: the files written (or already there), manifest last.
         table: the content of table.json.
         items: number of work items computed (0 when up to date).
         ranks: number of MPI ranks of the run.
     """
 
-    status: str
-    directory: Path
-    outputs: tuple[Path, ...]
     table: dict[str, Any]
     items: int
     ranks: int
+
+
+def scan_unit(config: AnalysisConfig) -> StageUnit:
+    """The scan of `config` as a unit of the stage contract."""
+    return StageUnit(
+        stage=_STAGE,
+        name="scan",
+        kind=MANIFEST_KIND,
+        directory=scan_directory(config),
+        remake=command("scan", config.path),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -482,26 +486,27 @@ class _Plan:
     models: tuple[ModelScores, ...]
     key: dict[str, Any]
     up_to_date: bool
+    reason: str
+    previous: dict[str, Any] | None
 
 
 def _plan(config: AnalysisConfig, models: Sequence[str] | None, force: bool) -> _Plan:
-    """Find the models, check and hash their score files, decide whether to run (rank 0)."""
+    """Find the models, check their scores (complete, current, unmodified: the stage
+    contract), decide whether to run (rank 0)."""
     found = discover_models(config, models)
     operators = operator_order(config)
     inputs: list[dict[str, Any]] = []
     for model in found:
+        records = {
+            str(entry["name"]): str(entry["sha256"])
+            for entry in current_scores(config, model.name)["outputs"]
+        }
         names = ["sm_test"] + [f"{c}_test_{op}" for op in operators for c in ("lin", "quad")]
         names += [_mix_name(a, b) for a, b in _mix_pairs(model, operators)]
-        files = []
-        for name in names:
-            path, recorded = model.files[name]
-            digest = sha256_file(path)
-            if digest != recorded:
-                raise ValueError(
-                    f"{path}: SHA-256 differs from the scores manifest (modified since `vbsad "
-                    "score` wrote it); run `vbsad score` again"
-                )
-            files.append({"name": name, "path": path.name, "sha256": digest})
+        files = [
+            {"name": name, "path": model.files[name][0].name, "sha256": records[name]}
+            for name in names
+        ]
         inputs.append({"model": model.name, "kind": model.kind, "files": files})
     key = {
         "format_version": SCAN_FORMAT_VERSION,
@@ -511,21 +516,23 @@ def _plan(config: AnalysisConfig, models: Sequence[str] | None, force: bool) -> 
         "settings": config.scan.output_settings(),
         "inputs": inputs,
     }
-    directory = scan_directory(config)
-    up_to_date = False
-    if not force:
-        manifest = read_manifest(directory / MANIFEST_NAME)
-        if manifest is not None and manifest.get("kind") == MANIFEST_KIND:
-            same = json.dumps(manifest.get("key"), sort_keys=True) == json.dumps(
-                key, sort_keys=True
-            )
-            outputs = manifest.get("outputs", [])
-            up_to_date = same and all(
-                (directory / str(e.get("path"))).is_file()
-                and (directory / str(e.get("path"))).stat().st_size == e.get("size_bytes")
-                for e in outputs
-            )
-    return _Plan(tuple(found), key, up_to_date)
+    fresh = scan_unit(config).check(key)
+    reason = "forced" if force else fresh.reason
+    return _Plan(tuple(found), key, fresh.up_to_date and not force, reason, fresh.manifest)
+
+
+def current_scan(config: AnalysisConfig) -> dict[str, Any]:
+    """The manifest of the scan of `config`, checked for use by a later stage (the report):
+    complete, made from the scores that are current now with the config's current settings,
+    unmodified since.
+
+    Raises:
+        StaleInputError: naming the file at fault and the command that remakes it.
+    """
+    unit = scan_unit(config)
+    manifest = unit.require_current()
+    models = [str(entry["model"]) for entry in manifest["key"]["inputs"]]
+    return unit.require_current(_plan(config, models, force=False).key)
 
 
 def _document(
@@ -566,44 +573,20 @@ def _document(
 
 
 def _write_outputs(
-    directory: Path,
-    document: dict[str, Any],
-    parquet: Mapping[str, pa.Table],
-    key: dict[str, Any],
-) -> tuple[Path, ...]:
-    directory.mkdir(parents=True, exist_ok=True)
-    manifest_path = directory / MANIFEST_NAME
-    manifest_path.unlink(missing_ok=True)  # the manifest marks completion
-    remove_stale_temp_files(directory)
+    out: StageOutputs, document: dict[str, Any], parquet: Mapping[str, pa.Table]
+) -> None:
     clean = json_ready(document)
     texts = {
         "table.json": json.dumps(clean, indent=2, allow_nan=False) + "\n",
         "table.csv": csv_text(clean),
         "table.md": markdown_text(clean),
     }
-    for name, text in texts.items():
-        write_text_atomic(directory / name, text)
-    for name, table in parquet.items():
-        with atomic_path(directory / name) as tmp:
-            pq.write_table(table, tmp, compression="zstd")
-    outputs = [directory / name for name in OUTPUT_NAMES]
-    manifest = {
-        "kind": MANIFEST_KIND,
-        "key": key,
-        "outputs": [
-            {"path": p.name, "sha256": sha256_file(p), "size_bytes": p.stat().st_size}
-            for p in outputs
-        ],
-        # No host, time or rank count: the outputs are identical for any run of the same inputs.
-        "provenance": {
-            "tool": "vbsad_batch",
-            "tool_version": tool_version(),
-            "python": platform.python_version(),
-            "numpy": np.__version__,
-        },
-    }
-    write_manifest(manifest_path, manifest)
-    return (*outputs, manifest_path)
+    for name in OUTPUT_NAMES:
+        if name in texts:
+            out.write_text(name, texts[name])
+        else:
+            with out.path(name) as tmp:
+                pq.write_table(parquet[name], tmp, compression="zstd")
 
 
 def run_scan(
@@ -634,18 +617,21 @@ def run_scan(
             non-finite value.
         RankFailure: a work item failed on some rank (on every rank).
     """
+    started = time.monotonic()
     comm = world() if comm is None else comm
     rank = comm.rank
     emit = progress if progress is not None and rank == 0 else (lambda event: None)
-    directory = scan_directory(config)
+    unit = scan_unit(config)
     plan = run_on_root(lambda: _plan(config, models, force), comm=comm)
     if plan.up_to_date:
-        if rank != 0:
+        if rank != 0 or plan.previous is None:
             return None
         emit(ProgressEvent(_STAGE, "run_finished", message="up to date"))
-        document = json.loads((directory / "table.json").read_text(encoding="utf-8"))
-        outputs = (*(directory / n for n in OUTPUT_NAMES), directory / MANIFEST_NAME)
-        return ScanResult("up to date", directory, outputs, document, 0, comm.size)
+        document = json.loads((unit.directory / "table.json").read_text(encoding="utf-8"))
+        ran: StageRun[None] = StageRun(
+            unit, "skipped", "up to date", plan.previous, _outputs(unit), started, None
+        )
+        return ScanResult(**ran.fields(), table=document, items=0, ranks=comm.size)
 
     operators = operator_order(config)
     rows = _rows(plan.models, config.scan)
@@ -680,7 +666,24 @@ def run_scan(
         "contours.parquet": contour_table,
         "contour_grid.parquet": grid_table,
     }
-    outputs = _write_outputs(directory, document, parquet, plan.key)
-    emit(ProgressEvent(_STAGE, "run_finished", message=f"{len(items)} work item(s)"))
+    # No host, time or rank count in the manifest: equal for any run of the same inputs.
+    provenance = {
+        "tool": "vbsad_batch",
+        "tool_version": tool_version(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+    }
+    with unit.writing(plan.key, previous=plan.previous, provenance=provenance) as out:
+        _write_outputs(out, document, parquet)
+    summary = f"{len(items)} work item(s)"
+    emit(ProgressEvent(_STAGE, "run_finished", message=summary))
+    manifest = unit.manifest() or {}
+    ran = StageRun[None](
+        unit, "written", plan.reason, manifest, _outputs(unit), started, None, summary
+    )
     clean: dict[str, Any] = json_ready(document)
-    return ScanResult("written", directory, outputs, clean, len(items), comm.size)
+    return ScanResult(**ran.fields(), table=clean, items=len(items), ranks=comm.size)
+
+
+def _outputs(unit: StageUnit) -> tuple[Path, ...]:
+    return tuple(unit.directory / name for name in OUTPUT_NAMES)

@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from vbsad_batch.config import AnalysisConfig
-from vbsad_batch.models.scoring import SCORES_DIR_NAME
+from vbsad_batch.models.scoring import MANIFEST_KIND as SCORES_MANIFEST_KIND, SCORES_DIR_NAME
 from vbsad_batch.runtime.provenance import MANIFEST_NAME, read_manifest
 from vbsad_batch.scan.statistics import ScoreSample
 
@@ -30,7 +30,6 @@ __all__ = [
     "score_samples",
 ]
 
-SCORES_MANIFEST_KIND = "vbsad_batch.scores"
 
 _KIND_ORDER = {"vae": 0, "vae_nn": 1}
 

@@ -43,20 +43,17 @@ from typing import Any, Literal
 
 import polars as pl
 
-from vbsad_batch.config import AnalysisConfig, TrainingConfig, selection_expr
+from vbsad_batch.config import AnalysisConfig, selection_expr
 from vbsad_batch.ingest.normalisation import normalisation_summary
-from vbsad_batch.runtime.atomic_write import atomic_path, remove_stale_temp_files
 from vbsad_batch.runtime.progress import ProgressCallback, ProgressEvent
-from vbsad_batch.runtime.provenance import (
-    MANIFEST_NAME,
-    fingerprint_file,
-    jsonable,
-    manifest_up_to_date,
-    read_manifest,
-    runtime_provenance,
-    sha256_file,
-    tool_version,
-    write_manifest,
+from vbsad_batch.runtime.provenance import jsonable, tool_version
+from vbsad_batch.runtime.stage import (
+    FileRecord,
+    StageOutputs,
+    StageResult,
+    StageUnit,
+    command,
+    fingerprint,
 )
 from vbsad_batch.weighting.split import SPLIT_COLUMN, split_labels
 from vbsad_batch.weighting.yields import YIELD_COLUMN, ComponentFrame, component_frames
@@ -67,20 +64,20 @@ __all__ = [
     "DatasetInfo",
     "DatasetsResult",
     "build_datasets",
+    "current_datasets",
+    "datasets_unit",
 ]
 
 logger = logging.getLogger(__name__)
 
 DATASETS_DIR_NAME = "datasets"
-DATASETS_FORMAT_VERSION = 1
+DATASETS_FORMAT_VERSION = 2
 """Version of the datasets layout and manifest; bump when either changes."""
 
 MANIFEST_KIND = "vbsad_batch.datasets"
 PARQUET_COMPRESSION: Literal["zstd"] = "zstd"
 _STAGE = "datasets"
 _ID_COLUMNS = ("w", YIELD_COLUMN, "event", "input_sha256")
-
-DatasetsStatus = Literal["written", "skipped"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,22 +108,11 @@ class DatasetInfo:
         return data
 
 
-@dataclass(frozen=True, slots=True)
-class DatasetsResult:
-    """What `build_datasets` did.
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DatasetsResult(StageResult):
+    """What `build_datasets` did (see `StageResult`); `datasets`: the datasets, in writing
+    order."""
 
-    Attributes:
-        status: "written" or "skipped" (everything was up to date).
-        reason: why it was (re)written, or "up to date".
-        directory: the datasets directory.
-        manifest: its manifest file.
-        datasets: the datasets, in writing order.
-    """
-
-    status: DatasetsStatus
-    reason: str
-    directory: Path
-    manifest: Path
     datasets: tuple[DatasetInfo, ...]
 
 
@@ -142,29 +128,81 @@ def _input_files(config: AnalysisConfig) -> list[Path]:
     return files
 
 
-def _key(config: AnalysisConfig, inputs: Sequence[dict[str, Any]], c: float) -> dict[str, Any]:
+def datasets_unit(config: AnalysisConfig) -> StageUnit:
+    """The datasets of `config` as a unit of the stage contract."""
+    return StageUnit(
+        stage=_STAGE,
+        name="datasets",
+        kind=MANIFEST_KIND,
+        directory=config.output_dir / DATASETS_DIR_NAME,
+        remake=command("datasets", config.path),
+    )
+
+
+def _settings(config: AnalysisConfig) -> dict[str, Any]:
+    """Every setting of `config` the datasets depend on (not the training or scan settings,
+    not where the config or the outputs are)."""
+    samples = [
+        {
+            "name": s.name,
+            "component": s.component,
+            "operators": list(s.operators),
+            "xsec_pb": s.xsec_pb,
+        }
+        for s in config.samples
+    ]
+    reweighted = [
+        {
+            "name": r.name,
+            "xsec_pb": r.xsec_pb,
+            "sm_weight": r.sm_weight,
+            "points": jsonable(r.points),
+        }
+        for r in config.reweighted
+    ]
+    return {
+        "luminosity_fb": config.luminosity_fb,
+        "selection": config.selection,
+        "features": list(config.features),
+        "split": jsonable(config.split),
+        "training_operator": config.training_operator,
+        "samples": samples,
+        "reweighted": reweighted,
+    }
+
+
+def _input_records(config: AnalysisConfig, unit: StageUnit) -> list[FileRecord]:
+    known = unit.known_inputs()
+    return [fingerprint(path, known=known.get(str(path))) for path in _input_files(config)]
+
+
+def _key(config: AnalysisConfig, inputs: Sequence[FileRecord], c: float) -> dict[str, Any]:
     return {
         "format_version": DATASETS_FORMAT_VERSION,
         "tool_version": tool_version(),
-        # The training settings do not change the datasets: editing them must not rebuild.
-        "config": jsonable(dataclasses.replace(config, training=TrainingConfig())),
-        "inputs": [{"path": i["path"], "sha256": i["sha256"]} for i in inputs],
+        "config": _settings(config),
+        "inputs": [{"path": r.path, "sha256": r.sha256} for r in inputs],
         "options": {"training_coefficient": c},
     }
 
 
-def _up_to_date(
-    manifest: dict[str, Any] | None, key: dict[str, Any], directory: Path
-) -> tuple[bool, str]:
-    return manifest_up_to_date(
-        manifest, kind=MANIFEST_KIND, key=key, directory=directory, outputs_field="datasets"
-    )
+def current_datasets(config: AnalysisConfig) -> dict[str, DatasetInfo]:
+    """The datasets of `config` as inputs of a later stage, by name, after checking them:
+    complete, made from the config's current inputs and settings, unmodified since
+    (`StageUnit.require_current`; the `--training-coefficient` they were made with is taken
+    as it is).
+
+    Raises:
+        StaleInputError: naming the file at fault and the command that remakes it.
+    """
+    unit = datasets_unit(config)
+    key = _key(config, _input_records(config, unit), 1.0)
+    manifest = unit.require_current(key, ignore=("options",))
+    return {info.name: info for info in _infos(manifest, unit.directory)}
 
 
-def _result_from_manifest(
-    manifest: dict[str, Any], directory: Path, status: DatasetsStatus, reason: str
-) -> DatasetsResult:
-    infos = tuple(
+def _infos(manifest: dict[str, Any], directory: Path) -> tuple[DatasetInfo, ...]:
+    return tuple(
         DatasetInfo(
             name=str(e["name"]),
             path=directory / e["path"],
@@ -175,7 +213,6 @@ def _result_from_manifest(
         )
         for e in manifest["datasets"]
     )
-    return DatasetsResult(status, reason, directory, directory / MANIFEST_NAME, infos)
 
 
 def _columns(comp: ComponentFrame, features: Sequence[str]) -> list[str]:
@@ -257,22 +294,69 @@ def _plans(config: AnalysisConfig, comps: Sequence[ComponentFrame], c: float) ->
     return plans
 
 
-def _write(plan: _Plan, directory: Path) -> DatasetInfo:
-    dest = directory / f"{plan.name}.parquet"
-    with atomic_path(dest) as tmp:
+def _write(plan: _Plan, out: StageOutputs) -> DatasetInfo:
+    name = f"{plan.name}.parquet"
+    with out.path(name) as tmp:
         plan.frame.sink_parquet(tmp, compression=PARQUET_COMPRESSION)
         stats = (
             pl.scan_parquet(tmp)
             .select(pl.len().alias("n"), pl.col(YIELD_COLUMN).sum().alias("s"))
             .collect()
         )
-        size = tmp.stat().st_size
-        digest = sha256_file(tmp)
     n_rows = int(stats["n"][0])
     sum_yield = float(stats["s"][0] or 0.0)
+    dest = out.directory / name
     if not math.isfinite(sum_yield):
         raise ValueError(f"{dest}: sum of yields is {sum_yield}")
-    return DatasetInfo(plan.name, dest, n_rows, sum_yield, digest, size)
+    (record,) = [e for e in out.entries() if e["path"] == name]
+    return DatasetInfo(plan.name, dest, n_rows, sum_yield, record["sha256"], record["size_bytes"])
+
+
+def _write_datasets(
+    config: AnalysisConfig, c: float, inputs: Sequence[FileRecord], out: StageOutputs
+) -> tuple[DatasetInfo, ...]:
+    comps = component_frames(config)
+    plans = _plans(config, comps, c)
+    out.emit(ProgressEvent(_STAGE, "run_started", total_items=len(plans)))
+    infos: list[DatasetInfo] = []
+    for plan in plans:
+        item_start = time.monotonic()
+        out.emit(ProgressEvent(_STAGE, "item_started", item=plan.name, total_items=len(plans)))
+        info = _write(plan, out)
+        infos.append(info)
+        out.emit(
+            ProgressEvent(
+                _STAGE,
+                "item_finished",
+                item=plan.name,
+                total_items=len(plans),
+                rows=info.n_rows,
+                message=str(info.path),
+                seconds=time.monotonic() - item_start,
+            )
+        )
+    for record in inputs:
+        out.record_input(record)
+    out.manifest.update(
+        {
+            "luminosity_fb": config.luminosity_fb,
+            "yield_unit": (
+                f"events at {config.luminosity_fb:g} fb^-1, divided by the split fraction"
+            ),
+            "normalisations": [
+                {
+                    "sample": comp.sample,
+                    "component": comp.component,
+                    "operators": list(comp.operators),
+                    "files": [normalisation_summary(n) for n in comp.normalisations],
+                }
+                for comp in comps
+            ],
+            "datasets": [info.to_dict() for info in infos],
+        }
+    )
+    out.summary = f"{len(infos)} dataset(s)"
+    return tuple(infos)
 
 
 def build_datasets(
@@ -282,7 +366,8 @@ def build_datasets(
     force: bool = False,
     training_coefficient: float = 1.0,
 ) -> DatasetsResult:
-    """Write the datasets of `config` (see the module docstring) and their manifest.
+    """Write the datasets of `config` (see the module docstring) and their manifest, through
+    the stage contract (`vbsad_batch.runtime.stage`).
 
     Args:
         config: the analysis configuration.
@@ -299,72 +384,13 @@ def build_datasets(
     c = float(training_coefficient)
     if not math.isfinite(c):
         raise ValueError(f"training_coefficient must be finite, got {training_coefficient!r}")
-    emit = progress or (lambda event: None)
-    directory = config.output_dir / DATASETS_DIR_NAME
-    directory.mkdir(parents=True, exist_ok=True)
-    manifest_path = directory / MANIFEST_NAME
-
-    inputs = [fingerprint_file(path).to_dict() for path in _input_files(config)]
-    key = _key(config, inputs, c)
-    old = read_manifest(manifest_path)
-    fresh, reason = _up_to_date(old, key, directory)
-    if force:
-        reason = "forced"
-    elif fresh and old is not None:
-        emit(ProgressEvent(_STAGE, "run_finished", message="up to date"))
-        return _result_from_manifest(old, directory, "skipped", reason)
-
-    start = time.monotonic()
-    # The manifest marks completion: drop it first, so that a failed run leaves no stale claim.
-    manifest_path.unlink(missing_ok=True)
-    remove_stale_temp_files(directory)
-    comps = component_frames(config)
-    plans = _plans(config, comps, c)
-    emit(ProgressEvent(_STAGE, "run_started", total_items=len(plans)))
-    infos: list[DatasetInfo] = []
-    for plan in plans:
-        item_start = time.monotonic()
-        emit(ProgressEvent(_STAGE, "item_started", item=plan.name, total_items=len(plans)))
-        info = _write(plan, directory)
-        infos.append(info)
-        emit(
-            ProgressEvent(
-                _STAGE,
-                "item_finished",
-                item=plan.name,
-                total_items=len(plans),
-                rows=info.n_rows,
-                message=str(info.path),
-                seconds=time.monotonic() - item_start,
-            )
-        )
-    written = {info.path.name for info in infos}
-    if old is not None:  # datasets of an earlier config that this one no longer makes
-        for entry in old.get("datasets", []):
-            name = entry.get("path") if isinstance(entry, dict) else None
-            if isinstance(name, str) and name not in written and "/" not in name:
-                (directory / name).unlink(missing_ok=True)
-
-    normalisations = [
-        {
-            "sample": comp.sample,
-            "component": comp.component,
-            "operators": list(comp.operators),
-            "files": [normalisation_summary(n) for n in comp.normalisations],
-        }
-        for comp in comps
-    ]
-    manifest = {
-        "kind": MANIFEST_KIND,
-        "key": key,
-        "inputs": inputs,
-        "luminosity_fb": config.luminosity_fb,
-        "yield_unit": f"events at {config.luminosity_fb:g} fb^-1, divided by the split fraction",
-        "normalisations": normalisations,
-        "datasets": [info.to_dict() for info in infos],
-        "provenance": runtime_provenance(),
-        "seconds": round(time.monotonic() - start, 3),
-    }
-    write_manifest(manifest_path, manifest)
-    emit(ProgressEvent(_STAGE, "run_finished", message=f"{len(infos)} dataset(s)"))
-    return DatasetsResult("written", reason, directory, manifest_path, tuple(infos))
+    unit = datasets_unit(config)
+    inputs = _input_records(config, unit)
+    run = unit.run(
+        _key(config, inputs, c),
+        lambda out, _: _write_datasets(config, c, inputs, out),
+        force=force,
+        progress=progress,
+    )
+    infos = run.value if run.value is not None else _infos(run.manifest, unit.directory)
+    return DatasetsResult(**run.fields(f"{len(infos)} dataset(s)"), datasets=infos)

@@ -1,0 +1,296 @@
+"""The ingest stage (`vbsad preprocess`): LHE files -> one Parquet shard per input file, in
+worker processes, with one index for the output directory.
+
+Each file is one unit of the stage contract (`vbsad_batch.ingest.shards.process_file`): an up
+to date shard is skipped (the cheap check, without hashing, runs in the parent process), a
+file that fails leaves no shard, the other files' shards stay. `--jobs N` runs N worker
+processes, each taking one whole file at a time; progress from the workers reaches the
+caller's callback in the calling thread. After the run, even a failed one, the index
+`manifest.json` lists every complete shard of the directory.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import contextlib
+import dataclasses
+import multiprocessing
+import queue as queue_module
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from vbsad_batch.ingest.lhe import DEFAULT_BATCH_SIZE, OnError, check_on_error
+from vbsad_batch.ingest.shards import (
+    CancelledError,
+    ShardResult,
+    ShardTask,
+    plan_shard_names,
+    process_file,
+    skipped_without_hashing,
+    write_index,
+)
+from vbsad_batch.runtime.progress import ProgressCallback, ProgressEvent, ProgressKind
+
+if TYPE_CHECKING:
+    from multiprocessing.queues import Queue as MpQueue
+    from multiprocessing.synchronize import Event as MpEvent
+
+__all__ = ["preprocess"]
+
+_STAGE = "preprocess"
+
+
+# --- worker processes ----------------------------------------------------------------------
+
+
+class _WorkerState:
+    """Per-process channels to the parent, set once by the pool's initializer."""
+
+    progress_queue: MpQueue[tuple[Any, ...]] | None = None
+    cancel: MpEvent | None = None
+
+
+def _init_worker(progress_queue: MpQueue[tuple[Any, ...]], cancel: MpEvent) -> None:
+    _WorkerState.progress_queue = progress_queue
+    _WorkerState.cancel = cancel
+    # Progress messages are disposable: never block the worker's exit on flushing them.
+    progress_queue.cancel_join_thread()
+
+
+def _worker_emit(kind: ProgressKind, item: str, rows: int, events: int, message: str) -> None:
+    if _WorkerState.progress_queue is not None:
+        _WorkerState.progress_queue.put((kind, item, rows, events, message))
+
+
+def _worker_should_stop() -> bool:
+    return _WorkerState.cancel is not None and _WorkerState.cancel.is_set()
+
+
+def _run_in_worker(task: ShardTask) -> dict[str, Any]:
+    # A dict rather than the dataclass: slotted frozen dataclasses do not pickle on every
+    # supported Python version.
+    return dataclasses.asdict(process_file(task, _worker_emit, _worker_should_stop))
+
+
+# --- the run -------------------------------------------------------------------------------
+
+
+class _Reporter:
+    """Turns per-file progress into `ProgressEvent`s for the caller's callback."""
+
+    def __init__(self, callback: ProgressCallback | None, total: int) -> None:
+        self._callback = callback
+        self._total = total
+        self._finished: set[str] = set()
+
+    def emit(
+        self,
+        kind: ProgressKind,
+        item: str,
+        rows: int,
+        events: int,
+        message: str,
+        *,
+        seconds: float = 0.0,
+    ) -> None:
+        if self._callback is None or item in self._finished:
+            return  # late progress from a worker for a file already reported as done
+        if kind in ("item_finished", "item_skipped", "item_failed"):
+            self._finished.add(item)
+        self._callback(
+            ProgressEvent(
+                stage=_STAGE,
+                kind=kind,
+                item=item,
+                total_items=self._total,
+                rows=rows,
+                events=events,
+                message=message,
+                seconds=seconds,
+            )
+        )
+
+    def run_event(self, kind: ProgressKind, message: str = "") -> None:
+        if self._callback is not None:
+            self._callback(
+                ProgressEvent(stage=_STAGE, kind=kind, total_items=self._total, message=message)
+            )
+
+    def result(self, result: ShardResult) -> None:
+        if result.status == "written":
+            self.emit(
+                "item_finished",
+                str(result.input),
+                result.n_rows,
+                result.n_events,
+                str(result.shard),
+                seconds=result.seconds,
+            )
+        else:
+            self.emit("item_skipped", str(result.input), result.n_rows, 0, result.reason)
+
+
+def _run_serial(tasks: list[ShardTask], reporter: _Reporter) -> dict[str, ShardResult]:
+    results: dict[str, ShardResult] = {}
+    for task in tasks:
+        try:
+            result = process_file(task, reporter.emit, lambda: False)
+        except Exception as exc:
+            reporter.emit("item_failed", task.input, 0, 0, str(exc))
+            raise
+        reporter.result(result)
+        results[task.input] = result
+    return results
+
+
+def _drain(progress_queue: MpQueue[tuple[Any, ...]], reporter: _Reporter) -> None:
+    while True:
+        try:
+            kind, item, rows, events, message = progress_queue.get_nowait()
+        except queue_module.Empty:
+            return
+        reporter.emit(kind, item, rows, events, message)
+
+
+def _run_pool(tasks: list[ShardTask], jobs: int, reporter: _Reporter) -> dict[str, ShardResult]:
+    # "spawn": safe with threads in the parent (rich's refresh thread, the native reader) and
+    # the same behaviour on every OS.
+    ctx = multiprocessing.get_context("spawn")
+    progress_queue: MpQueue[tuple[Any, ...]] = ctx.Queue()
+    cancel = ctx.Event()
+    results: dict[str, ShardResult] = {}
+    first_error: BaseException | None = None
+    with cf.ProcessPoolExecutor(
+        max_workers=min(jobs, len(tasks)),
+        mp_context=ctx,
+        initializer=_init_worker,
+        initargs=(progress_queue, cancel),
+    ) as pool:
+        futures = {pool.submit(_run_in_worker, task): task for task in tasks}
+        pending = set(futures)
+        try:
+            while pending:
+                done, pending = cf.wait(pending, timeout=0.1, return_when=cf.FIRST_COMPLETED)
+                _drain(progress_queue, reporter)
+                for future in done:
+                    task = futures[future]
+                    if future.cancelled():
+                        continue
+                    exc = future.exception()
+                    if exc is None:
+                        result = ShardResult(**future.result())
+                        reporter.result(result)
+                        results[task.input] = result
+                    elif isinstance(exc, CancelledError):
+                        continue
+                    else:
+                        reporter.emit("item_failed", task.input, 0, 0, str(exc))
+                        if first_error is None:
+                            # Stop the run: queued files never start, running ones stop at
+                            # their next batch and remove their temporary shard.
+                            first_error = exc
+                            cancel.set()
+                            for other in pending:
+                                other.cancel()
+        except BaseException:
+            cancel.set()
+            for other in pending:
+                other.cancel()
+            raise
+    _drain(progress_queue, reporter)
+    if first_error is not None:
+        raise first_error
+    return results
+
+
+def preprocess(
+    inputs: Sequence[Path],
+    output_dir: Path,
+    *,
+    jobs: int = 1,
+    on_error: OnError = "fail",
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    progress: ProgressCallback | None = None,
+    force: bool = False,
+) -> list[ShardResult]:
+    """Convert LHE files into Parquet shards of observables, one per input, in `output_dir`.
+
+    See the module docstring for the layout, the manifests and when a shard is skipped.
+
+    Args:
+        inputs: LHE files (`.lhe` or `.lhe.gz`).
+        output_dir: created if missing.
+        jobs: worker processes (>= 1); each takes one whole file at a time.
+        on_error: "fail": the first malformed event stops the run with its `LheParseError`;
+            that file gets no shard (shards of other files completed so far stay). "skip":
+            malformed events are dropped and listed in the shard manifest (`lhe_info.skipped`).
+        batch_size: events per record batch and Parquet row group (bounds memory use).
+        progress: called with `ProgressEvent`s (in the calling thread).
+        force: rewrite shards even when up to date.
+
+    Returns:
+        One `ShardResult` per input, in input order.
+
+    Raises:
+        LheParseError: with on_error="fail", the first malformed input.
+        FileNotFoundError: an input does not exist.
+        ValueError: invalid arguments, or the same input given twice.
+    """
+    check_on_error(on_error)
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs must be an int >= 1, got {jobs!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    input_paths = [Path(p) for p in inputs]
+    for path in input_paths:
+        if not path.is_file():
+            if path.exists():
+                raise ValueError(f"not a file: {path}")
+            raise FileNotFoundError(f"no such file: {path}")
+    names = plan_shard_names(input_paths)
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+
+    tasks = [
+        ShardTask(
+            input=str(path),
+            shard=str(output_dir / name),
+            on_error=on_error,
+            batch_size=batch_size,
+            force=force,
+            total_items=len(input_paths),
+        )
+        for path, name in zip(input_paths, names, strict=True)
+    ]
+    reporter = _Reporter(progress, len(tasks))
+    reporter.run_event("run_started")
+
+    results: dict[str, ShardResult] = {}
+    todo: list[ShardTask] = []
+    for task in tasks:
+        skipped = skipped_without_hashing(task)
+        if skipped is None:
+            todo.append(task)
+        else:
+            reporter.result(skipped)
+            results[task.input] = skipped
+
+    try:
+        if jobs == 1 or len(todo) <= 1:
+            results.update(_run_serial(todo, reporter))
+        else:
+            results.update(_run_pool(todo, jobs, reporter))
+    except BaseException:
+        # Also after a failure: the index then lists the shards that did complete.
+        with contextlib.suppress(Exception):
+            write_index(output_dir)
+        raise
+    write_index(output_dir)
+
+    ordered = [results[task.input] for task in tasks]
+    n_written = sum(r.status == "written" for r in ordered)
+    reporter.run_event(
+        "run_finished", f"{n_written} written, {len(ordered) - n_written} up to date"
+    )
+    return ordered
