@@ -4,8 +4,8 @@ One run builds its inputs in a scratch directory and measures, on the same input
 
 * (a) a large unweighted file made by repeating the events of a real MadGraph file
   (pylhe-testfile-madgraph-2.2.1-Z-mlm, header and init once, proper closing tag) and
-  (b) a large SSWW-like file from ``vbsad_batch.demo.write_demo_lhe`` with ~100 ``<wgt>`` per
-  event, each as plain text and gzip;
+  (b) a large SSWW-like file from ``vbsad_batch.demo.lhe_writer.write_demo_lhe`` with ~100
+  ``<wgt>`` per event, each as plain text and gzip;
 * events/s and MB/s (of uncompressed LHE text) of ``vbsad_batch.read_lhe`` fully consumed,
   versus pylhe (``LHEFile.fromfile(path).events`` iterated, observables computed per event with
   numpy). pylhe is slow, so it runs on a prefix of the same content (the first N events

@@ -1,7 +1,7 @@
 """Sensitivity of two trained models through the project's own next stages, for the training
-benchmark: `vbsad score` (`vbsad_batch.scoring.score_datasets`) of every test dataset with each
-model, then `vbsad scan` (`vbsad_batch.scan_report.run_scan`, the config's `[scan]` settings:
-3 sigma, admissibility, bootstrap) over both, and per operator the smallest |c| at the scan's
+benchmark: `vbsad score` (`vbsad_batch.models.scoring.score_datasets`) of every test dataset with
+each model, then `vbsad scan` (`vbsad_batch.scan.driver.run_scan`, the config's `[scan]` settings: 3
+sigma, admissibility, bootstrap) over both, and per operator the smallest |c| at the scan's
 significance (proxy sigma = |c L + c^2 Q| / sqrt(S), the paper's Table 1 quantity) of each.
 
 The bootstrap replicas of the scan are paired across models: replica i gives every Monte Carlo

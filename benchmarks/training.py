@@ -1,16 +1,16 @@
-"""Benchmark: this project's training (`vbsad_batch.training.train`: a tf.function step over
+"""Benchmark: this project's training (`vbsad_batch.models.training.train`: a tf.function step over
 tf.data, large batch) versus the reference paper's recipe (a plain Keras `model.fit` at batch
 size 32, Adam at 5e-4, early stopping on the validation loss with the best weights kept), on the
 same data in one run; then the sensitivity of both trained models on the scan of the next stage.
 
-Data: the embedded toy demo sample (`vbsad demo-data`, NOT physics), through the real pipeline:
-LHE -> `build_datasets` (VBS selection, 60/20/20 split, every operator of the demo) -> the same
-SM training and validation events and the same preprocessing (fitted on SM train) for both.
-Both train the same VAE (`vbsad_batch.model.build_model`, latent 3, seed 0) with the same loss
-(`vae_loss`, beta of the config); op determinism is on for both (it is process-wide). Both use
-the config's seed 0: the loss has a plateau near 0.020 that, with other seeds, both recipes can
-take long to leave (seed 1: the fit reference is still on it after 8 epochs), so a time ratio
-is that of one seed.
+Data: the embedded toy demo sample (`vbsad demo-data`, NOT physics), through the real pipeline: LHE
+-> `build_datasets` (VBS selection, 60/20/20 split, every operator of the demo) -> the same SM
+training and validation events and the same preprocessing (fitted on SM train) for both. Both train
+the same VAE (`vbsad_batch.models.networks.build_model`, latent 3, seed 0) with the same loss
+(`vae_loss`, beta of the config); op determinism is on for both (it is process-wide). Both use the
+config's seed 0: the loss has a plateau near 0.020 that, with other seeds, both recipes can take
+long to leave (seed 1: the fit reference is still on it after 8 epochs), so a time ratio is that of
+one seed.
 
 Printed:
 - training throughput (events/s, steady state: the first epoch, which traces, is left out);
@@ -20,11 +20,11 @@ Printed:
   validation excluded for both) up to the end of the first epoch whose validation loss (the
   same VAE loss on the same SM validation events, in inference mode) is at or below it;
 - sensitivity (unless --no-sensitivity): both models score every test dataset
-  (`vbsad_batch.scoring.score_datasets`, as `vbsad score`) and one `run_scan` (as `vbsad scan`,
-  the config's default [scan] settings: 3 sigma, admissibility, 100 bootstrap replicas) scans
-  both; per operator the smallest |c| at 3 sigma (proxy, both sides' minimum) of each, its
-  bootstrap standard deviation, and the ratio vbsad / fit (<= 1: no worse). The fit model is
-  the best-validation-loss weights of its run, ours the best of its run.
+  (`vbsad_batch.models.scoring.score_datasets`, as `vbsad score`) and one `run_scan` (as `vbsad
+  scan`, the config's default [scan] settings: 3 sigma, admissibility, 100 bootstrap replicas) scans
+  both; per operator the smallest |c| at 3 sigma (proxy, both sides' minimum) of each, its bootstrap
+  standard deviation, and the ratio vbsad / fit (<= 1: no worse). The fit model is the
+  best-validation-loss weights of its run, ours the best of its run.
 
     python benchmarks/training.py                   # 100k events, fit 8 epochs, ours 150
                                                     # (batch 2048, Adam 0.007)

@@ -16,7 +16,7 @@ with `vbsad_batch.scan.statistics`:
   Monte Carlo events resampled with their yields).
 
 The work items (operator x model x score column x {the point estimate, chunks of bootstrap
-replicas}) are split over the MPI ranks with `vbsad_batch.distributed.map_work`; rank 0 gathers
+replicas}) are split over the MPI ranks with `vbsad_batch.runtime.mpi.map_work`; rank 0 gathers
 the results in item order and writes, atomically, into `<output_dir>/scan/`:
 
 - `table.json`, `table.csv`, `table.md`: the reference paper's Table 1 layout, models as rows
@@ -35,10 +35,10 @@ the results in item order and writes, atomically, into `<output_dir>/scan/`:
   column order) with a MIX sample (`mix_test_<a>_<b>` scores, operators sorted in the name),
   per model and score column, the proxy contour sigma(c_a, c_b) = |c_a L_a + c_b L_b +
   c_a^2 Q_a + c_b^2 Q_b + c_a c_b M| / sqrt(S) = z in one region: the admissible threshold
-  where the pair's 1D proxy limits are jointly best (`vbsad_batch.scan.pair_region`: the
+  where the pair's 1D proxy limits are jointly best (`vbsad_batch.scan.contours.pair_region`: the
   smallest worst ratio |c_side(t)| / |c_side limit| over the four sides). One row per angle
   (`CONTOUR_ANGLES` angles 2 pi k / n, k = 0..n-1): the exact first crossing of sigma = z
-  along the ray from (0, 0) (`vbsad_batch.scan.contour_2d`), c_a and c_b null where the ray
+  along the ray from (0, 0) (`vbsad_batch.scan.contours.contour_2d`), c_a and c_b null where the ray
   never reaches it; the region's threshold and yields repeated on every row. A pair with no
   such region has no rows;
 - `contour_grid.parquet` (`CONTOUR_GRID_COLUMNS`): in the same regions, sigma(c_a, c_b) on a
@@ -604,7 +604,7 @@ def run_scan(
     Args:
         config: the analysis configuration (its `[scan]` section holds the settings).
         models: model directory names under <output_dir>/scores/ (default: every scored model).
-        comm: the communicator (default `vbsad_batch.distributed.world()`).
+        comm: the communicator (default `vbsad_batch.runtime.mpi.world()`).
         progress: called on rank 0 with `ProgressEvent`s (stage "scan"; rank 0's items only).
         force: recompute even when the outputs are up to date.
 
