@@ -252,3 +252,30 @@ def test_export_root_round_trip(tmp_path: Path, reference: dict[str, dict[str, f
         assert rows[name]["xsec_source"] == "root_nums"
         for key in ("yield_total", "yield_selected"):
             assert rows[name][key] == pytest.approx(ref[key], rel=1e-6), (name, key)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_every_split_keeps_the_selected_yield_of_its_component(
+    tmp_path: Path, reference: dict[str, dict[str, float]], seed: int
+) -> None:
+    """Each dataset, for every split seed, adds up to its component's whole selected yield of
+    the independent computation: the split scales its events instead of dividing them by the
+    nominal fraction (which misses the LIN yield of a split by tens of percent)."""
+    files = {name: SSWW_DIR / f for name, (_, _, f) in SAMPLES.items()}
+    path = tmp_path / "ssww.toml"
+    path.write_text(_config_text(files, tmp_path / "out").replace("seed = 0", f"seed = {seed}"))
+    assert main(["-q", "datasets", str(path)]) == 0
+    directory = tmp_path / "out" / "datasets"
+    sm, lin, quad = (reference[n]["yield_selected"] for n in SAMPLES)
+    expected = {"sm_train": sm, "sm_validation": sm, "sm_test": sm, "lin_test_cW": lin}
+    expected["quad_test_cW"] = quad
+    for name, total in expected.items():
+        got = pl.read_parquet(directory / f"{name}.parquet")["yield"].sum()
+        assert got == pytest.approx(total, rel=1e-9), name
+    mixed = pl.read_parquet(directory / "mixed_train_cW.parquet")
+    for component, total in (("sm", sm), ("lin", lin), ("quad", quad)):
+        got = mixed.filter(pl.col("component") == component)["yield"].sum()
+        assert got == pytest.approx(total, rel=1e-9), component
+    # Weights keep their sign: a LIN event's yield is its weight times a positive factor.
+    test = pl.read_parquet(directory / "lin_test_cW.parquet")
+    assert ((test["yield"] > 0) == (test["w"] > 0)).all()

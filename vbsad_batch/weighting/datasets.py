@@ -19,9 +19,17 @@ Every dataset holds the events that pass `config.selection`, with the columns: t
 `features` (GeV, radians; not log-transformed: that is the model's preprocessing), `w` (the
 component's event weight, pb for MadGraph), `yield`, `event` (index in the input file) and
 `input_sha256`. The `yield` of an event is its expected count at `config.luminosity_fb`
-fb^-1 divided by the fraction of its split (e.g. 0.2 for test), so that the sum of a dataset's
-yields estimates the component's whole expected yield after the selection. LIN (and MIX)
-weights and yields can be negative; they are kept.
+fb^-1 scaled up for its split, so that every split of a component estimates the component's
+whole expected yield after the selection: per sample component (SM, each LIN, QUAD and MIX)
+and per sign of the weights, the events of a split are scaled by T / S, with S the sum of their
+yields and T that of the component's selected events of every split. A split's yields thus add
+up exactly to the component's selected yield (where 1 / (split fraction) would miss it by the
+random fluctuation of which events fell into the split: -25% to +29% for the LIN term of cHW
+on the real samples), and positive and negative (LIN, MIX) weights keep their sign and their
+balance. The factors are recorded in the manifest (`split_scales`). A split without events of
+one sign while the component has some cannot keep that part of the total: a warning, in the
+log and the manifest (`warnings`), says so (tiny samples; more Monte Carlo events, or larger
+split fractions, mend it). LIN (and MIX) weights and yields can be negative; they are kept.
 
 Splits follow `vbsad_batch.weighting.split_labels` (a hash of input SHA-256, event index and
 `config.split.seed`), so they are the same on every machine and with any number of workers.
@@ -55,7 +63,7 @@ from vbsad_batch.runtime.stage import (
     command,
     fingerprint,
 )
-from vbsad_batch.weighting.split import SPLIT_COLUMN, split_labels
+from vbsad_batch.weighting.split import SPLIT_COLUMN, SPLITS, split_labels
 from vbsad_batch.weighting.yields import YIELD_COLUMN, ComponentFrame, component_frames
 
 __all__ = [
@@ -66,12 +74,13 @@ __all__ = [
     "build_datasets",
     "current_datasets",
     "datasets_unit",
+    "split_scales",
 ]
 
 logger = logging.getLogger(__name__)
 
 DATASETS_DIR_NAME = "datasets"
-DATASETS_FORMAT_VERSION = 2
+DATASETS_FORMAT_VERSION = 3
 """Version of the datasets layout and manifest; bump when either changes."""
 
 MANIFEST_KIND = "vbsad_batch.datasets"
@@ -227,44 +236,110 @@ def _columns(comp: ComponentFrame, features: Sequence[str]) -> list[str]:
     return wanted
 
 
+def _selected(comp: ComponentFrame, config: AnalysisConfig) -> pl.LazyFrame:
+    """`comp`'s events that pass the selection, with their split label."""
+    labelled = split_labels(comp.frame, config.split.seed, config.split)
+    return labelled.filter(selection_expr(config.selection).fill_null(False))
+
+
+SplitScales = dict[str, tuple[float, float]]
+"""split -> (factor of the events of positive weight, of negative weight)."""
+
+
+def split_scales(
+    config: AnalysisConfig, comps: Sequence[ComponentFrame], warnings: list[str]
+) -> list[SplitScales]:
+    """Per component, the factors that make each split's yields add up, per sign of the weight,
+    to the component's whole selected yield (see the module docstring); one streaming pass.
+    A split with no events of one sign while the component has some cannot keep that part of
+    the total: said in `warnings` (and the log)."""
+    y = pl.col(YIELD_COLUMN)
+    queries = [
+        _selected(comp, config)
+        .group_by(SPLIT_COLUMN)
+        .agg(y.filter(y >= 0).sum().alias("pos"), y.filter(y < 0).sum().alias("neg"))
+        for comp in comps
+    ]
+    out: list[SplitScales] = []
+    for comp, sums in zip(comps, pl.collect_all(queries, engine="streaming"), strict=True):
+        by_split = {
+            row[SPLIT_COLUMN]: (row["pos"], row["neg"]) for row in sums.iter_rows(named=True)
+        }
+        totals = [sum(v[i] for v in by_split.values()) for i in (0, 1)]
+        scales: SplitScales = {}
+        for split in SPLITS:
+            part = by_split.get(split, (0.0, 0.0))
+            factors = []
+            for sign, total, value in zip(("positive", "negative"), totals, part, strict=True):
+                if total == 0.0:
+                    factors.append(1.0)
+                elif value == 0.0:
+                    if getattr(config.split, split) > 0:
+                        message = (
+                            f"sample {comp.sample!r} ({comp.component} "
+                            f"{comp.operator_label}): the {split} split has no selected event "
+                            f"of {sign} weight while the sample's add up to {total:.6g} events: "
+                            f"its {split} yields miss them (generate more events or enlarge "
+                            "the split fractions)"
+                        )
+                        logger.warning("%s", message)
+                        warnings.append(message)
+                    factors.append(1.0)
+                else:
+                    factors.append(total / value)
+            scales[split] = (factors[0], factors[1])
+        out.append(scales)
+    return out
+
+
 def _part(
     comp: ComponentFrame,
     config: AnalysisConfig,
     split: str,
-    fraction: float,
+    scales: SplitScales,
     factor: float = 1.0,
 ) -> pl.LazyFrame:
-    """`comp`'s selected events of one split, yields scaled by factor / fraction."""
+    """`comp`'s selected events of one split, yields scaled so that the split keeps the
+    component's total (`scales`), times `factor`."""
     columns = _columns(comp, config.features)
-    labelled = split_labels(comp.frame, config.split.seed, config.split)
+    positive, negative = scales[split]
+    y = pl.col(YIELD_COLUMN)
+    scaled = pl.when(y >= 0).then(y * (factor * positive)).otherwise(y * (factor * negative))
     return (
-        labelled.filter(selection_expr(config.selection).fill_null(False))
+        _selected(comp, config)
         .filter(pl.col(SPLIT_COLUMN) == split)
         .select(columns)
-        .with_columns((pl.col(YIELD_COLUMN) * (factor / fraction)).alias(YIELD_COLUMN))
+        .with_columns(scaled.alias(YIELD_COLUMN))
     )
 
 
-def _plans(config: AnalysisConfig, comps: Sequence[ComponentFrame], c: float) -> list[_Plan]:
+def _plans(
+    config: AnalysisConfig,
+    comps: Sequence[ComponentFrame],
+    scales: Sequence[SplitScales],
+    c: float,
+) -> list[_Plan]:
     fractions = {
         "train": config.split.train,
         "validation": config.split.validation,
         "test": config.split.test,
     }
+    scale_of = {id(comp): s for comp, s in zip(comps, scales, strict=True)}
     sm = [comp for comp in comps if comp.component == "sm"]
     if len(sm) != 1:
         raise ValueError(f"{config.path}: need exactly one SM source, found {len(sm)}")
+    sm_scales = scale_of[id(sm[0])]
     plans: list[_Plan] = []
     for split, fraction in fractions.items():
         if fraction > 0:
-            plans.append(_Plan(f"sm_{split}", _part(sm[0], config, split, fraction)))
+            plans.append(_Plan(f"sm_{split}", _part(sm[0], config, split, sm_scales)))
         else:
             logger.info("split fraction of %s is 0: no sm_%s dataset", split, split)
 
     op = config.training_operator
     if op is not None:
         parts = [
-            _part(sm[0], config, "train", fractions["train"]).with_columns(
+            _part(sm[0], config, "train", sm_scales).with_columns(
                 pl.lit(0, dtype=pl.Int8).alias("label"), pl.lit("sm").alias("component")
             )
         ]
@@ -272,7 +347,7 @@ def _plans(config: AnalysisConfig, comps: Sequence[ComponentFrame], c: float) ->
             if comp.operators == (op,) and comp.component in ("lin", "quad"):
                 factor = c if comp.component == "lin" else c * c
                 parts.append(
-                    _part(comp, config, "train", fractions["train"], factor).with_columns(
+                    _part(comp, config, "train", scale_of[id(comp)], factor).with_columns(
                         pl.lit(1, dtype=pl.Int8).alias("label"),
                         pl.lit(comp.component).alias("component"),
                     )
@@ -288,7 +363,7 @@ def _plans(config: AnalysisConfig, comps: Sequence[ComponentFrame], c: float) ->
             if comp.component == "sm":
                 continue
             name = f"{comp.component}_test_{'_'.join(comp.operators)}"
-            plans.append(_Plan(name, _part(comp, config, "test", fractions["test"])))
+            plans.append(_Plan(name, _part(comp, config, "test", scale_of[id(comp)])))
     else:
         logger.warning("test fraction is 0: no LIN/QUAD test datasets are written")
     return plans
@@ -316,7 +391,9 @@ def _write_datasets(
     config: AnalysisConfig, c: float, inputs: Sequence[FileRecord], out: StageOutputs
 ) -> tuple[DatasetInfo, ...]:
     comps = component_frames(config)
-    plans = _plans(config, comps, c)
+    warnings: list[str] = []
+    scales = split_scales(config, comps, warnings)
+    plans = _plans(config, comps, scales, c)
     out.emit(ProgressEvent(_STAGE, "run_started", total_items=len(plans)))
     infos: list[DatasetInfo] = []
     for plan in plans:
@@ -341,8 +418,21 @@ def _write_datasets(
         {
             "luminosity_fb": config.luminosity_fb,
             "yield_unit": (
-                f"events at {config.luminosity_fb:g} fb^-1, divided by the split fraction"
+                f"events at {config.luminosity_fb:g} fb^-1, scaled so that each split of a "
+                "component adds up to its whole selected yield (per sign of the weights: "
+                "split_scales)"
             ),
+            "warnings": warnings,
+            "split_scales": [
+                {
+                    "sample": comp.sample,
+                    "component": comp.component,
+                    "operators": list(comp.operators),
+                    "positive": {split: s[split][0] for split in SPLITS},
+                    "negative": {split: s[split][1] for split in SPLITS},
+                }
+                for comp, s in zip(comps, scales, strict=True)
+            ],
             "normalisations": [
                 {
                     "sample": comp.sample,
