@@ -17,6 +17,7 @@ from vbsad_batch.config import (
     DEFAULT_SELECTION,
     ENERGY_LIKE,
     ConfigError,
+    ModelSpec,
     ScanConfig,
     SelectionError,
     TrainingConfig,
@@ -340,6 +341,15 @@ ERRORS: list[tuple[str, str]] = [
     (BASE + "[training]\nclassifier_units = 0\n", r"training\.classifier_units: must be >= 1"),
     (BASE + "[training]\nleaky_relu_alpha = nan\n", r"training\.leaky_relu_alpha: must be finite"),
     (BASE + "[training]\nseed = -1\n", r"training\.seed: must be >= 0"),
+    (BASE + "[training]\nseed = 1\nseeds = [2]\n", r"training\.seeds: give either `seed` or"),
+    (BASE + "[training]\nseeds = []\n", r"training\.seeds: expected a non-empty list"),
+    (BASE + "[training]\nseeds = [1, 1]\n", r"training\.seeds\[1\]: 1 is listed twice"),
+    (BASE + "[training]\nlatent_dims = [3, 9]\n", r"training\.latent_dims\[1\]: must be in 3"),
+    (
+        'training_operator = "cW"\ntraining_operators = ["cW"]\n' + BASE,
+        r"training_operators: give either",
+    ),
+    ('training_operators = ["cW", "cqq1"]\n' + BASE, r"training_operators\[1\]: operator 'cqq1'"),
     ("training = 3\n" + BASE, r"training: expected a table"),
     # scan
     (BASE + "[scan]\nsignificanse = 3\n", r"scan\.significanse: unknown key \(did you"),
@@ -493,3 +503,22 @@ def test_selection_columns_and_custom_columns() -> None:
     assert pl.DataFrame({"score": [0.1, 0.9]}).filter(expr)["score"].to_list() == [0.9]
     with pytest.raises(SelectionError, match="unknown column 'mjj'"):
         selection_expr("mjj > 1", columns=["score"])
+
+
+def test_a_grid_of_models(tmp_path: Path, data_dir: Path) -> None:
+    text = 'training_operators = ["cW", "cHW"]\n' + BASE
+    text += "[training]\nseeds = [0, 1, 2]\nlatent_dims = [3, 5]\n"
+    config = load_config(_write(tmp_path, text))
+    assert (config.training.seed, config.training.latent_dim) == (0, 3)  # the first ones
+    assert config.training_operator == "cW"
+    names = [spec.name for spec in config.models()]
+    assert len(names) == len(set(names)) == 6 + 12  # VAE: 2 x 3; VAE+NN: 2 x 2 x 3
+    assert names[:3] == ["vae_latent3", "vae_latent3_seed1", "vae_latent3_seed2"]
+    assert "vae_nn_latent5_cHW_seed2" in names
+    assert {spec.group for spec in config.models(["vae"])} == {"vae_latent3", "vae_latent5"}
+    for spec in config.models():
+        assert ModelSpec.from_name(spec.name) == spec
+    only = config.models(["vae_nn"], seeds=[1], training_operators=["cHW"])
+    assert [spec.name for spec in only] == ["vae_nn_latent3_cHW_seed1", "vae_nn_latent5_cHW_seed1"]
+    single = load_config(_write(tmp_path, BASE))
+    assert [spec.name for spec in single.models()] == ["vae_latent3"]  # no VAE+NN operator

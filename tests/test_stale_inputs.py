@@ -186,7 +186,7 @@ def test_an_edited_score_file_is_refused_by_scan_and_remade_by_score(analysis: P
     assert refused.returncode == 1
     message = _error(refused)
     assert f"{path}: SHA-256 differs from the scores manifest" in message
-    assert f"run `vbsad score {analysis} --model vae --latent 3`" in message
+    assert f"run `vbsad score {analysis} --model vae --latent 3 --seed 0`" in message
     assert _vbsad("score", analysis, "--model", "vae").returncode == 0
     assert path.read_bytes() == original
     assert _vbsad("scan", analysis).returncode == 0

@@ -18,7 +18,7 @@ import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from vbsad_batch.config import MODEL_KINDS, AnalysisConfig, ModelKind, load_config
+from vbsad_batch.config import MODEL_KINDS, AnalysisConfig, ModelKind, ModelSpec, load_config
 from vbsad_batch.runtime.progress import ProgressCallback
 from vbsad_batch.runtime.stage import StageResult
 
@@ -28,6 +28,11 @@ logger = logging.getLogger(__name__)
 
 StageCallback = Callable[[str, StageResult], None]
 """Called with a label ("datasets", "train vae", ...) and the result of each finished stage."""
+
+
+def _label(stage: str, spec: ModelSpec, grid: bool) -> str:
+    """ "train vae" for a model of its own kind alone, "train vae_latent5_seed2" in a grid."""
+    return f"{stage} {spec.name if grid else spec.kind}"
 
 
 def run_analysis(
@@ -62,20 +67,38 @@ def run_analysis(
 
     from vbsad_batch.models.checkpoints import CheckpointMismatchError  # noqa: PLC0415
     from vbsad_batch.models.scoring import score_datasets  # noqa: PLC0415
-    from vbsad_batch.models.training import train  # noqa: PLC0415 - TensorFlow from here on
+    from vbsad_batch.models.training import (  # noqa: PLC0415 - TensorFlow from here on
+        TrainingResult,
+        train,
+    )
 
+    specs = cfg.models(models)
     model_dirs: list[Path] = []
-    for kind in models:
+    for spec in specs:
+
+        def fit(resume: bool, spec: ModelSpec = spec) -> TrainingResult:
+            return train(
+                cfg,
+                kind=spec.kind,
+                latent_dim=spec.latent_dim,
+                seed=spec.seed,
+                training_operator=spec.training_operator,
+                resume=resume,
+                force=force,
+                progress=progress,
+            )
+
         try:
-            trained = train(cfg, kind=kind, resume=True, force=force, progress=progress)
+            trained = fit(resume=True)
         except CheckpointMismatchError as exc:
             # The settings or datasets changed since the interrupted run: start afresh.
             logger.info("%s", exc)
-            trained = train(cfg, kind=kind, resume=False, force=force, progress=progress)
-        finished(f"train {kind}", trained)
+            trained = fit(resume=False)
+        finished(_label("train", spec, len(specs) > len(models)), trained)
         model_dirs.append(trained.directory)
-    for kind, model_dir in zip(models, model_dirs, strict=True):
-        finished(f"score {kind}", score_datasets(cfg, model_dir, progress=progress, force=force))
+    for spec, model_dir in zip(specs, model_dirs, strict=True):
+        label = _label("score", spec, len(specs) > len(models))
+        finished(label, score_datasets(cfg, model_dir, progress=progress, force=force))
 
     from vbsad_batch.scan.driver import run_scan  # noqa: PLC0415
 

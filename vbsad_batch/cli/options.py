@@ -9,7 +9,7 @@ import signal
 from collections.abc import Callable
 from pathlib import Path
 
-from vbsad_batch.config.schema import LATENT_DIM_RANGE, MODEL_KINDS
+from vbsad_batch.config.schema import LATENT_DIM_RANGE, MODEL_KINDS, AnalysisConfig, ModelSpec
 from vbsad_batch.runtime.stage import PROGRAM
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "latent_dim",
     "non_negative_int",
     "positive_int",
+    "selected_models",
     "verbosity_options",
 ]
 
@@ -117,9 +118,43 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         type=latent_dim,
         default=None,
         metavar="K",
-        help=f"latent space size, {LATENT_MIN}..{LATENT_MAX} (default: [training] latent_dim "
-        "of the config, itself 3 by default)",
+        help=f"latent space size, {LATENT_MIN}..{LATENT_MAX} (default: every one of the "
+        "config's grid: [training] latent_dim, 3 by default, or latent_dims)",
     )
+    parser.add_argument(
+        "--seed",
+        type=non_negative_int,
+        default=None,
+        metavar="S",
+        help="training seed (default: every one of the config's grid: [training] seed, 0 by "
+        "default, or seeds)",
+    )
+    parser.add_argument(
+        "--operator",
+        default=None,
+        metavar="OP",
+        help="vae_nn: the operator of the mixed training set (default: every one of the "
+        "config's training_operator(s))",
+    )
+
+
+def selected_models(config: AnalysisConfig, args: argparse.Namespace) -> list[ModelSpec]:
+    """The models of the grid that `--model`, `--latent`, `--seed`, `--operator` select.
+
+    Raises:
+        UsageError: none (a VAE+NN without a training operator in the config).
+    """
+    specs = config.models(
+        [args.model],
+        latent_dims=None if args.latent is None else [args.latent],
+        seeds=None if args.seed is None else [args.seed],
+        training_operators=None if args.operator is None else [args.operator],
+    )
+    if not specs:
+        raise UsageError(
+            f"{config.path}: no {args.model} model to make: a vae_nn needs a training_operator"
+        )
+    return specs
 
 
 def coefficient(text: str) -> tuple[str, float]:

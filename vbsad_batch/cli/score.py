@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from rich.console import Console
 
-from vbsad_batch.cli.options import EXIT_OK, PROG, UsageError, add_model_options
+from vbsad_batch.cli.options import EXIT_OK, PROG, UsageError, add_model_options, selected_models
 from vbsad_batch.runtime.progress import make_progress_reporter
 
 __all__ = ["add_parser", "run"]
@@ -35,20 +35,21 @@ def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, console: Console | None) -> int:
     from vbsad_batch.config import load_config  # noqa: PLC0415 - polars only for this command
-    from vbsad_batch.models.paths import model_directory  # noqa: PLC0415
+    from vbsad_batch.models.paths import MODELS_DIR_NAME  # noqa: PLC0415
     from vbsad_batch.models.scoring import score_datasets  # noqa: PLC0415 - TensorFlow only here
 
     config = load_config(args.config)
-    model_dir = model_directory(config, args.model, args.latent)
-    if not model_dir.is_dir():
-        raise UsageError(
-            f"no trained model in {model_dir}: run '{PROG} train {args.config} --model "
-            f"{args.model}' first"
-        )
-    with make_progress_reporter(quiet=args.quiet, console=console) as reporter:
-        result = score_datasets(config, model_dir, progress=reporter)
-    if not args.quiet:
-        print(f"{result.status}: {result.directory} ({result.reason})")
-        for path in result.outputs:
-            print(path)
+    for spec in selected_models(config, args):
+        model_dir = config.output_dir / MODELS_DIR_NAME / spec.name
+        if not model_dir.is_dir():
+            raise UsageError(
+                f"no trained model in {model_dir}: run '{PROG} train {args.config} --model "
+                f"{spec.kind}' first"
+            )
+        with make_progress_reporter(quiet=args.quiet, console=console) as reporter:
+            result = score_datasets(config, model_dir, progress=reporter)
+        if not args.quiet:
+            print(f"{result.status}: {result.directory} ({result.reason})")
+            for path in result.outputs:
+                print(path)
     return EXIT_OK

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from rich.console import Console
 
-from vbsad_batch.cli.options import EXIT_OK, PROG, Terminated, add_model_options
+from vbsad_batch.cli.options import EXIT_OK, PROG, Terminated, add_model_options, selected_models
 from vbsad_batch.cli.output import logger
 from vbsad_batch.runtime.progress import make_progress_reporter
 
@@ -26,10 +26,12 @@ def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
             "sm_validation, and for vae_nn mixed_train_<training_operator>) with the "
             "hyperparameters of the config's [training] section, with early stopping on the "
             "validation loss (the best weights are kept) and a checkpoint after every epoch. "
-            "Writes <output_dir>/models/<model>_latent<K>[_<operator>]/: the Keras model, "
-            "preprocessing.json, config.toml, history.csv, metrics.json and manifest.json "
-            "(dataset SHA-256s, settings). A model directory that is up to date is skipped. "
-            "Deterministic for a given [training] seed."
+            "Writes <output_dir>/models/<model>_latent<K>[_<operator>][_seed<S>]/: the Keras "
+            "model, preprocessing.json, config.toml, history.csv, metrics.json and "
+            "manifest.json (dataset SHA-256s, settings). Trains every model of the config's "
+            "grid of that kind ([training] seeds, latent_dims, training_operators) unless "
+            "--latent, --seed or --operator select some, one after the other. A model "
+            "directory that is up to date is skipped. Deterministic for a given seed."
         ),
         epilog=f"example: {PROG} train examples/ssww_real.toml --model vae_nn --latent 3 --resume",
     )
@@ -54,24 +56,28 @@ def run(args: argparse.Namespace, console: Console | None) -> int:
     from vbsad_batch.models.training import train  # noqa: PLC0415 - TensorFlow only for this command
 
     config = load_config(args.config)
-    try:
-        with make_progress_reporter(quiet=args.quiet, console=console) as reporter:
-            result = train(
-                config,
-                kind=args.model,
-                latent_dim=args.latent,
-                resume=args.resume,
-                force=args.force,
-                progress=reporter,
+    for spec in selected_models(config, args):
+        try:
+            with make_progress_reporter(quiet=args.quiet, console=console) as reporter:
+                result = train(
+                    config,
+                    kind=spec.kind,
+                    latent_dim=spec.latent_dim,
+                    seed=spec.seed,
+                    training_operator=spec.training_operator,
+                    resume=args.resume,
+                    force=args.force,
+                    progress=reporter,
+                )
+        except (Terminated, KeyboardInterrupt):
+            # The checkpoint of the last complete epoch is written atomically: it survives.
+            logger.warning("training interrupted: continue it with '%s train --resume'", PROG)
+            raise
+        if not args.quiet:
+            print(f"{result.status}: {result.model_dir} ({result.reason})")
+            print(
+                f"epochs run {result.epochs_run}, best epoch {result.best_epoch}, validation "
+                f"loss {result.best_val_loss:.6g}"
+                f"{', stopped early' if result.stopped_early else ''}"
             )
-    except (Terminated, KeyboardInterrupt):
-        # The checkpoint of the last complete epoch is written atomically: it survives.
-        logger.warning("training interrupted: continue it with '%s train --resume'", PROG)
-        raise
-    if not args.quiet:
-        print(f"{result.status}: {result.model_dir} ({result.reason})")
-        print(
-            f"epochs run {result.epochs_run}, best epoch {result.best_epoch}, validation loss "
-            f"{result.best_val_loss:.6g}{', stopped early' if result.stopped_early else ''}"
-        )
     return EXIT_OK

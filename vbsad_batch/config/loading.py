@@ -29,6 +29,7 @@ from vbsad_batch.config.schema import (
     AnalysisConfig,
     Component,
     ConfigError,
+    ModelGrid,
     ReweightedConfig,
     SampleConfig,
     ScanConfig,
@@ -176,6 +177,7 @@ _TOP_KEYS = (
     "features",
     "log_features",
     "training_operator",
+    "training_operators",
     "output_dir",
     "split",
     "training",
@@ -183,7 +185,7 @@ _TOP_KEYS = (
     "samples",
     "reweighted",
 )
-_TRAINING_KEYS = tuple(f.name for f in fields(TrainingConfig))
+_TRAINING_KEYS = (*(f.name for f in fields(TrainingConfig)), "seeds", "latent_dims")
 _SCAN_KEYS = tuple(f.name for f in fields(ScanConfig))
 _OPTIMIZERS = ("adam",)
 _SPLIT_KEYS = tuple(f.name for f in fields(SplitConfig))
@@ -257,12 +259,44 @@ def _integer(ctx: _Ctx, value: object, key: str, minimum: int, maximum: int | No
     return value
 
 
-def _training(ctx: _Ctx, value: object) -> TrainingConfig:
+def _integer_list(
+    ctx: _Ctx, value: object, key: str, minimum: int, maximum: int | None = None
+) -> tuple[int, ...]:
+    if not isinstance(value, list) or not value:
+        ctx.fail(key, f"expected a non-empty list of integers, got {_type_name(value)}")
+    numbers = tuple(_integer(ctx, v, f"{key}[{i}]", minimum, maximum) for i, v in enumerate(value))
+    for i, number in enumerate(numbers):
+        if number in numbers[:i]:
+            ctx.fail(f"{key}[{i}]", f"{number} is listed twice")
+    return numbers
+
+
+def _grid_lists(ctx: _Ctx, table: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
+    """`seeds` / `latent_dims` of `[training]` (or the single `seed` / `latent_dim`)."""
+    low, high = LATENT_DIM_RANGE
+    lists: dict[str, tuple[int, ...]] = {}
+    for single, plural, minimum, maximum in (
+        ("seed", "seeds", 0, None),
+        ("latent_dim", "latent_dims", low, high),
+    ):
+        if plural not in table:
+            continue
+        if single in table:
+            ctx.fail(f"training.{plural}", f"give either `{single}` or `{plural}`, not both")
+        lists[single] = _integer_list(ctx, table[plural], f"training.{plural}", minimum, maximum)
+    return lists
+
+
+def _training(ctx: _Ctx, value: object) -> tuple[TrainingConfig, dict[str, tuple[int, ...]]]:
+    """The training settings (with the grid's first seed and latent size) and the grid lists."""
     table = ctx.table(value, "training")
     ctx.check_keys(table, _TRAINING_KEYS, "training")
     defaults = TrainingConfig()
+    lists = _grid_lists(ctx, table)
 
     def get(key: str) -> object:
+        if key in lists:
+            return lists[key][0]
         return table.get(key, getattr(defaults, key))
 
     optimizer = ctx.string(get("optimizer"), "training.optimizer")
@@ -295,7 +329,7 @@ def _training(ctx: _Ctx, value: object) -> TrainingConfig:
         for i, width in enumerate(raw_hidden)
     )
     low, high = LATENT_DIM_RANGE
-    return TrainingConfig(
+    training = TrainingConfig(
         optimizer="adam",
         learning_rate=learning_rate,
         epochs=_integer(ctx, get("epochs"), "training.epochs", 1),
@@ -307,6 +341,7 @@ def _training(ctx: _Ctx, value: object) -> TrainingConfig:
         seed=_integer(ctx, get("seed"), "training.seed", 0),
         **floats,
     )
+    return training, lists
 
 
 def _scan(ctx: _Ctx, value: object) -> ScanConfig:
@@ -596,13 +631,30 @@ def _parse(data: Mapping[str, Any], ctx: _Ctx, check_files: bool) -> AnalysisCon
         log_features = tuple(name for name in ENERGY_LIKE if name in features)
 
     split = _split(ctx, data.get("split", {}))
-    training = _training(ctx, data.get("training", {}))
+    training, lists = _training(ctx, data.get("training", {}))
     scan = _scan(ctx, data.get("scan", {}))
 
-    training_operator = None
+    training_operators: tuple[str, ...] = ()
+    if "training_operator" in data and "training_operators" in data:
+        ctx.fail("training_operators", "give either `training_operator` or `training_operators`")
     if "training_operator" in data:
-        training_operator = ctx.string(data["training_operator"], "training_operator")
-        _check_declared(ctx, training_operator, "training_operator", declared)
+        op = ctx.string(data["training_operator"], "training_operator")
+        _check_declared(ctx, op, "training_operator", declared)
+        training_operators = (op,)
+    elif "training_operators" in data:
+        ops = ctx.string_list(data["training_operators"], "training_operators")
+        if not ops:
+            ctx.fail("training_operators", "must not be empty")
+        for i, op in enumerate(ops):
+            _check_declared(ctx, op, f"training_operators[{i}]", declared)
+            if op in ops[:i]:
+                ctx.fail(f"training_operators[{i}]", f"{op!r} is listed twice")
+        training_operators = tuple(ops)
+    grid = ModelGrid(
+        latent_dims=lists.get("latent_dim", (training.latent_dim,)),
+        seeds=lists.get("seed", (training.seed,)),
+        training_operators=training_operators,
+    )
 
     if "output_dir" in data:
         out = Path(ctx.string(data["output_dir"], "output_dir")).expanduser()
@@ -640,7 +692,7 @@ def _parse(data: Mapping[str, Any], ctx: _Ctx, check_files: bool) -> AnalysisCon
         split=split,
         training=training,
         scan=scan,
-        training_operator=training_operator,
+        grid=grid,
         output_dir=output_dir,
         samples=samples,
         reweighted=reweighted,

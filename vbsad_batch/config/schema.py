@@ -18,7 +18,9 @@ must hold a sample)::
     features = ["mll", "mjj", ...]  # model inputs (observable names), default the 14 of DESIGN.md
     log_features = ["mll", ...]     # features that get log10, a subset of `features`;
                                     # default: the energy-like ones among `features`
-    training_operator = "cW"        # operator of the mixed SM+EFT training set (declared)
+    training_operator = "cW"        # operator of the mixed SM+EFT training set of the VAE+NN
+                                    # (declared); or a list (a grid, see below):
+                                    # training_operators = ["cW", "cHW"]
     output_dir = "vbsad-output/ana" # default <config dir>/vbsad-output/<config file stem>
 
     [split]                         # deterministic train/validation/test split
@@ -42,6 +44,12 @@ must hold a sample)::
     classifier_units = 50           # VAE+NN: width of the linear Dense layer of the classifier
     leaky_relu_alpha = 0.3          # negative slope of the LeakyReLU activations (>= 0)
     seed = 0                        # weight initialisation and sampling (integer >= 0)
+
+    A grid of models: `[training]` also takes `seeds = [0, 1, 2]` instead of `seed` and
+    `latent_dims = [3, 5, 7]` instead of `latent_dim`; with `training_operators` above, every
+    combination is one model (its own directory, manifest and unit of work), trained, scored and
+    scanned; the sensitivity table quotes, per model kind and latent size, the median limit over
+    the seeds with their spread.
 
     [scan]                          # sensitivity scans of `vbsad scan` (vbsad_batch.scan)
     significance = 3.0              # z of the limits: proxy sigma and Asimov Z (> 0)
@@ -93,6 +101,9 @@ samples are checked when the files are read, not here.
 
 from __future__ import annotations
 
+import dataclasses
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
@@ -110,7 +121,9 @@ __all__ = [
     "AnalysisConfig",
     "Component",
     "ConfigError",
+    "ModelGrid",
     "ModelKind",
+    "ModelSpec",
     "ReweightedConfig",
     "SampleConfig",
     "ScanConfig",
@@ -301,6 +314,66 @@ class ScanConfig:
         raise ValueError(f"unknown model kind {kind!r}: expected 'vae' or 'vae_nn'")
 
 
+@dataclass(frozen=True, order=True)
+class ModelSpec:
+    """One model of the analysis: what tells it apart from the others of the grid.
+
+    Attributes:
+        kind: "vae" or "vae_nn".
+        latent_dim: latent space size.
+        seed: seed of its weight initialisation and sampling.
+        training_operator: the operator of its mixed training set (VAE+NN), else None.
+    """
+
+    kind: ModelKind
+    latent_dim: int
+    seed: int
+    training_operator: str | None = None
+
+    @property
+    def name(self) -> str:
+        """Its directory name: `<kind>_latent<k>[_<operator>][_seed<s>]` (no suffix for seed
+        0, so that a single model keeps the name it always had)."""
+        name = f"{self.kind}_latent{self.latent_dim}"
+        if self.training_operator is not None:
+            name += f"_{self.training_operator}"
+        return name + (f"_seed{self.seed}" if self.seed != 0 else "")
+
+    @property
+    def group(self) -> str:
+        """Its name without the seed: the models of one group differ only by their seed."""
+        return dataclasses.replace(self, seed=0).name
+
+    @classmethod
+    def from_name(cls, name: str) -> ModelSpec | None:
+        """The model a directory name stands for (the inverse of `name`), or None."""
+        match = _MODEL_NAME.fullmatch(name)
+        if match is None:
+            return None
+        kind, latent, op, seed = match.groups()
+        if (kind == "vae_nn") != (op is not None):
+            return None
+        return cls(kind, int(latent), int(seed or 0), op)  # type: ignore[arg-type]
+
+
+_MODEL_NAME = re.compile(r"(vae|vae_nn)_latent(\d+)(?:_(?!seed\d+$)(.+?))?(?:_seed(\d+))?")
+
+
+@dataclass(frozen=True)
+class ModelGrid:
+    """The grid of models: every combination of these is trained, scored and scanned.
+
+    Attributes:
+        latent_dims: latent sizes (3..7).
+        seeds: training seeds.
+        training_operators: operators of the VAE+NN's mixed training set (empty: no VAE+NN).
+    """
+
+    latent_dims: tuple[int, ...] = (3,)
+    seeds: tuple[int, ...] = (0,)
+    training_operators: tuple[str, ...] = ()
+
+
 @dataclass(frozen=True)
 class AnalysisConfig:
     """A validated analysis configuration (see the module docstring for the TOML schema).
@@ -314,7 +387,8 @@ class AnalysisConfig:
         split: split fractions and seed.
         training: model and training hyperparameters.
         scan: settings of the sensitivity scans.
-        training_operator: operator of the mixed SM+EFT training set, or None.
+        grid: the grid of models (latent sizes, seeds, training operators); `training` holds
+            the first latent size and seed.
         output_dir: where the stages write, resolved.
         samples: separately generated samples.
         reweighted: reweighted samples.
@@ -329,11 +403,69 @@ class AnalysisConfig:
     split: SplitConfig = field(default_factory=SplitConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     scan: ScanConfig = field(default_factory=ScanConfig)
-    training_operator: str | None = None
+    grid: ModelGrid = field(default_factory=ModelGrid)
     output_dir: Path = Path("vbsad-output")
     samples: tuple[SampleConfig, ...] = ()
     reweighted: tuple[ReweightedConfig, ...] = ()
     declared_operators: tuple[str, ...] = ()
+
+    @property
+    def training_operator(self) -> str | None:
+        """The (first) operator of the VAE+NN's mixed training set, or None."""
+        return self.grid.training_operators[0] if self.grid.training_operators else None
+
+    def models(
+        self,
+        kinds: Sequence[ModelKind] = MODEL_KINDS,
+        *,
+        latent_dims: Sequence[int] | None = None,
+        seeds: Sequence[int] | None = None,
+        training_operators: Sequence[str] | None = None,
+    ) -> list[ModelSpec]:
+        """The models of the grid of the given kinds, in table order (kind, operator, latent
+        size, seed); a VAE+NN only with a training operator. Given lists replace the grid's.
+        """
+        latents = self.grid.latent_dims if latent_dims is None else tuple(latent_dims)
+        seed_list = self.grid.seeds if seeds is None else tuple(seeds)
+        ops = self.grid.training_operators if training_operators is None else training_operators
+        specs: list[ModelSpec] = []
+        for kind in MODEL_KINDS:
+            if kind not in kinds:
+                continue
+            operators: tuple[str | None, ...] = (None,) if kind == "vae" else tuple(ops)
+            specs += [
+                self.model_spec(kind, latent, seed, op)
+                for op in operators
+                for latent in latents
+                for seed in seed_list
+            ]
+        return specs
+
+    def model_spec(
+        self,
+        kind: ModelKind,
+        latent_dim: int | None = None,
+        seed: int | None = None,
+        training_operator: str | None = None,
+    ) -> ModelSpec:
+        """One model: the given values, else the config's first ones.
+
+        Raises:
+            ValueError: an unknown kind, a VAE+NN without a training operator, a latent size
+                outside `LATENT_DIM_RANGE`.
+        """
+        if kind not in MODEL_KINDS:
+            raise ValueError(f"unknown model kind {kind!r}: expected 'vae' or 'vae_nn'")
+        latent = self.training.latent_dim if latent_dim is None else latent_dim
+        low, high = LATENT_DIM_RANGE
+        if not low <= latent <= high:
+            raise ValueError(f"latent_dim must be in {low}..{high}, got {latent}")
+        op = None
+        if kind == "vae_nn":
+            op = self.training_operator if training_operator is None else training_operator
+            if op is None:
+                raise ValueError(f"{self.path}: model 'vae_nn' needs `training_operator`")
+        return ModelSpec(kind, latent, self.training.seed if seed is None else seed, op)
 
     def operators(self) -> tuple[str, ...]:
         """All operators of the analysis, sorted."""

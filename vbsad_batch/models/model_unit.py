@@ -2,20 +2,21 @@
 check that a trained model is current for the config. No TensorFlow: the scan, the report and
 the workflow ask these questions without loading it.
 
-A model is identified by its kind and latent size (and, for a VAE+NN, the config's training
-operator, part of its directory name); everything else it depends on comes from the config:
-the `[training]` settings, the features, and the datasets by SHA-256.
+A model is identified by its `ModelSpec` (kind, latent size, seed and, for a VAE+NN, training
+operator: its directory name); everything else it depends on comes from the config: the
+`[training]` settings, the features, and the datasets by SHA-256.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from vbsad_batch.config import LATENT_DIM_RANGE, AnalysisConfig, ModelKind, TrainingConfig
+from vbsad_batch.config import AnalysisConfig, ModelSpec, TrainingConfig
 from vbsad_batch.errors import MissingInputError, StaleInputError
-from vbsad_batch.models.paths import model_directory
+from vbsad_batch.models.paths import MODELS_DIR_NAME
 from vbsad_batch.runtime.provenance import MANIFEST_NAME, jsonable, read_manifest, tool_version
 from vbsad_batch.runtime.stage import StageUnit, command
 from vbsad_batch.weighting.datasets import DatasetInfo, current_datasets
@@ -27,6 +28,7 @@ __all__ = [
     "model_key",
     "model_training",
     "model_unit",
+    "spec_of",
     "training_datasets",
 ]
 
@@ -38,46 +40,36 @@ MODEL_MANIFEST_KIND = "vbsad_batch.model"
 _STAGE = "train"
 
 
-def model_training(config: AnalysisConfig, latent_dim: int | None = None) -> TrainingConfig:
-    """The `[training]` settings of `config`, with the latent size `latent_dim` if given.
-
-    Raises:
-        ValueError: `latent_dim` outside `LATENT_DIM_RANGE`.
-    """
-    if latent_dim is None:
-        return config.training
-    low, high = LATENT_DIM_RANGE
-    if not low <= latent_dim <= high:
-        raise ValueError(f"latent_dim must be in {low}..{high}, got {latent_dim}")
-    return dataclasses.replace(config.training, latent_dim=latent_dim)
+def model_training(config: AnalysisConfig, spec: ModelSpec) -> TrainingConfig:
+    """The `[training]` settings of the model `spec`: the config's, with its latent size and
+    seed."""
+    return dataclasses.replace(config.training, latent_dim=spec.latent_dim, seed=spec.seed)
 
 
-def model_unit(config: AnalysisConfig, kind: ModelKind, latent_dim: int | None = None) -> StageUnit:
-    """The model directory of (`kind`, `latent_dim`) as a unit of the stage contract."""
-    training = model_training(config, latent_dim)
-    directory = model_directory(config, kind, training.latent_dim)
+def model_unit(config: AnalysisConfig, spec: ModelSpec) -> StageUnit:
+    """The model directory of `spec` as a unit of the stage contract."""
+    options: list[object] = ["--model", spec.kind, "--latent", spec.latent_dim, "--seed", spec.seed]
+    if spec.training_operator is not None:
+        options += ["--operator", spec.training_operator]
     return StageUnit(
         stage=_STAGE,
-        name=directory.name,
+        name=spec.name,
         kind=MODEL_MANIFEST_KIND,
-        directory=directory,
-        remake=command("train", config.path, "--model", kind, "--latent", training.latent_dim),
+        directory=config.output_dir / MODELS_DIR_NAME / spec.name,
+        remake=command("train", config.path, *options),
     )
 
 
-def training_datasets(config: AnalysisConfig, kind: ModelKind) -> list[str]:
-    """The datasets a model of `kind` trains on."""
+def training_datasets(spec: ModelSpec) -> list[str]:
+    """The datasets the model `spec` trains on (and validates on)."""
     names = ["sm_train", "sm_validation"]
-    if kind == "vae_nn":
-        names.append(f"mixed_train_{config.training_operator}")
+    if spec.training_operator is not None:
+        names += [f"mixed_train_{spec.training_operator}"]
     return names
 
 
 def model_key(
-    config: AnalysisConfig,
-    kind: ModelKind,
-    training: TrainingConfig,
-    datasets: dict[str, DatasetInfo],
+    config: AnalysisConfig, spec: ModelSpec, datasets: dict[str, DatasetInfo]
 ) -> dict[str, Any]:
     """What a model's weights depend on: settings, features, and its datasets by SHA-256.
 
@@ -85,49 +77,65 @@ def model_key(
         StaleInputError: a dataset the model needs is not among `datasets`.
     """
     checksums: dict[str, str] = {}
-    for name in training_datasets(config, kind):
+    for name in training_datasets(spec):
         if name not in datasets:
+            remake = command("datasets", config.path)
             raise StaleInputError(
-                f"{config.output_dir}: no dataset {name}; run `{command('datasets', config.path)}`",
+                f"{config.output_dir}: no dataset {name}; run `{remake}`",
                 path=config.output_dir,
-                remake=command("datasets", config.path),
+                remake=remake,
             )
         checksums[name] = datasets[name].sha256
     return {
         "format_version": TRAINING_FORMAT_VERSION,
         "tool_version": tool_version(),
-        "kind": kind,
-        "training": jsonable(training),
+        "kind": spec.kind,
+        "training": jsonable(model_training(config, spec)),
         "features": list(config.features),
         "log_features": list(config.log_features),
-        "training_operator": config.training_operator if kind == "vae_nn" else None,
+        "training_operator": spec.training_operator,
         "datasets": checksums,
     }
 
 
+def spec_of(manifest: Mapping[str, Any]) -> ModelSpec:
+    """The model a model manifest describes.
+
+    Raises:
+        KeyError, TypeError, ValueError: not a readable model manifest.
+    """
+    if manifest.get("kind") != MODEL_MANIFEST_KIND:
+        raise KeyError("kind")
+    key = manifest["key"]
+    op = key.get("training_operator")
+    return ModelSpec(
+        kind=key["kind"],
+        latent_dim=int(key["training"]["latent_dim"]),
+        seed=int(key["training"]["seed"]),
+        training_operator=None if op is None else str(op),
+    )
+
+
 def current_model(config: AnalysisConfig, model_dir: Path) -> dict[str, Any]:
     """The manifest of the model in `model_dir`, checked for use by a later stage: complete,
-    trained on the config's current datasets with the config's current settings (its kind and
-    latent size being its own), and unmodified since.
+    trained on the config's current datasets with the config's current settings (its kind,
+    latent size, seed and training operator being its own), and unmodified since.
 
     Raises:
         StaleInputError: naming the file at fault and the command that remakes it.
     """
     manifest = read_manifest(Path(model_dir) / MANIFEST_NAME) or {}
     try:
-        if manifest.get("kind") != MODEL_MANIFEST_KIND:
-            raise KeyError("kind")
-        kind: ModelKind = manifest["key"]["kind"]
-        latent = int(manifest["key"]["training"]["latent_dim"])
-        unit = model_unit(config, kind, latent)
+        spec = spec_of(manifest)
     except (KeyError, TypeError, ValueError) as exc:
         remake = command("train", config.path)
         raise MissingInputError(
             f"{model_dir}: no complete model (its manifest is missing or unreadable); run "
-            f"`{remake}` with the model's --model and --latent",
+            f"`{remake}` with the model's --model, --latent, --seed and --operator",
             path=Path(model_dir) / MANIFEST_NAME,
             remake=remake,
         ) from exc
+    unit = model_unit(config, spec)
     if unit.directory.resolve() != Path(model_dir).resolve():
         raise StaleInputError(
             f"{model_dir}: not a model of the current config (it would be {unit.directory}); "
@@ -135,5 +143,4 @@ def current_model(config: AnalysisConfig, model_dir: Path) -> dict[str, Any]:
             path=Path(model_dir),
             remake=unit.remake,
         )
-    key = model_key(config, kind, model_training(config, latent), current_datasets(config))
-    return unit.require_current(key)
+    return unit.require_current(model_key(config, spec, current_datasets(config)))

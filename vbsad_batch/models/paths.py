@@ -38,18 +38,20 @@ CHECKPOINT_NAME = "checkpoint.npz"
 """The checkpoint of a training in progress (deleted once the model is written)."""
 
 
-def model_directory(config: AnalysisConfig, kind: ModelKind, latent_dim: int | None = None) -> Path:
-    """`<output_dir>/models/<kind>_latent<k>`, with `_<training_operator>` for "vae_nn".
+def model_directory(
+    config: AnalysisConfig,
+    kind: ModelKind,
+    latent_dim: int | None = None,
+    *,
+    seed: int | None = None,
+    training_operator: str | None = None,
+) -> Path:
+    """`<output_dir>/models/<name>` of one model (`ModelSpec.name`: `<kind>_latent<k>`, with
+    `_<training_operator>` for "vae_nn" and `_seed<s>` for a seed other than 0); unset values
+    are the config's first ones.
 
     Raises:
         ValueError: "vae_nn" without a `training_operator` in the config, or an unknown kind.
     """
-    k = config.training.latent_dim if latent_dim is None else latent_dim
-    name = f"{kind}_latent{k}"
-    if kind == "vae_nn":
-        if config.training_operator is None:
-            raise ValueError(f"{config.path}: model 'vae_nn' needs `training_operator`")
-        name += f"_{config.training_operator}"
-    elif kind != "vae":
-        raise ValueError(f"unknown model kind {kind!r}: expected 'vae' or 'vae_nn'")
-    return config.output_dir / MODELS_DIR_NAME / name
+    spec = config.model_spec(kind, latent_dim, seed, training_operator)
+    return config.output_dir / MODELS_DIR_NAME / spec.name

@@ -34,7 +34,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from vbsad_batch.config import AnalysisConfig
+from vbsad_batch.config import AnalysisConfig, ModelSpec
 from vbsad_batch.errors import StaleInputError
 from vbsad_batch.models.model_unit import current_model
 from vbsad_batch.models.paths import (
@@ -126,9 +126,14 @@ def scores_unit(config: AnalysisConfig, model_name: str) -> StageUnit:
 
 
 def _model_options(model_name: str) -> list[str]:
-    """`--model K --latent N` for a model directory name `<kind>_latent<N>[_<op>]`."""
-    match = re.fullmatch(r"(vae|vae_nn)_latent(\d+)(_.+)?", model_name)
-    return [] if match is None else ["--model", match.group(1), "--latent", match.group(2)]
+    """`--model K --latent N --seed S [--operator OP]` of a model directory name."""
+    spec = ModelSpec.from_name(model_name)
+    if spec is None:
+        return []
+    options = ["--model", spec.kind, "--latent", str(spec.latent_dim), "--seed", str(spec.seed)]
+    if spec.training_operator is not None:
+        options += ["--operator", spec.training_operator]
+    return options
 
 
 def _trained_by_vbsad(model_dir: Path) -> bool:

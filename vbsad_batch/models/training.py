@@ -85,7 +85,7 @@ from typing import Any
 
 import numpy as np
 
-from vbsad_batch.config import AnalysisConfig, ModelKind, TrainingConfig
+from vbsad_batch.config import AnalysisConfig, ModelKind, ModelSpec, TrainingConfig
 from vbsad_batch.models.checkpoints import (
     CheckpointMismatchError,
     TrainingState,
@@ -156,7 +156,7 @@ class _Training:
     """One training in progress: what it fits, with what, and where it stands."""
 
     config: AnalysisConfig
-    kind: ModelKind
+    spec: ModelSpec
     training: TrainingConfig
     item: str
     prep: Preprocessing
@@ -209,7 +209,7 @@ def _checkpoint_to_resume(
 
 def _start(
     config: AnalysisConfig,
-    kind: ModelKind,
+    spec: ModelSpec,
     training: TrainingConfig,
     *,
     directory: Path,
@@ -219,8 +219,8 @@ def _start(
     """Load the datasets `paths` (name -> file), build the model and optimizer, and restore
     the checkpoint if any."""
     enable_determinism(int(training.seed))
-    prep, data = load_training_data(paths, config, kind)
-    model = build_model(kind, data.x_train.shape[1], training)
+    prep, data = load_training_data(paths, config, spec)
+    model = build_model(spec.kind, data.x_train.shape[1], training)
     optimizer = make_optimizer(training)
     optimizer.build(model.trainable_variables)
     state = TrainingState()
@@ -233,14 +233,14 @@ def _start(
         best = groups["best"]
         logger.info("%s: resuming after epoch %d", directory, state.next_epoch)
     return _Training(
-        config, kind, training, directory.name, prep, data, model, optimizer, state, best
+        config, spec, training, directory.name, prep, data, model, optimizer, state, best
     )
 
 
 def _fit(run: _Training, checkpoint_path: Path, key_digest: str, emit: ProgressCallback) -> None:
     """Train epoch by epoch until early stopping or the epoch cap, checkpointing each epoch."""
     training, data, state = run.training, run.data, run.state
-    run_epoch = EpochRunner(run.model, run.optimizer, run.kind, training)
+    run_epoch = EpochRunner(run.model, run.optimizer, run.spec.kind, training)
     evaluate = validation_function(run.model, training)
     seed, epochs = int(training.seed), int(training.epochs)
     patience, batch_size = int(training.patience), int(training.batch_size)
@@ -321,9 +321,9 @@ def _write_model(run: _Training, out: StageOutputs) -> dict[str, Any]:
     out.write_text(HISTORY_NAME, _history_csv(run.state.history))
     state, data = run.state, run.data
     metrics = {
-        "kind": run.kind,
-        "latent_dim": run.training.latent_dim,
-        "training_operator": run.config.training_operator if run.kind == "vae_nn" else None,
+        "kind": run.spec.kind,
+        "latent_dim": run.spec.latent_dim,
+        "training_operator": run.spec.training_operator,
         "epochs": int(run.training.epochs),
         "epochs_run": len(state.history),
         "best_epoch": state.best_epoch,
@@ -348,6 +348,8 @@ def train(
     *,
     kind: ModelKind = "vae",
     latent_dim: int | None = None,
+    seed: int | None = None,
+    training_operator: str | None = None,
     resume: bool = False,
     force: bool = False,
     progress: ProgressCallback | None = None,
@@ -358,8 +360,10 @@ def train(
 
     Args:
         config: the analysis configuration; hyperparameters from `config.training`.
-        kind: "vae" or "vae_nn" (the latter on `config.training_operator`'s mixed set).
-        latent_dim: latent size; default `config.training.latent_dim`.
+        kind: "vae" or "vae_nn" (the latter on its training operator's mixed set).
+        latent_dim: latent size; default `config.training.latent_dim` (the grid's first).
+        seed: training seed; default `config.training.seed` (the grid's first).
+        training_operator: the VAE+NN's operator; default the config's (first) one.
         resume: continue from the checkpoint of an interrupted run with the same key.
         force: retrain even when the model directory is up to date.
         progress: called with `ProgressEvent`s (stage "train", one item: the model directory;
@@ -371,11 +375,12 @@ def train(
         ValueError: bad settings, empty datasets, or `resume` with a checkpoint of another
             training (`CheckpointMismatchError`).
     """
-    training = model_training(config, latent_dim)
-    unit = model_unit(config, kind, training.latent_dim)
+    spec = config.model_spec(kind, latent_dim, seed, training_operator)
+    training = model_training(config, spec)
+    unit = model_unit(config, spec)
     datasets = current_datasets(config)
-    key = model_key(config, kind, training, datasets)
-    paths = {name: datasets[name].path for name in training_datasets(config, kind)}
+    key = model_key(config, spec, datasets)
+    paths = {name: datasets[name].path for name in training_datasets(spec)}
     key_digest = _digest(key)
     emit = progress or (lambda event: None)
 
@@ -386,7 +391,7 @@ def train(
         emit(ProgressEvent(_STAGE, "item_started", item=unit.name, total_items=1))
         start = time.monotonic()
         run = _start(
-            config, kind, training, directory=unit.directory, paths=paths, checkpoint=checkpoint
+            config, spec, training, directory=unit.directory, paths=paths, checkpoint=checkpoint
         )
         if checkpoint is not None:
             out.status = "resumed"

@@ -17,7 +17,7 @@ import numpy as np
 import polars as pl
 import tensorflow as tf
 
-from vbsad_batch.config import AnalysisConfig, ModelKind
+from vbsad_batch.config import AnalysisConfig, ModelSpec
 from vbsad_batch.models.preprocessing import Preprocessing
 from vbsad_batch.weighting.yields import YIELD_COLUMN
 
@@ -74,8 +74,10 @@ def _balanced_weights(labels: np.ndarray, yields: np.ndarray) -> np.ndarray:
 
 
 def load_training_data(
-    paths: dict[str, Path], config: AnalysisConfig, kind: ModelKind
+    paths: dict[str, Path], config: AnalysisConfig, spec: ModelSpec
 ) -> tuple[Preprocessing, TrainingData]:
+    """The preprocessing fitted on `sm_train` and the model inputs of the model `spec`, from
+    the datasets `paths` (name -> file)."""
     sm_train = pl.read_parquet(paths["sm_train"])
     sm_val = pl.read_parquet(paths["sm_validation"])
     if sm_train.height == 0 or sm_val.height == 0:
@@ -85,8 +87,8 @@ def load_training_data(
         )
     prep = Preprocessing.fit(sm_train, config.features, config.log_features)
     x_mix = labels = weights = None
-    if kind == "vae_nn":
-        mixed = pl.read_parquet(paths[f"mixed_train_{config.training_operator}"])
+    if spec.training_operator is not None:
+        mixed = pl.read_parquet(paths[f"mixed_train_{spec.training_operator}"])
         x_mix = prep.transform(mixed)
         labels = mixed[LABEL_COLUMN].to_numpy().astype(np.float32)
         weights = _balanced_weights(labels, mixed[YIELD_COLUMN].to_numpy())

@@ -18,14 +18,15 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
-from vbsad_batch.config import AnalysisConfig, ModelKind
+from vbsad_batch.config import AnalysisConfig, ModelSpec
 from vbsad_batch.errors import StaleInputError
-from vbsad_batch.models.model_unit import MODEL_MANIFEST_KIND, current_model
-from vbsad_batch.models.paths import MODELS_DIR_NAME, model_directory
+from vbsad_batch.models.model_unit import MODEL_MANIFEST_KIND, current_model, model_unit
+from vbsad_batch.models.paths import MODELS_DIR_NAME
 from vbsad_batch.models.scoring import (
     MANIFEST_KIND as SCORES_MANIFEST_KIND,
     SCORES_DIR_NAME,
     current_scores,
+    scores_unit,
 )
 from vbsad_batch.runtime.provenance import MANIFEST_NAME, read_manifest, sha256_file
 from vbsad_batch.scan.driver import MANIFEST_KIND as SCAN_MANIFEST_KIND, SCAN_DIR_NAME, current_scan
@@ -245,10 +246,9 @@ class ReportInputs:
         return rows
 
 
-def expected_model_names(config: AnalysisConfig) -> dict[str, str]:
-    """Model directory name -> kind of the models `vbsad run` trains."""
-    kinds: list[ModelKind] = ["vae"] if config.training_operator is None else ["vae", "vae_nn"]
-    return {model_directory(config, kind).name: kind for kind in kinds}
+def expected_models(config: AnalysisConfig) -> list[ModelSpec]:
+    """The models `vbsad run` trains: the config's grid of both kinds."""
+    return config.models()
 
 
 def _read_stage(stage: StageKind, name: str, directory: Path) -> StageOutput | None:
@@ -296,17 +296,17 @@ def find_report_inputs(config: AnalysisConfig) -> ReportInputs:
     ]
     have_models = {m.name for m in models}
     have_scores = {s.name for s in scores}
-    for name, kind in expected_model_names(config).items():
-        if name not in have_models:
+    for spec in expected_models(config):
+        if spec.name not in have_models:
             missing.append(
-                f"model {name}: not trained (no complete {out / MODELS_DIR_NAME / name}); "
-                f"run `vbsad train {cfg} --model {kind}`"
+                f"model {spec.name}: not trained (no complete {out / MODELS_DIR_NAME / spec.name})"
+                f"; run `{model_unit(config, spec).remake}`"
             )
     for model in models:
         if model.name not in have_scores:
             missing.append(
-                f"scores of model {model.name}: not there; run `vbsad score {cfg} --model "
-                f"{model.model_kind}`"
+                f"scores of model {model.name}: not there; run "
+                f"`{scores_unit(config, model.name).remake}`"
             )
     scan = _read_stage("scan", "scan", out / SCAN_DIR_NAME)
     if scan is None:

@@ -3,7 +3,8 @@
 `build_datasets(config)` writes into `<config.output_dir>/datasets/`:
 
 - `sm_train.parquet`, `sm_validation.parquet`, `sm_test.parquet`: SM events of each split;
-- `mixed_train_<op>.parquet` for `config.training_operator`: SM events of the train split
+- `mixed_train_<op>.parquet` for each training operator of the config (`training_operator`
+  or `training_operators`): SM events of the train split
   (`label` 0) and EFT events of the train split (`label` 1): the rows of the operator's LIN
   component with yield c * LIN and the rows of its QUAD component with yield c^2 * QUAD, at
   c = 1 unless `training_coefficient` says otherwise. For a reweighted sample LIN and QUAD rows
@@ -174,7 +175,7 @@ def _settings(config: AnalysisConfig) -> dict[str, Any]:
         "selection": config.selection,
         "features": list(config.features),
         "split": jsonable(config.split),
-        "training_operator": config.training_operator,
+        "training_operators": list(config.grid.training_operators),
         "samples": samples,
         "reweighted": reweighted,
     }
@@ -336,8 +337,7 @@ def _plans(
         else:
             logger.info("split fraction of %s is 0: no sm_%s dataset", split, split)
 
-    op = config.training_operator
-    if op is not None:
+    for op in config.grid.training_operators:
         parts = [
             _part(sm[0], config, "train", sm_scales).with_columns(
                 pl.lit(0, dtype=pl.Int8).alias("label"), pl.lit("sm").alias("component")
