@@ -162,8 +162,11 @@ def test_datasets_cli_writes_splits_and_skips_rerun(
         "sm_validation",
         "sm_test",
         "mixed_train_cW",
+        "mixed_validation_cW",
         "lin_test_cW",
         "quad_test_cW",
+        "lin_validation_cW",
+        "quad_validation_cW",
     }
     assert {Path(i["path"]).name for i in manifest["inputs"]} == {f for _, _, f in SAMPLES.values()}
     assert all(len(i["sha256"]) == 64 for i in manifest["inputs"])

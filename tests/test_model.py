@@ -472,7 +472,12 @@ def test_score_datasets_writes_every_test_dataset(tmp_path: Path) -> None:
     events: list[ProgressEvent] = []
     paths = list(score_datasets(config, model_dir, progress=events.append, batch_rows=200).outputs)
     out_dir = config.output_dir / "scores" / "vae_nn_latent3"
-    expected_names = ["sm_test", "lin_test_cHW", "quad_test_cHW", "lin_test_cW", "quad_test_cW"]
+    expected_names = ["sm_validation", "sm_test"] + [
+        f"{component}_{split}_{op}"
+        for split in ("validation", "test")
+        for op in ("cHW", "cW")
+        for component in ("lin", "quad")
+    ]
     assert paths == [out_dir / f"{name}.parquet" for name in expected_names]
     assert {e.item for e in events if e.kind == "item_finished"} == set(expected_names)
     by_name = {info.name: info for info in datasets.datasets}
@@ -508,7 +513,7 @@ def test_score_datasets_writes_every_test_dataset(tmp_path: Path) -> None:
     # another model in the same directory: rescored
     _, other, _ = _model_dir(config, "vae_nn", 1)
     score_datasets(config, model_dir)
-    rescored = pl.read_parquet(paths[0])["mse"].to_numpy()
+    rescored = pl.read_parquet(out_dir / "sm_test.parquet")["mse"].to_numpy()
     np.testing.assert_allclose(
         rescored,
         scores(other, prep.transform(pl.read_parquet(by_name["sm_test"].path)))["mse"],

@@ -28,8 +28,9 @@ from vbsad_batch.weighting.datasets import build_datasets
 
 tf = pytest.importorskip("tensorflow")
 from vbsad_batch.models.checkpoints import checkpoint_state  # noqa: E402
-from vbsad_batch.models.networks import load_model  # noqa: E402 - after the TensorFlow check
+from vbsad_batch.models.networks import load_model, scores  # noqa: E402 - after the TF check
 from vbsad_batch.models.paths import CHECKPOINT_NAME, model_directory  # noqa: E402
+from vbsad_batch.models.preprocessing import Preprocessing  # noqa: E402
 from vbsad_batch.models.training import train  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -253,7 +254,8 @@ def test_score_writes_per_event_scores_for_every_test_dataset(
     assert main(["-q", "train", str(config.path), "--model", "vae_nn"]) == 0
     assert main(["-q", "score", str(config.path), "--model", "vae_nn"]) == 0
     scores_dir = config.output_dir / "scores" / "vae_nn_latent3_cW"
-    names = {"sm_test", "lin_test_cW", "quad_test_cW"}
+    names = {f"{c}_{split}" for c in ("sm", "lin", "quad") for split in ("test", "validation")}
+    names = {n if n.startswith("sm") else f"{n}_cW" for n in names}
     assert {p.stem for p in scores_dir.glob("*.parquet")} == names
     for name in names:
         path = scores_dir / f"{name}.parquet"
@@ -358,3 +360,62 @@ def test_pipeline_serves_every_event_once_per_epoch_in_the_epochs_order(
         assert [s.shape[0] for s, _ in served] == [mix[0].shape[0] for _, mix in served]
     with pytest.raises(StopIteration):
         next(chunks)
+
+
+def test_vae_nn_early_stopping_watches_its_classifier_loss_too(
+    tmp_path: Path, datasets_dir: Path
+) -> None:
+    """The validation loss of a VAE+NN is its training loss on the validation sets: the VAE loss
+    of sm_validation plus bce_weight times the class-balanced cross-entropy of the classifier on
+    mixed_validation, here recomputed with numpy from the saved model's per-event outputs."""
+    config = _config(tmp_path, datasets_dir, epochs=4, patience=4)
+    result = train(config, kind="vae_nn")
+    model = load_model(result.model_dir)
+    prep = Preprocessing.from_json((result.model_dir / "preprocessing.json").read_text())
+    training = config.training
+
+    sm = scores(model, prep.transform(pl.read_parquet(datasets_dir / "sm_validation.parquet")))
+    vae_part = float(np.mean(sm["mse"].astype(np.float64) + training.beta * sm["kld"]))
+    mixed = pl.read_parquet(datasets_dir / "mixed_validation_cW.parquet")
+    out = scores(model, prep.transform(mixed))
+    p = np.clip(out["score"].astype(np.float64), 1e-7, 1 - 1e-7)
+    y = mixed["label"].to_numpy().astype(np.float64)
+    w = mixed["yield"].to_numpy().astype(np.float64)
+    for label in (0, 1):  # each class sums to n / 2, as in training
+        w[y == label] *= (len(y) / 2) / w[y == label].sum()
+    bce = -(y * np.log(p) + (1 - y) * np.log(1 - p))
+    expected = vae_part + training.bce_weight * float(np.sum(w * bce) / np.sum(np.abs(w)))
+    assert result.best_val_loss == pytest.approx(expected, rel=2e-4)
+    assert result.best_val_loss > vae_part * 1.5  # the classifier's part is not negligible
+    manifest = json.loads((result.model_dir / "manifest.json").read_text())
+    assert set(manifest["key"]["datasets"]) == {
+        "sm_train",
+        "sm_validation",
+        "mixed_train_cW",
+        "mixed_validation_cW",
+    }
+
+
+def test_a_training_stopped_by_its_epoch_cap_says_it_has_not_converged(
+    tmp_path: Path, datasets_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = _config(tmp_path, datasets_dir, epochs=3, patience=5)
+    with caplog.at_level("WARNING", logger="vbsad_batch.models.training"):
+        result = train(config, kind="vae")
+    assert result.epochs_run == 3  # the loss still falls after 3 epochs: best epoch 3 of 3
+    assert result.best_epoch > config.training.epochs - config.training.patience
+    assert not result.converged
+    assert "did not converge" in caplog.text
+    assert "raise [training] epochs" in caplog.text
+    metrics = json.loads((result.model_dir / "metrics.json").read_text())
+    manifest = json.loads((result.model_dir / "manifest.json").read_text())
+    assert (metrics["converged"], manifest["converged"]) == (False, False)
+    assert "did not converge" in manifest["warnings"][0]
+    # Skipped re-runs say it again; a training that early stopping ended has converged.
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="vbsad_batch.models.training"):
+        assert not train(config, kind="vae").converged
+    assert "did not converge" in caplog.text
+    stopped = train(_config(tmp_path / "b", datasets_dir, epochs=40, patience=2), kind="vae")
+    assert stopped.stopped_early
+    assert stopped.converged

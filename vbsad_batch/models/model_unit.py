@@ -32,7 +32,7 @@ __all__ = [
     "training_datasets",
 ]
 
-TRAINING_FORMAT_VERSION = 2
+TRAINING_FORMAT_VERSION = 3
 """Version of the model directory layout and checkpoint; bump when either changes."""
 
 MODEL_MANIFEST_KIND = "vbsad_batch.model"
@@ -64,7 +64,7 @@ def training_datasets(spec: ModelSpec) -> list[str]:
     """The datasets the model `spec` trains on (and validates on)."""
     names = ["sm_train", "sm_validation"]
     if spec.training_operator is not None:
-        names += [f"mixed_train_{spec.training_operator}"]
+        names += [f"mixed_{split}_{spec.training_operator}" for split in ("train", "validation")]
     return names
 
 

@@ -1,11 +1,13 @@
-"""Per-event anomaly scores of a trained model on every test dataset, as Parquet with a manifest.
+"""Per-event anomaly scores of a trained model on every test and validation dataset, as Parquet
+with a manifest.
 
 `score_datasets(config, model_dir)` reads the model directory (`model.keras` and
-`preprocessing.json`, see `vbsad_batch.models.networks`) and the test datasets of `vbsad datasets`
-(`sm_test`, `lin_test_<op>`, `quad_test_<op>`, `mix_test_<op1>_<op2>`), and writes into
-`<config.output_dir>/scores/<model dir name>/`:
+`preprocessing.json`, see `vbsad_batch.models.networks`) and the test and validation datasets of
+`vbsad datasets` (`sm_test`, `lin_test_<op>`, `quad_test_<op>`, `mix_test_<op1>_<op2>`, and the
+same `_validation_` ones: the scan may choose its regions on the validation events), and writes
+into `<config.output_dir>/scores/<model dir name>/`:
 
-- `<dataset>.parquet` per test dataset, one row per event in the dataset's order, columns
+- `<dataset>.parquet` per dataset, one row per event in the dataset's order, columns
   `event`, `input_sha256`, `yield` (copied: they identify the event and give its expected
   count at the config's luminosity) and the scores `mse`, `kld` (float32, see
   `vbsad_batch.models.networks`) and, for a VAE+NN, `score` (classifier output in [0, 1]);
@@ -16,7 +18,8 @@
 Datasets are read and scored in batches of `batch_rows` events, so memory does not grow with
 the dataset size; each output is written atomically. A re-run whose model, datasets and tool
 version equal the manifest's, and whose outputs are all still there with their recorded
-sizes, does nothing. TensorFlow is imported only when something has to be scored.
+contents, does nothing (the stage contract). TensorFlow is imported only when something has
+to be scored.
 """
 
 from __future__ import annotations
@@ -59,7 +62,7 @@ __all__ = [
     "SCORE_BATCH_ROWS",
     "ScoringResult",
     "current_scores",
-    "is_test_dataset",
+    "is_scored_dataset",
     "model_checksum",
     "score_datasets",
     "scores_directory",
@@ -80,14 +83,15 @@ ID_COLUMNS: tuple[str, ...] = ("event", "input_sha256", "yield")
 
 MANIFEST_KIND = "vbsad_batch.scores"
 _STAGE = "score"
-_TEST_DATASET = re.compile(r"sm_test|(lin|quad|mix)_test_.+")
+_SCORED_DATASET = re.compile(r"sm_(test|validation)|(lin|quad|mix)_(test|validation)_.+")
 _MODEL_FILES = (MODEL_FILE_NAME, PREPROCESSING_FILE_NAME)  # the files that define the scores
 _TRAIN_ONLY_FILES = (MANIFEST_NAME, CHECKPOINT_NAME, CONFIG_COPY_NAME, HISTORY_NAME, METRICS_NAME)
 
 
-def is_test_dataset(name: str) -> bool:
-    """Whether a dataset of `vbsad datasets` is one that gets scored."""
-    return _TEST_DATASET.fullmatch(name) is not None
+def is_scored_dataset(name: str) -> bool:
+    """Whether a dataset of `vbsad datasets` is one that gets scored: the test and validation
+    datasets of the SM and of every LIN, QUAD and MIX component."""
+    return _SCORED_DATASET.fullmatch(name) is not None
 
 
 def scores_directory(config: AnalysisConfig, model_dir: Path) -> Path:
@@ -152,9 +156,9 @@ def _model_key(config: AnalysisConfig, model_dir: Path) -> dict[str, Any]:
     return {"checksum": checksum, "files": files}
 
 
-def _test_datasets(config: AnalysisConfig) -> list[DatasetInfo]:
-    """The current test datasets (checked against the datasets manifest)."""
-    datasets = [info for info in current_datasets(config).values() if is_test_dataset(info.name)]
+def _scored_datasets(config: AnalysisConfig) -> list[DatasetInfo]:
+    """The current test and validation datasets (checked against the datasets manifest)."""
+    datasets = [info for info in current_datasets(config).values() if is_scored_dataset(info.name)]
     if not datasets:
         raise ValueError(
             f"{config.output_dir / DATASETS_DIR_NAME}: no test datasets (is the split's test "
@@ -195,7 +199,7 @@ def current_scores(config: AnalysisConfig, model_name: str) -> dict[str, Any]:
             path=model_dir,
             remake=unit.remake,
         ) from exc
-    return unit.require_current(_key(model, _test_datasets(config)))
+    return unit.require_current(_key(model, _scored_datasets(config)))
 
 
 def _score_one(
@@ -288,7 +292,7 @@ def score_datasets(
     emit = progress or (lambda event: None)
     model_dir = Path(model_dir).resolve()
     model_files = _model_key(config, model_dir)
-    datasets = _test_datasets(config)
+    datasets = _scored_datasets(config)
     unit = scores_unit(config, model_dir.name)
 
     def write(out: StageOutputs, reason: str) -> str:

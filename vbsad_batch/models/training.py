@@ -31,9 +31,13 @@ with a batch of the mixed set (its own permutation, batch size ceil(n_mixed / st
 every mixed event is seen at least once per epoch) with labels 0 (SM) / 1 (EFT) and weights =
 the events' yields scaled per class so that each class has total weight n_mixed / 2 (balanced
 classes; LIN yields may be negative and are kept). The validation loss, on which early stopping
-acts, is the VAE loss (mse + beta kld, per-event mean) on `sm_validation`, for both kinds: the
-datasets stage has no mixed validation set. Training stops when it has not improved for
-`patience` epochs; the weights of the best epoch are restored before saving.
+acts, is the training loss on the validation sets: the VAE loss (mse + beta kld, per-event
+mean) on `sm_validation`, and for "vae_nn" plus `bce_weight` times the classifier's
+cross-entropy on `mixed_validation_<op>` (so that early stopping watches what the VAE+NN is
+trained for). Training stops when it has not improved for `patience` epochs; the weights of the
+best epoch are restored before saving. When the best epoch is within `patience` of the
+`epochs` cap the training had not converged: a warning says so (log, metrics.json and the
+manifest's `converged` and `warnings`, the report).
 
 Large batches. The paper's recipe (batch 32, Adam 5e-4) makes ~1700 small steps per epoch of
 55k events; on CPU a step costs about the same up to batches of hundreds, so a large batch
@@ -138,12 +142,15 @@ class TrainingResult(StageResult):
         best_epoch: 1-based epoch of the kept weights.
         best_val_loss: validation loss of the kept weights (dimensionless).
         stopped_early: whether early stopping ended the training before `epochs`.
+        converged: whether the best epoch is more than `patience` epochs before the cap (if
+            not, the training was still improving when it stopped: a warning says so).
     """
 
     epochs_run: int
     best_epoch: int
     best_val_loss: float
     stopped_early: bool
+    converged: bool
 
     @property
     def model_dir(self) -> Path:
@@ -253,7 +260,7 @@ def _fit(run: _Training, checkpoint_path: Path, key_digest: str, emit: ProgressC
         epoch_start = time.perf_counter()
         train_loss = run_epoch(chunks, n_chunks)
         seconds = time.perf_counter() - epoch_start
-        val_loss = evaluate(data.x_val)[0]
+        val_loss = evaluate(data)[0]
         if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
             raise ValueError(
                 f"{checkpoint_path.parent}: loss is not finite at epoch {epoch + 1} (train "
@@ -310,10 +317,25 @@ def _fit(run: _Training, checkpoint_path: Path, key_digest: str, emit: ProgressC
         )
 
 
+def _converged(state: TrainingState, training: TrainingConfig) -> bool:
+    """Whether the training found its minimum: the best epoch is more than `patience` epochs
+    before the `epochs` cap (so early stopping would have stopped it, or did)."""
+    return state.best_epoch <= int(training.epochs) - int(training.patience)
+
+
+def _not_converged_warning(name: str, metrics: dict[str, Any], training: TrainingConfig) -> str:
+    return (
+        f"model {name} did not converge: its best validation loss is at epoch "
+        f"{metrics['best_epoch']} of at most {training.epochs}, within the patience "
+        f"({training.patience}) of the cap: it was still improving when it stopped; raise "
+        "[training] epochs (or the learning rate) and train again"
+    )
+
+
 def _write_model(run: _Training, out: StageOutputs) -> dict[str, Any]:
     """Restore the best weights and write the model directory's files; return the metrics."""
     assign_variables(run.model.variables, run.best, "best")
-    _, val_mse, val_kld = validation_function(run.model, run.training)(run.data.x_val)
+    _, val_mse, val_kld = validation_function(run.model, run.training)(run.data)
     save_model(run.model, out.directory)
     out.add(MODEL_FILE_NAME)
     out.write_text(PREPROCESSING_FILE_NAME, run.prep.to_json())
@@ -335,6 +357,7 @@ def _write_model(run: _Training, out: StageOutputs) -> dict[str, Any]:
         "n_validation": len(data.x_val),
         "n_mixed": 0 if data.x_mix is None else len(data.x_mix),
         "seed": int(run.training.seed),
+        "converged": _converged(state, run.training),
         "train_events_per_s": (
             round(run.events_done / run.train_seconds, 1) if run.train_seconds else None
         ),
@@ -401,6 +424,10 @@ def train(
         out.manifest["datasets"] = [
             {"name": name, "sha256": sha} for name, sha in key["datasets"].items()
         ]
+        out.manifest["converged"] = metrics["converged"]
+        out.manifest["warnings"] = (
+            [] if metrics["converged"] else [_not_converged_warning(unit.name, metrics, training)]
+        )
         out.summary = (
             f"best epoch {metrics['best_epoch']}, validation loss {metrics['best_val_loss']:.4g}"
         )
@@ -425,10 +452,15 @@ def train(
         metrics = ran.value
         (unit.directory / CHECKPOINT_NAME).unlink(missing_ok=True)
     summary = f"best epoch {metrics['best_epoch']}, validation loss {metrics['best_val_loss']:.4g}"
+    converged = bool(metrics["converged"])
+    if not converged:
+        logger.warning("%s", _not_converged_warning(unit.name, metrics, training))
+        summary += " (NOT converged)"
     return TrainingResult(
         **ran.fields(summary),
         epochs_run=int(metrics["epochs_run"]),
         best_epoch=int(metrics["best_epoch"]),
         best_val_loss=float(metrics["best_val_loss"]),
         stopped_early=bool(metrics["stopped_early"]),
+        converged=converged,
     )

@@ -43,13 +43,17 @@ graph loop, so that the per-call host overhead (~1 ms) is paid once per chunk, n
 @dataclass(frozen=True)
 class TrainingData:
     """The model inputs of a training (preprocessed, float32): SM training and validation
-    events; for the VAE+NN the mixed set with its labels and per-event classifier weights."""
+    events; for the VAE+NN the mixed training set with its labels and per-event classifier
+    weights, and the mixed validation set likewise (early stopping watches its loss too)."""
 
     x_train: np.ndarray
     x_val: np.ndarray
     x_mix: np.ndarray | None
     labels: np.ndarray | None
     weights: np.ndarray | None
+    x_val_mix: np.ndarray | None = None
+    labels_val: np.ndarray | None = None
+    weights_val: np.ndarray | None = None
 
 
 def epoch_permutation(n: int, seed: int, epoch: int, stream: int) -> np.ndarray:
@@ -66,9 +70,7 @@ def _balanced_weights(labels: np.ndarray, yields: np.ndarray) -> np.ndarray:
         mask = labels == label
         total = float(weights[mask].sum())
         if not mask.any() or not math.isfinite(total) or total <= 0:
-            raise ValueError(
-                f"mixed training set: the yields of label {label} sum to {total} (need > 0)"
-            )
+            raise ValueError(f"mixed set: the yields of label {label} sum to {total} (need > 0)")
         weights[mask] *= (n / 2) / total
     return weights.astype(np.float32)
 
@@ -86,14 +88,25 @@ def load_training_data(
             "events) set: nothing to train on"
         )
     prep = Preprocessing.fit(sm_train, config.features, config.log_features)
-    x_mix = labels = weights = None
+    data = TrainingData(prep.transform(sm_train), prep.transform(sm_val), None, None, None)
     if spec.training_operator is not None:
-        mixed = pl.read_parquet(paths[f"mixed_train_{spec.training_operator}"])
-        x_mix = prep.transform(mixed)
-        labels = mixed[LABEL_COLUMN].to_numpy().astype(np.float32)
-        weights = _balanced_weights(labels, mixed[YIELD_COLUMN].to_numpy())
-    data = TrainingData(prep.transform(sm_train), prep.transform(sm_val), x_mix, labels, weights)
+        mixed = [
+            _mixed_set(paths[f"mixed_{split}_{spec.training_operator}"], prep)
+            for split in ("train", "validation")
+        ]
+        data = TrainingData(data.x_train, data.x_val, *mixed[0], *mixed[1])
     return prep, data
+
+
+def _mixed_set(path: Path, prep: Preprocessing) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(model inputs, labels, class-balanced weights) of a mixed SM+EFT dataset."""
+    mixed = pl.read_parquet(path)
+    labels = mixed[LABEL_COLUMN].to_numpy().astype(np.float32)
+    try:
+        weights = _balanced_weights(labels, mixed[YIELD_COLUMN].to_numpy())
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from exc
+    return prep.transform(mixed), labels, weights
 
 
 def _chunked(batches: np.ndarray, steps_per_chunk: int) -> list[np.ndarray]:

@@ -11,7 +11,14 @@ import numpy as np
 import tensorflow as tf
 
 from vbsad_batch.config import ModelKind, TrainingConfig
-from vbsad_batch.models.networks import per_event_losses, vae_loss, vae_nn_loss
+from vbsad_batch.models.networks import (
+    BCE_EPSILON,
+    classifier_score,
+    per_event_losses,
+    vae_loss,
+    vae_nn_loss,
+)
+from vbsad_batch.models.training_data import TrainingData
 
 __all__ = [
     "EVAL_BATCH_SIZE",
@@ -185,23 +192,42 @@ class EpochRunner:
 
 
 def validation_function(model: Any, training: TrainingConfig) -> Any:
-    """(loss, mean mse, mean kld) of a model-input array, in inference mode; loss = the VAE
-    loss mse + beta * kld averaged over the events."""
+    """(loss, mean mse, mean kld) of the validation events of a `TrainingData`, in inference
+    mode. The loss is the training loss on the validation sets: the VAE loss mse + beta * kld
+    averaged over the SM validation events and, for a VAE+NN, plus `bce_weight` times the
+    classifier's binary cross-entropy on the mixed validation set (class-balanced weights,
+    as in training). mse and kld are those of the SM validation events."""
     beta = float(training.beta)
+    bce_weight = float(training.bce_weight)
+    features = tf.TensorSpec((None, int(model.n_features)), tf.float32)
+    per_event = tf.TensorSpec((None,), tf.float32)
 
-    def batch_sums(x: Any) -> Any:
+    def vae_sums(x: Any) -> Any:
         mse, kld = per_event_losses(model, x, training=False)
         return tf.stack([tf.reduce_sum(mse), tf.reduce_sum(kld)])
 
-    sums = tf.function(
-        batch_sums, input_signature=[tf.TensorSpec((None, int(model.n_features)), tf.float32)]
-    )
+    def bce_sums(x: Any, labels: Any, weights: Any) -> Any:
+        mse, kld = per_event_losses(model, x, training=False)
+        p = tf.clip_by_value(classifier_score(model, mse, kld), BCE_EPSILON, 1.0 - BCE_EPSILON)
+        bce = -(labels * tf.math.log(p) + (1.0 - labels) * tf.math.log(1.0 - p))
+        return tf.stack([tf.reduce_sum(weights * bce), tf.reduce_sum(tf.abs(weights))])
 
-    def evaluate(x: np.ndarray) -> tuple[float, float, float]:
+    vae = tf.function(vae_sums, input_signature=[features])
+    classifier = tf.function(bce_sums, input_signature=[features, per_event, per_event])
+
+    def evaluate(data: TrainingData) -> tuple[float, float, float]:
         total = np.zeros(2, dtype=np.float64)
-        for start in range(0, len(x), EVAL_BATCH_SIZE):
-            total += sums(x[start : start + EVAL_BATCH_SIZE]).numpy()
-        mse, kld = total / len(x)
-        return float(mse + beta * kld), float(mse), float(kld)
+        for start in range(0, len(data.x_val), EVAL_BATCH_SIZE):
+            total += vae(data.x_val[start : start + EVAL_BATCH_SIZE]).numpy()
+        mse, kld = total / len(data.x_val)
+        loss = float(mse + beta * kld)
+        x, labels, weights = data.x_val_mix, data.labels_val, data.weights_val
+        if x is not None and labels is not None and weights is not None:
+            bce = np.zeros(2, dtype=np.float64)
+            for start in range(0, len(x), EVAL_BATCH_SIZE):
+                window = slice(start, start + EVAL_BATCH_SIZE)
+                bce += classifier(x[window], labels[window], weights[window]).numpy()
+            loss += bce_weight * float(bce[0] / max(bce[1], 1e-30))
+        return loss, float(mse), float(kld)
 
     return evaluate

@@ -3,16 +3,17 @@
 `build_datasets(config)` writes into `<config.output_dir>/datasets/`:
 
 - `sm_train.parquet`, `sm_validation.parquet`, `sm_test.parquet`: SM events of each split;
-- `mixed_train_<op>.parquet` for each training operator of the config (`training_operator`
-  or `training_operators`): SM events of the train split
-  (`label` 0) and EFT events of the train split (`label` 1): the rows of the operator's LIN
+- `mixed_train_<op>.parquet` and `mixed_validation_<op>.parquet` for each training operator of
+  the config (`training_operator` or `training_operators`): SM events of the split
+  (`label` 0) and EFT events of the split (`label` 1): the rows of the operator's LIN
   component with yield c * LIN and the rows of its QUAD component with yield c^2 * QUAD, at
   c = 1 unless `training_coefficient` says otherwise. For a reweighted sample LIN and QUAD rows
   are the same events twice; since a weighted loss is linear in the weights, two rows with equal
   features and label are equivalent to one row with the summed weight c LIN + c^2 QUAD. Column
   `component` says which part a row is ("sm", "lin", "quad");
 - per operator `lin_test_<op>.parquet` and `quad_test_<op>.parquet` (and `mix_test_<op1>_<op2>`
-  for MIX samples): the test split of that component;
+  for MIX samples): the test split of that component, and likewise `lin_validation_<op>` ...:
+  its validation split (the scan may choose its regions there and quote them on the test);
 - `manifest.json`, written last: inputs (path, size, SHA-256), the config, the options, the
   tool version, and per dataset its file, rows, SHA-256 and sum of yields.
 
@@ -314,6 +315,39 @@ def _part(
     )
 
 
+def _mixed_plan(
+    config: AnalysisConfig,
+    comps: Sequence[ComponentFrame],
+    scale_of: dict[int, SplitScales],
+    *,
+    op: str,
+    split: str,
+    c: float,
+) -> _Plan:
+    """`mixed_<split>_<op>`: the split's SM events (label 0) and the LIN (yield c LIN) and QUAD
+    (c^2 QUAD) events of `op` (label 1)."""
+    (sm,) = [comp for comp in comps if comp.component == "sm"]
+    parts = [
+        _part(sm, config, split, scale_of[id(sm)]).with_columns(
+            pl.lit(0, dtype=pl.Int8).alias("label"), pl.lit("sm").alias("component")
+        )
+    ]
+    for comp in comps:
+        if comp.operators == (op,) and comp.component in ("lin", "quad"):
+            factor = c if comp.component == "lin" else c * c
+            parts.append(
+                _part(comp, config, split, scale_of[id(comp)], factor).with_columns(
+                    pl.lit(1, dtype=pl.Int8).alias("label"),
+                    pl.lit(comp.component).alias("component"),
+                )
+            )
+    if len(parts) != 3:
+        raise ValueError(
+            f"{config.path}: training operator {op!r} needs both its LIN and QUAD components"
+        )
+    return _Plan(f"mixed_{split}_{op}", pl.concat(parts, how="diagonal_relaxed"))
+
+
 def _plans(
     config: AnalysisConfig,
     comps: Sequence[ComponentFrame],
@@ -338,34 +372,20 @@ def _plans(
             logger.info("split fraction of %s is 0: no sm_%s dataset", split, split)
 
     for op in config.grid.training_operators:
-        parts = [
-            _part(sm[0], config, "train", sm_scales).with_columns(
-                pl.lit(0, dtype=pl.Int8).alias("label"), pl.lit("sm").alias("component")
-            )
-        ]
-        for comp in comps:
-            if comp.operators == (op,) and comp.component in ("lin", "quad"):
-                factor = c if comp.component == "lin" else c * c
-                parts.append(
-                    _part(comp, config, "train", scale_of[id(comp)], factor).with_columns(
-                        pl.lit(1, dtype=pl.Int8).alias("label"),
-                        pl.lit(comp.component).alias("component"),
-                    )
-                )
-        if len(parts) != 3:
-            raise ValueError(
-                f"{config.path}: training_operator {op!r} needs both its LIN and QUAD components"
-            )
-        plans.append(_Plan(f"mixed_train_{op}", pl.concat(parts, how="diagonal_relaxed")))
+        for split in ("train", "validation"):
+            if fractions[split] > 0:
+                plans.append(_mixed_plan(config, comps, scale_of, op=op, split=split, c=c))
 
-    if fractions["test"] > 0:
-        for comp in sorted(comps, key=lambda x: (x.operators, x.component)):
-            if comp.component == "sm":
-                continue
-            name = f"{comp.component}_test_{'_'.join(comp.operators)}"
-            plans.append(_Plan(name, _part(comp, config, "test", scale_of[id(comp)])))
-    else:
-        logger.warning("test fraction is 0: no LIN/QUAD test datasets are written")
+    eft = [
+        c for c in sorted(comps, key=lambda x: (x.operators, x.component)) if c.component != "sm"
+    ]
+    for split in ("validation", "test"):
+        if fractions[split] == 0:
+            logger.warning("%s fraction is 0: no LIN/QUAD %s datasets are written", split, split)
+            continue
+        for comp in eft:
+            name = f"{comp.component}_{split}_{'_'.join(comp.operators)}"
+            plans.append(_Plan(name, _part(comp, config, split, scale_of[id(comp)])))
     return plans
 
 
