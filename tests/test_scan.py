@@ -21,6 +21,7 @@ from vbsad_batch.scan.statistics import (
     ThresholdScan,
     asimov_z,
     bootstrap_limits,
+    quote_limit,
     scan_thresholds,
     sigma_curve,
     solve_asimov,
@@ -589,3 +590,83 @@ def test_pair_region_minimizes_the_worst_ratio_brute_force(seed: int) -> None:
         assert index is None
     else:
         assert index == int(np.argmin(worst))
+
+
+def _brute_proxy_side(
+    thresholds: np.ndarray,
+    s: np.ndarray,
+    lin_y: np.ndarray,
+    quad_y: np.ndarray,
+    n_mc: np.ndarray,
+    *,
+    side: int,
+) -> tuple[float | None, float | None]:
+    """(c, threshold) of the first crossing of sigma = 3 on one side (0: c < 0, 1: c > 0) with
+    the smallest |c| over the admissible thresholds (10 SM MC events, S >= 1), by brentq-free
+    closed forms written out here."""
+    best: tuple[float, float] | None = None
+    for t, ss, ll, qq, nn in zip(thresholds, s, lin_y, quad_y, n_mc, strict=True):
+        if nn < 10 or ss < 1.0:
+            continue
+        roots = []
+        for target in (3 * math.sqrt(ss), -3 * math.sqrt(ss)):
+            if qq == 0:
+                if ll != 0:
+                    roots.append(target / ll)
+                continue
+            disc = ll * ll + 4 * qq * target
+            if disc >= 0:
+                roots += [(-ll + math.sqrt(disc)) / (2 * qq), (-ll - math.sqrt(disc)) / (2 * qq)]
+        side_roots = [r for r in roots if (r < 0 if side == 0 else r > 0)]
+        if side_roots:
+            c = max(side_roots) if side == 0 else min(side_roots)
+            if best is None or abs(c) < abs(best[0]):
+                best = (c, t)
+    return (None, None) if best is None else best
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_regions_chosen_on_other_events_are_quoted_with_these(seed: int) -> None:
+    """`quote_limit`: the regions of the limits found on one toy (the "validation" events), the
+    limits solved again with another toy's S, L, Q in exactly those regions (brute force)."""
+    rng = np.random.default_rng(seed)
+    validation, test = random_toy(rng, 400), random_toy(rng, 400)
+    adm = Admissibility(min_sm_mc_events=10, min_sm_yield=1.0)
+    chosen = solve_proxy(scan_thresholds(*validation), 3.0, adm)
+    quoted = quote_limit(scan_thresholds(*test), chosen, adm)
+    v_thresholds, *v_sums = brute_regions(*validation)
+    t_sm, t_lin, t_quad = test
+    for side, (point, chosen_point) in enumerate(
+        ((quoted.minus, chosen.minus), (quoted.plus, chosen.plus))
+    ):
+        c_v, t_v = _brute_proxy_side(v_thresholds, *v_sums, side=side)
+        assert chosen_point is not None
+        assert c_v is not None
+        assert chosen_point.threshold == t_v
+        # the same region score >= t_v on the test events, its limit solved there by hand
+        region = [np.array([t_v])]
+        for sample in (t_sm, t_lin, t_quad):
+            region.append(np.array([sample.yield_[sample.score >= t_v].sum()]))
+        region.append(np.array([np.count_nonzero(t_sm.score >= t_v)]))
+        c_t, _ = _brute_proxy_side(*region, side=side)
+        if c_t is None:
+            assert point is None
+            continue
+        assert point is not None
+        assert point.threshold == t_v
+        assert point.c == pytest.approx(c_t, rel=1e-9)
+        assert point.sm_yield == pytest.approx(region[1][0], rel=1e-12)
+
+
+def test_bootstrap_with_regions_chosen_on_other_events_resamples_both() -> None:
+    rng = np.random.default_rng(4)
+    validation, test = random_toy(rng, 500), random_toy(rng, 500)
+    adm = Admissibility(min_sm_mc_events=10, min_sm_yield=1.0)
+    kwargs = {"replicas": 8, "seed": 3, "significance": 3.0, "admissible": adm}
+    plain = bootstrap_limits(*test, **kwargs)  # type: ignore[arg-type]
+    chosen = bootstrap_limits(*test, **kwargs, regions_from=validation)  # type: ignore[arg-type]
+    assert chosen.shape == plain.shape == (8, 2)
+    assert not np.allclose(chosen, plain, equal_nan=True)
+    # a replica is a function of (seed, replica) alone: any subset gives the same numbers
+    part = bootstrap_limits(*test, **kwargs, regions_from=validation, replica_indices=[5, 2])  # type: ignore[arg-type]
+    np.testing.assert_array_equal(part, chosen[[5, 2]])

@@ -23,12 +23,7 @@ from conftest import SSWW_DIR
 
 from vbsad_batch.cli import main
 from vbsad_batch.config import ScanConfig, load_config
-from vbsad_batch.scan.driver import (
-    CONTOUR_ANGLES,
-    CONTOUR_GRID_POINTS,
-    SIGMA_CURVE_POINTS,
-    run_scan,
-)
+from vbsad_batch.scan.driver import run_scan
 from vbsad_batch.scan.tables import (
     CONTOUR_COLUMNS,
     CONTOUR_GRID_COLUMNS,
@@ -37,6 +32,7 @@ from vbsad_batch.scan.tables import (
     SIGMA_CURVE_COLUMNS,
     TABLE_FIELDS,
 )
+from vbsad_batch.scan.work import CONTOUR_ANGLES, CONTOUR_GRID_POINTS, SIGMA_CURVE_POINTS
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 OPERATORS = ("cW", "cHW")
@@ -101,10 +97,13 @@ def write_synthetic_scores(
     for model, kind in models:
         directory = output_dir / "scores" / model
         directory.mkdir(parents=True, exist_ok=True)
-        specs = [("sm_test", n_sm, 1.0, 0.4, _sha("sm"))]
-        for i, op in enumerate(operators):
-            specs.append((f"lin_test_{op}", n_sm // 2, 2.0 + i, -0.08, _sha(f"lin {op}")))
-            specs.append((f"quad_test_{op}", n_sm // 2, 4.0 + i, 0.1, _sha(f"quad {op}")))
+        specs = []
+        for split in ("test", "validation"):  # validation: other events of the same shapes
+            specs.append((f"sm_{split}", n_sm, 1.0, 0.4, _sha(f"sm {split}")))
+            for i, op in enumerate(operators):
+                lin, quad = f"lin_{split}_{op}", f"quad_{split}_{op}"
+                specs.append((lin, n_sm // 2, 2.0 + i, -0.08, _sha(lin)))
+                specs.append((quad, n_sm // 2, 4.0 + i, 0.1, _sha(quad)))
         for pair in mix:
             name = "mix_test_" + "_".join(sorted(pair))
             specs.append((name, n_sm // 2, 3.0, 0.06, _sha(name)))
@@ -158,7 +157,10 @@ def write_config(tmp_path: Path, scan: str = "", operators: Sequence[str] = OPER
     return path
 
 
-SMALL_SCAN = "[scan]\nbootstrap_replicas = 6\nbootstrap_chunk = 4\ncurve_points = 300\n"
+SMALL_SCAN = (
+    "[scan]\nbootstrap_replicas = 6\nbootstrap_chunk = 4\ncurve_points = 300\n"
+    'region_from = "test"\n'  # the brute-force checks below scan the test events
+)
 
 
 @pytest.fixture
@@ -245,8 +247,9 @@ def test_scan_writes_the_paper_table(synthetic: Path, capsys: pytest.CaptureFixt
     # Markdown: operators as columns, models as rows.
     markdown = (scan_dir / "table.md").read_text()
     assert "| model | cW | cHW |" in markdown
-    assert markdown.count("| `vae_latent3` (mse) |") == 4  # proxy, Asimov, interval, regions
-    assert markdown.count("| `vae_nn_latent3_cW` (score) |") == 4
+    # proxy, regions chosen the other way, Asimov, interval, regions
+    assert markdown.count("| `vae_latent3` (mse) |") == 5
+    assert markdown.count("| `vae_nn_latent3_cW` (score) |") == 5
     assert "sigma = |c L + c^2 Q| / sqrt(S) = 3" in markdown
     assert "Asimov significance Z = 3" in markdown
 

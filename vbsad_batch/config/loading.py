@@ -30,6 +30,7 @@ from vbsad_batch.config.schema import (
     Component,
     ConfigError,
     ModelGrid,
+    RegionFrom,
     ReweightedConfig,
     SampleConfig,
     ScanConfig,
@@ -378,6 +379,14 @@ def _scan(ctx: _Ctx, value: object) -> ScanConfig:
             if name in names[:i]:
                 ctx.fail(f"{key}[{i}]", f"{name!r} is listed twice")
         columns[kind] = tuple(names)
+    region_from = ctx.string(get("region_from"), "scan.region_from")
+    if region_from not in get_args(RegionFrom):
+        choices = get_args(RegionFrom)
+        ctx.fail(
+            "scan.region_from",
+            f"{region_from!r} is not one of {', '.join(choices)}"
+            f"{did_you_mean(region_from, choices)}",
+        )
     return ScanConfig(
         significance=significance,
         min_sm_mc_events=_integer(ctx, get("min_sm_mc_events"), "scan.min_sm_mc_events", 1),
@@ -389,6 +398,7 @@ def _scan(ctx: _Ctx, value: object) -> ScanConfig:
         curve_points=_integer(ctx, get("curve_points"), "scan.curve_points", 0),
         vae_scores=columns["vae"],
         vae_nn_scores=columns["vae_nn"],
+        region_from=region_from,  # type: ignore[arg-type]  # checked against RegionFrom above
     )
 
 

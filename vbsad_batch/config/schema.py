@@ -67,6 +67,10 @@ must hold a sample)::
                                     # threshold rank (integer >= 0; 0: every threshold)
     vae_scores = ["mse"]            # score column(s) of a VAE: "mse" and/or "kld"
     vae_nn_scores = ["score"]       # of a VAE+NN: "score" (classifier), "mse", "kld"
+    region_from = "validation"      # where each limit's region (threshold) is chosen: on the
+                                    # validation split, the limit then quoted on the test split
+                                    # ("validation"), or on the test events themselves ("test",
+                                    # the reference paper's method, optimistic)
 
     [[samples]]                     # one separately generated sample
     name = "SSWW_SM"                # optional, default "<component>[_<operator(s)>]"; unique
@@ -124,6 +128,7 @@ __all__ = [
     "ModelGrid",
     "ModelKind",
     "ModelSpec",
+    "RegionFrom",
     "ReweightedConfig",
     "SampleConfig",
     "ScanConfig",
@@ -245,6 +250,9 @@ class TrainingConfig:
     seed: int = 0
 
 
+RegionFrom = Literal["validation", "test"]
+"""Where the scan chooses each limit's region: `ScanConfig.region_from`."""
+
 ModelKind = Literal["vae", "vae_nn"]
 MODEL_KINDS: tuple[ModelKind, ...] = ("vae", "vae_nn")
 """The models: the VAE trained on SM events, and the VAE+NN with its classifier."""
@@ -283,6 +291,10 @@ class ScanConfig:
             threshold rank plus the thresholds of the limits (0: every distinct threshold).
         vae_scores: score columns scanned for a VAE ("mse", "kld").
         vae_nn_scores: score columns scanned for a VAE+NN ("score", "mse", "kld").
+        region_from: "validation": each limit's region is chosen on the validation events and
+            the limit quoted with the test events in that region (no peeking: a threshold
+            placed between test events cannot tune L and Q); "test": both on the test events,
+            the reference paper's method. The table states which and shows the other beside.
     """
 
     significance: float = 3.0
@@ -295,6 +307,7 @@ class ScanConfig:
     curve_points: int = 2000
     vae_scores: tuple[str, ...] = ("mse",)
     vae_nn_scores: tuple[str, ...] = ("score",)
+    region_from: RegionFrom = "validation"
 
     def output_settings(self) -> dict[str, Any]:
         """The settings the scan's outputs depend on (every field but those marked

@@ -57,7 +57,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import platform
 import time
 from collections.abc import Mapping, Sequence
@@ -69,7 +68,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from vbsad_batch.config import AnalysisConfig, ScanConfig
+from vbsad_batch.config import AnalysisConfig
+from vbsad_batch.errors import MissingInputError
 from vbsad_batch.models.scoring import current_scores
 from vbsad_batch.runtime.mpi import Communicator, map_work, run_on_root, world
 from vbsad_batch.runtime.progress import ProgressCallback, ProgressEvent
@@ -77,34 +77,16 @@ from vbsad_batch.runtime.provenance import (
     tool_version,
 )
 from vbsad_batch.runtime.stage import StageOutputs, StageResult, StageRun, StageUnit, command
-from vbsad_batch.scan.contours import PairScan, contour_2d, pair_region, scan_pair, sigma_2d
-from vbsad_batch.scan.likelihood import interval_95cl
+from vbsad_batch.scan.document import SCAN_FORMAT_VERSION, build_document
 from vbsad_batch.scan.scores import (
     ModelScores,
-    ScoreColumns,
     discover_models,
-    load_columns,
     operator_order,
-    score_samples,
-)
-from vbsad_batch.scan.statistics import (
-    Admissibility,
-    CoefficientLimit,
-    LimitPoint,
-    ScoreSample,
-    Statistic,
-    ThresholdScan,
-    bootstrap_limits,
-    scan_thresholds,
-    sigma_curve,
-    solve_asimov,
-    solve_proxy,
 )
 from vbsad_batch.scan.tables import (
     OUTPUT_NAMES,
-    SIGMA_CURVE_COLUMNS,
-    TABLE_FIELDS,
     ContourResult,
+    CutResult,
     PointResult,
     contour_tables,
     csv_text,
@@ -113,56 +95,35 @@ from vbsad_batch.scan.tables import (
     markdown_text,
     sigma_curves_table,
 )
+from vbsad_batch.scan.work import (
+    CutInputs,
+    Worker,
+    mix_name,
+    mix_pairs,
+    table_rows,
+    work_items,
+)
+from vbsad_batch.weighting.datasets import current_datasets
 
 __all__ = [
-    "CONTOUR_ANGLES",
-    "CONTOUR_GRID_POINTS",
     "MANIFEST_KIND",
     "SCAN_DIR_NAME",
     "SCAN_FORMAT_VERSION",
-    "SIGMA_CURVE_POINTS",
-    "SIGMA_CURVE_RANGE",
     "ScanResult",
-    "WorkItem",
     "current_scan",
     "run_scan",
     "scan_directory",
     "scan_unit",
 ]
 
+
 logger = logging.getLogger(__name__)
 
+
 SCAN_DIR_NAME = "scan"
-SCAN_FORMAT_VERSION = 2
-"""Version of the scan outputs' layout; bump when it changes."""
+
 
 MANIFEST_KIND = "vbsad_batch.scan"
-
-
-SIGMA_CURVE_POINTS = 401
-"""Points of the c grid of sigma_curves.parquet (odd: c = 0 is one of them)."""
-
-
-SIGMA_CURVE_RANGE = 1.5
-"""The c grids span +-SIGMA_CURVE_RANGE x the largest |c| of the limits (or contour points)."""
-
-
-CONTOUR_ANGLES = 720
-"""Rays (points) per contour in contours.parquet: every 0.5 degree, the axes included."""
-
-
-CONTOUR_GRID_POINTS = 101
-"""Points per axis of the grid of contour_grid.parquet (odd: the axes are on it)."""
-
-
-_REGION_FIELDS = (
-    "threshold",
-    "sm_yield",
-    "lin_yield",
-    "quad_yield",
-    "sm_mc_events",
-    "sm_efficiency",
-)
 
 
 _STAGE = "scan"
@@ -171,288 +132,6 @@ _STAGE = "scan"
 def scan_directory(config: AnalysisConfig) -> Path:
     """Where `run_scan` writes: <output_dir>/scan."""
     return config.output_dir / SCAN_DIR_NAME
-
-
-@dataclass(frozen=True, slots=True)
-class WorkItem:
-    """One unit of distributed work.
-
-    Attributes:
-        model: model directory name.
-        score: score column.
-        operator: the EFT operator.
-        replicas: None: the point estimate (scan, limits, interval, curve); (start, stop): the
-            bootstrap replicas start..stop-1.
-        partner: None, or the second operator b of a contour (then `operator` is a and
-            `replicas` None).
-    """
-
-    model: str
-    score: str
-    operator: str
-    replicas: tuple[int, int] | None = None
-    partner: str | None = None
-
-
-def _number(value: Any) -> float | None:
-    """A finite float, or None (not reached, undefined)."""
-    if value is None:
-        return None
-    number = float(value)
-    return number if math.isfinite(number) else None
-
-
-def _region(point: LimitPoint | None) -> dict[str, Any]:
-    if point is None:
-        return dict.fromkeys(_REGION_FIELDS)
-    out = {name: _number(getattr(point, name)) for name in _REGION_FIELDS}
-    out["sm_mc_events"] = int(point.sm_mc_events)
-    return out
-
-
-def _limit_dict(limit: CoefficientLimit) -> dict[str, Any]:
-    """A limit of `vbsad_batch.scan.statistics` as the table's nested dict (plain floats, None)."""
-    return {
-        "c_minus": _number(limit.c_minus),
-        "c_plus": _number(limit.c_plus),
-        "minus": _region(limit.minus),
-        "plus": _region(limit.plus),
-    }
-
-
-def _thinned(n: int, points: int, keep: Sequence[int]) -> np.ndarray:
-    """Indices of `points` thresholds evenly spaced in rank, plus `keep` (0: all)."""
-    if points == 0 or n <= points:
-        return np.arange(n)
-    even = np.round(np.linspace(0.0, n - 1.0, points)).astype(np.int64)
-    extra = np.asarray([k for k in keep if 0 <= k < n], dtype=np.int64)
-    return np.unique(np.concatenate([even, extra]))
-
-
-class _Worker:
-    """Computes work items; keeps the score files this rank has read."""
-
-    def __init__(
-        self,
-        models: Mapping[str, ModelScores],
-        settings: ScanConfig,
-        emit: ProgressCallback,
-        n_items: int,
-    ) -> None:
-        self._models = models
-        self._settings = settings
-        self._admissible = Admissibility(
-            min_sm_mc_events=settings.min_sm_mc_events, min_sm_yield=settings.min_sm_yield
-        )
-        self._emit = emit
-        self._n_items = n_items
-        self._cache: dict[tuple[str, str, str], ScoreColumns] = {}
-
-    def _columns(self, model: str, dataset: str, column: str) -> ScoreColumns:
-        key = (model, dataset, column)
-        if key not in self._cache:
-            path, _ = self._models[model].files[dataset]
-            self._cache[key] = load_columns(path, column)
-        return self._cache[key]
-
-    def __call__(self, item: WorkItem) -> PointResult | ContourResult | np.ndarray:
-        start_time = time.monotonic()  # for progress reports only, never in the outputs
-        datasets = ("sm_test", f"lin_test_{item.operator}", f"quad_test_{item.operator}")
-        sm, lin, quad = score_samples([self._columns(item.model, d, item.score) for d in datasets])
-        settings = self._settings
-        result: PointResult | ContourResult | np.ndarray
-        if item.partner is not None:
-            b = item.partner
-            names = (f"lin_test_{b}", f"quad_test_{b}", _mix_name(item.operator, b))
-            lin_b, quad_b, mix = (
-                ScoreSample(score=c.score, yield_=c.yield_)
-                for c in (self._columns(item.model, d, item.score) for d in names)
-            )
-            result = self._contour(
-                scan_pair(sm, lin_a=lin, quad_a=quad, lin_b=lin_b, quad_b=quad_b, mix=mix)
-            )
-        elif item.replicas is not None:
-            start, stop = item.replicas
-            result = np.asarray(
-                bootstrap_limits(
-                    sm,
-                    lin,
-                    quad,
-                    replicas=settings.bootstrap_replicas,
-                    seed=settings.seed,
-                    significance=settings.significance,
-                    admissible=self._admissible,
-                    replica_indices=range(start, stop),
-                ),
-                dtype=np.float64,
-            ).reshape(stop - start, 2)
-        else:
-            result = self._point(sm, lin, quad)
-        self._emit(
-            ProgressEvent(
-                _STAGE,
-                "item_finished",
-                item=_item_label(item),
-                total_items=self._n_items,
-                events=len(sm) + len(lin) + len(quad),
-                seconds=time.monotonic() - start_time,
-            )
-        )
-        return result
-
-    def _point(self, sm: ScoreSample, lin: ScoreSample, quad: ScoreSample) -> PointResult:
-        settings = self._settings
-        scan = scan_thresholds(sm, lin, quad)
-        proxy = solve_proxy(scan, settings.significance, self._admissible)
-        asimov = solve_asimov(scan, settings.significance, self._admissible)
-        low, high = interval_95cl(sm, lin, quad, bins=settings.interval_bins)
-        thresholds = np.asarray(scan.threshold, dtype=np.float64)
-        keep = [
-            point.threshold_index
-            for limit in (proxy, asimov)
-            for point in (limit.minus, limit.plus)
-            if point is not None
-        ]
-        index = _thinned(thresholds.size, settings.curve_points, keep)
-        curve = {
-            "threshold": thresholds[index],
-            "sm_yield": np.asarray(scan.sm_yield, dtype=np.float64)[index],
-            "lin_yield": np.asarray(scan.lin_yield, dtype=np.float64)[index],
-            "quad_yield": np.asarray(scan.quad_yield, dtype=np.float64)[index],
-            "sm_mc_events": np.asarray(scan.sm_mc_events, dtype=np.int64)[index],
-            "sm_efficiency": np.asarray(scan.sm_efficiency, dtype=np.float64)[index],
-            "admissible": np.asarray(scan.admissible(self._admissible), dtype=bool)[index],
-        }
-        return PointResult(
-            proxy=_limit_dict(proxy),
-            asimov=_limit_dict(asimov),
-            interval=(_number(low), _number(high)),
-            curve=curve,
-            sigma_curves=_sigma_curves(scan, proxy, asimov),
-        )
-
-    def _contour(self, pair: PairScan) -> ContourResult:
-        z = self._settings.significance
-        index = pair_region(pair, z, self._admissible)
-        empty = np.empty(0, dtype=np.float64)
-        if index is None:
-            return ContourResult({}, {"angle": empty, "c_a": empty, "c_b": empty}, {})
-        region = {
-            "threshold": float(pair.threshold[index]),
-            "sm_yield": float(pair.sm_yield[index]),
-            "lin_a": float(pair.lin_a[index]),
-            "quad_a": float(pair.quad_a[index]),
-            "lin_b": float(pair.lin_b[index]),
-            "quad_b": float(pair.quad_b[index]),
-            "mix_yield": float(pair.mix_yield[index]),
-            "sm_mc_events": int(pair.sm_mc_events[index]),
-        }
-        angle = 2.0 * np.pi * np.arange(CONTOUR_ANGLES) / CONTOUR_ANGLES
-        c_a, c_b = contour_2d(pair, index, z, angle)
-        grid = {"c_a": empty, "c_b": empty, "sigma": empty}
-        reached = np.isfinite(c_a)
-        if bool(np.any(reached)):
-            axes = []
-            for values in (c_a, c_b):
-                extent = SIGMA_CURVE_RANGE * float(np.max(np.abs(values[reached])))
-                if extent == 0.0:  # every point on the other axis
-                    extent = SIGMA_CURVE_RANGE * float(np.max(np.abs(np.hypot(c_a, c_b)[reached])))
-                axes.append(np.linspace(-extent, extent, CONTOUR_GRID_POINTS))
-            grid_a, grid_b = np.meshgrid(axes[0], axes[1], indexing="ij")
-            grid = {
-                "c_a": grid_a.ravel(),
-                "c_b": grid_b.ravel(),
-                "sigma": sigma_2d(pair, index, grid_a, grid_b).ravel(),
-            }
-        return ContourResult(region, {"angle": angle, "c_a": c_a, "c_b": c_b}, grid)
-
-
-def _mix_name(a: str, b: str) -> str:
-    """The dataset of the MIX sample of operators a and b (names sorted, as `vbsad datasets`)."""
-    return "mix_test_" + "_".join(sorted((a, b)))
-
-
-def _mix_pairs(model: ModelScores, operators: Sequence[str]) -> list[tuple[str, str]]:
-    """The operator pairs (a, b), in column order, with MIX scores for `model`."""
-    return [
-        (a, b)
-        for i, a in enumerate(operators)
-        for b in operators[i + 1 :]
-        if _mix_name(a, b) in model.files
-    ]
-
-
-def _sigma_curves(
-    scan: ThresholdScan, proxy: CoefficientLimit, asimov: CoefficientLimit
-) -> dict[str, np.ndarray]:
-    """sigma(c) at the region of every reached limit (see the module docstring)."""
-    limits: tuple[tuple[Statistic, CoefficientLimit], ...] = (("proxy", proxy), ("asimov", asimov))
-    reached = [
-        (statistic, side, point)
-        for statistic, limit in limits
-        for side, point in (("minus", limit.minus), ("plus", limit.plus))
-        if point is not None
-    ]
-    parts: dict[str, list[np.ndarray]] = {n: [] for n in SIGMA_CURVE_COLUMNS[3:]}
-    if reached:
-        extent = SIGMA_CURVE_RANGE * max(abs(point.c) for _, _, point in reached)
-        grid = np.linspace(-extent, extent, SIGMA_CURVE_POINTS)
-        grid[SIGMA_CURVE_POINTS // 2] = 0.0
-        for statistic, side, point in reached:
-            sigma = sigma_curve(scan, point.threshold_index, grid, statistic=statistic)
-            parts["statistic"].append(np.full(grid.size, statistic, dtype=object))
-            parts["side"].append(np.full(grid.size, side, dtype=object))
-            parts["threshold"].append(np.full(grid.size, point.threshold))
-            parts["c"].append(grid)
-            parts["sigma"].append(np.asarray(sigma, dtype=np.float64))
-    return {
-        name: np.concatenate(values) if values else np.empty(0, dtype=object)
-        for name, values in parts.items()
-    }
-
-
-def _item_label(item: WorkItem) -> str:
-    if item.partner is not None:
-        return f"{item.model}:{item.score}:{item.operator},{item.partner} contour"
-    what = (
-        "limits" if item.replicas is None else f"bootstrap {item.replicas[0]}..{item.replicas[1]}"
-    )
-    return f"{item.model}:{item.score}:{item.operator} {what}"
-
-
-def _rows(models: Sequence[ModelScores], settings: ScanConfig) -> list[tuple[str, str, str]]:
-    """(model, kind, score column) per table row, in row order."""
-    return [(m.name, m.kind, col) for m in models for col in settings.score_columns(m.kind)]
-
-
-def _work_items(
-    rows: Sequence[tuple[str, str, str]],
-    operators: Sequence[str],
-    settings: ScanConfig,
-    pairs: Mapping[str, Sequence[tuple[str, str]]],
-) -> list[WorkItem]:
-    items: list[WorkItem] = []
-    replicas, chunk = settings.bootstrap_replicas, settings.bootstrap_chunk
-    for model, _, column in rows:
-        for op in operators:
-            items.append(WorkItem(model, column, op))
-            items.extend(
-                WorkItem(model, column, op, (start, min(start + chunk, replicas)))
-                for start in range(0, replicas, chunk)
-            )
-        items.extend(WorkItem(model, column, a, None, b) for a, b in pairs.get(model, ()))
-    return items
-
-
-def _bootstrap_summary(limits: np.ndarray) -> dict[str, float | None]:
-    """Standard deviation (ddof 1) of c- and c+ over the replicas that reached the limit."""
-    out: dict[str, float | None] = {}
-    for column, side in enumerate(("minus", "plus")):
-        values = limits[:, column] if limits.size else np.empty(0)
-        reached = values[np.isfinite(values)]
-        out[f"c_{side}_error"] = float(np.std(reached, ddof=1)) if reached.size >= 2 else None
-        out[f"bootstrap_reached_{side}"] = reached.size / values.size if values.size else None
-    return out
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -488,11 +167,45 @@ class _Plan:
     up_to_date: bool
     reason: str
     previous: dict[str, Any] | None
+    cut_inputs: CutInputs | None
+
+
+def _scored(names: Sequence[str], operators: Sequence[str], split: str) -> list[str]:
+    """The score files of one split (those of the validation split may be absent)."""
+    wanted = [f"sm_{split}"] + [f"{c}_{split}_{op}" for op in operators for c in ("lin", "quad")]
+    return [name for name in wanted if name in names]
+
+
+def _cut_inputs(config: AnalysisConfig, operators: Sequence[str]) -> CutInputs | None:
+    """The datasets of the best single cut, checked current; None without any datasets (scores
+    made elsewhere): the table then says there is no baseline."""
+    try:
+        datasets = current_datasets(config)
+    except MissingInputError:
+        return None
+    splits = ["test", "validation"] if config.scan.region_from == "validation" else ["test"]
+    names = [
+        name
+        for split in splits
+        for name in [f"sm_{split}"]
+        + [f"{c}_{split}_{op}" for op in operators for c in ("lin", "quad")]
+    ]
+    missing = [name for name in names if name not in datasets]
+    if missing:
+        raise ValueError(
+            f"{config.output_dir}: no dataset(s) {', '.join(missing)} for the best single cut; "
+            f"run `{command('datasets', config.path)}` again"
+        )
+    return CutInputs(
+        files={name: datasets[name].path for name in names},
+        features=tuple(config.features),
+        checksums={name: datasets[name].sha256 for name in names},
+    )
 
 
 def _plan(config: AnalysisConfig, models: Sequence[str] | None, force: bool) -> _Plan:
-    """Find the models, check their scores (complete, current, unmodified: the stage
-    contract), decide whether to run (rank 0)."""
+    """Find the models, check their scores and the datasets of the cut baseline (complete,
+    current, unmodified: the stage contract), decide whether to run (rank 0)."""
     found = discover_models(config, models)
     operators = operator_order(config)
     inputs: list[dict[str, Any]] = []
@@ -501,13 +214,15 @@ def _plan(config: AnalysisConfig, models: Sequence[str] | None, force: bool) -> 
             str(entry["name"]): str(entry["sha256"])
             for entry in current_scores(config, model.name)["outputs"]
         }
-        names = ["sm_test"] + [f"{c}_test_{op}" for op in operators for c in ("lin", "quad")]
-        names += [_mix_name(a, b) for a, b in _mix_pairs(model, operators)]
+        names = _scored(list(model.files), operators, "test")
+        names += _scored(list(model.files), operators, "validation")
+        names += [mix_name(a, b) for a, b in mix_pairs(model, operators)]
         files = [
             {"name": name, "path": model.files[name][0].name, "sha256": records[name]}
             for name in names
         ]
         inputs.append({"model": model.name, "kind": model.kind, "files": files})
+    cut_inputs = _cut_inputs(config, operators)
     key = {
         "format_version": SCAN_FORMAT_VERSION,
         "tool_version": tool_version(),
@@ -515,10 +230,15 @@ def _plan(config: AnalysisConfig, models: Sequence[str] | None, force: bool) -> 
         "operators": list(operators),
         "settings": config.scan.output_settings(),
         "inputs": inputs,
+        "best_cut": None
+        if cut_inputs is None
+        else {"features": list(cut_inputs.features), "datasets": cut_inputs.checksums},
     }
     fresh = scan_unit(config).check(key)
     reason = "forced" if force else fresh.reason
-    return _Plan(tuple(found), key, fresh.up_to_date and not force, reason, fresh.manifest)
+    return _Plan(
+        tuple(found), key, fresh.up_to_date and not force, reason, fresh.manifest, cut_inputs
+    )
 
 
 def current_scan(config: AnalysisConfig) -> dict[str, Any]:
@@ -533,43 +253,6 @@ def current_scan(config: AnalysisConfig) -> dict[str, Any]:
     manifest = unit.require_current()
     models = [str(entry["model"]) for entry in manifest["key"]["inputs"]]
     return unit.require_current(_plan(config, models, force=False).key)
-
-
-def _document(
-    config: AnalysisConfig,
-    rows: Sequence[tuple[str, str, str]],
-    operators: Sequence[str],
-    points: Mapping[tuple[str, str, str], PointResult],
-    boots: Mapping[tuple[str, str, str], np.ndarray],
-) -> dict[str, Any]:
-    s = config.scan
-    table_rows = []
-    for model, kind, column in rows:
-        per_op: dict[str, Any] = {}
-        for op in operators:
-            point = points[(model, column, op)]
-            proxy = dict(point.proxy)
-            proxy.update(_bootstrap_summary(boots[(model, column, op)]))
-            per_op[op] = {
-                "proxy": proxy,
-                "asimov": point.asimov,
-                "interval_95cl": {"low": point.interval[0], "high": point.interval[1]},
-            }
-        table_rows.append({"model": model, "kind": kind, "score": column, "operators": per_op})
-    return {
-        "format_version": SCAN_FORMAT_VERSION,
-        "luminosity_fb": config.luminosity_fb,
-        "significance": s.significance,
-        "admissibility": {
-            "min_sm_mc_events": s.min_sm_mc_events,
-            "min_sm_yield": s.min_sm_yield,
-        },
-        "bootstrap": {"replicas": s.bootstrap_replicas, "seed": s.seed},
-        "interval_95cl": {"bins": s.interval_bins},
-        "fields": list(TABLE_FIELDS),
-        "operators": list(operators),
-        "rows": table_rows,
-    }
 
 
 def _write_outputs(
@@ -634,12 +317,13 @@ def run_scan(
         return ScanResult(**ran.fields(), table=document, items=0, ranks=comm.size)
 
     operators = operator_order(config)
-    rows = _rows(plan.models, config.scan)
-    pairs = {m.name: _mix_pairs(m, operators) for m in plan.models}
-    items = _work_items(rows, operators, config.scan, pairs)
+    rows = table_rows(plan.models, config.scan)
+    pairs = {m.name: mix_pairs(m, operators) for m in plan.models}
+    items = work_items(rows, operators, config.scan, pairs, cuts=plan.cut_inputs is not None)
     mine = len(range(rank, len(items), comm.size))
     emit(ProgressEvent(_STAGE, "run_started", total_items=mine))
-    worker = _Worker({m.name: m for m in plan.models}, config.scan, emit, mine)
+    by_name = {m.name: m for m in plan.models}
+    worker = Worker(by_name, config.scan, plan.cut_inputs, emit, mine)
     results = map_work(items, worker, comm=comm)
     if results is None:
         return None
@@ -647,9 +331,12 @@ def run_scan(
     points: dict[tuple[str, str, str], PointResult] = {}
     chunks: dict[tuple[str, str, str], list[np.ndarray]] = {}
     contours: dict[tuple[str, str, str, str], ContourResult] = {}
+    cuts: dict[str, CutResult] = {}
     for item, result in zip(items, results, strict=True):
         key = (item.model, item.score, item.operator)
-        if isinstance(result, ContourResult):
+        if isinstance(result, CutResult):
+            cuts[item.operator] = result
+        elif isinstance(result, ContourResult):
             contours[(*key, str(item.partner))] = result
         elif isinstance(result, PointResult):
             points[key] = result
@@ -658,7 +345,14 @@ def run_scan(
     boots = {
         key: np.concatenate(chunks[key]) if key in chunks else np.empty((0, 2)) for key in points
     }
-    document = _document(config, rows, operators, points, boots)
+    document = build_document(
+        config,
+        rows=rows,
+        operators=operators,
+        points=points,
+        boots=boots,
+        cuts=cuts if plan.cut_inputs is not None else None,
+    )
     contour_table, grid_table = contour_tables(contours)
     parquet = {
         "curves.parquet": curves_table(rows, operators, points),

@@ -107,14 +107,17 @@ def discover_models(
         selected = list(found.values())
     if not selected:
         raise FileNotFoundError(f"{root}: no scored model; run `vbsad score` first")
+    splits = ["test"] + (["validation"] if config.scan.region_from == "validation" else [])
     for model in selected:
         for op in operator_order(config):
-            for dataset in ("sm_test", f"lin_test_{op}", f"quad_test_{op}"):
-                if dataset not in model.files:
-                    raise ValueError(
-                        f"{model.directory}: no scores of {dataset} (operator {op}); run "
-                        "`vbsad datasets` and `vbsad score` again"
-                    )
+            for split in splits:
+                for dataset in (f"sm_{split}", f"lin_{split}_{op}", f"quad_{split}_{op}"):
+                    if dataset not in model.files:
+                        hint = "" if split == "test" else ' (or [scan] region_from = "test")'
+                        raise ValueError(
+                            f"{model.directory}: no scores of {dataset} (operator {op}); run "
+                            f"`vbsad datasets` and `vbsad score` again{hint}"
+                        )
     return sorted(selected, key=lambda m: (_KIND_ORDER[m.kind], m.name))
 
 

@@ -55,6 +55,7 @@ __all__ = [
     "bootstrap_limits",
     "check_significance",
     "first_crossings",
+    "quote_limit",
     "scan_thresholds",
     "sigma_curve",
     "solve_asimov",
@@ -534,6 +535,47 @@ def solve_asimov(
     return _solve(scan, significance, admissible, "asimov")
 
 
+def quote_limit(
+    scan: ThresholdScan, chosen: CoefficientLimit, admissible: Admissibility
+) -> CoefficientLimit:
+    """The limits of regions chosen on other events, quoted with the yields of `scan`.
+
+    `chosen` holds, per side, a region (score >= its threshold) found on one set of events,
+    e.g. the validation split; here each side is solved again, for the same statistic and
+    significance, with the S, L, Q of `scan` (e.g. the test split) in that same region: the
+    first crossing on that side, or not reached (region empty, inadmissible, or never reaching
+    the significance on these events). The reported threshold is the chosen one; its index
+    points into `scan` (the first threshold of `scan` at or above it: the same region).
+    """
+    c_minus, c_plus = threshold_coefficients(
+        scan, chosen.significance, admissible, statistic=chosen.statistic
+    )
+
+    def side(point: LimitPoint | None, values: FloatArray) -> LimitPoint | None:
+        if point is None:
+            return None
+        index = int(np.searchsorted(scan.threshold, point.threshold, side="left"))
+        if index >= len(scan) or not math.isfinite(float(values[index])):
+            return None
+        return LimitPoint(
+            c=float(values[index]),
+            threshold=point.threshold,
+            threshold_index=index,
+            sm_yield=float(scan.sm_yield[index]),
+            lin_yield=float(scan.lin_yield[index]),
+            quad_yield=float(scan.quad_yield[index]),
+            sm_mc_events=int(scan.sm_mc_events[index]),
+            sm_efficiency=float(scan.sm_efficiency[index]),
+        )
+
+    return CoefficientLimit(
+        minus=side(chosen.minus, c_minus),
+        plus=side(chosen.plus, c_plus),
+        significance=chosen.significance,
+        statistic=chosen.statistic,
+    )
+
+
 def sigma_curve(
     scan: ThresholdScan,
     threshold_index: int,
@@ -578,8 +620,13 @@ def bootstrap_limits(
     admissible: Admissibility,
     replica_indices: Sequence[int] | None = None,
     statistic: Statistic = "proxy",
+    regions_from: tuple[ScoreSample, ScoreSample, ScoreSample] | None = None,
 ) -> FloatArray:
     """Limits (c_minus, c_plus) on bootstrap replicas of the Monte Carlo samples.
+
+    With `regions_from` (SM, LIN, QUAD of other events, e.g. the validation split), each
+    replica chooses its regions on a replica of those events and quotes them on the replica of
+    `sm`, `lin`, `quad` (`quote_limit`): the whole procedure is resampled.
 
     Replica i gives every event a Poisson(1) weight (a multiplicity: the event counts that many
     times, its yield is multiplied by it and it adds that many SM Monte Carlo events for
@@ -604,31 +651,49 @@ def bootstrap_limits(
         if not 0 <= i < replicas:
             raise ValueError(f"replica index {i} is outside [0, {replicas})")
     check_significance(significance)
-    layout = _layout(sm, lin, quad)
-    samples = (sm, lin, quad)
-    shared: tuple[int, list[IntArray]] | None = None
-    if all(s.event_id is not None for s in samples):
-        ids = [np.asarray(s.event_id) for s in samples]
-        keys, inverse = np.unique(np.concatenate(ids), return_inverse=True)
-        bounds = np.cumsum([0, *(len(s) for s in samples)])
-        shared = (
-            int(keys.size),
-            [inverse[bounds[k] : bounds[k + 1]].astype(np.int64) for k in range(3)],
-        )
+    quoted = _Resampled(sm, lin, quad)
+    choice = None if regions_from is None else _Resampled(*regions_from)
     out = np.full((len(indices), 2), np.nan)
     for row, replica in enumerate(indices):
         rng = _replica_rng(seed, replica)
-        if shared is None:
-            weights = [rng.poisson(1.0, len(s)).astype(np.int64) for s in samples]
-        else:
-            drawn = rng.poisson(1.0, shared[0]).astype(np.int64)
-            weights = [drawn[m] for m in shared[1]]
-        scan = _scan_with(
-            layout,
-            (sm.yield_ * weights[0], lin.yield_ * weights[1], quad.yield_ * weights[2]),
-            weights[0],
-        )
-        limit = _solve(scan, significance, admissible, statistic)
+        scan = quoted.replica(rng)
+        if choice is None:
+            limit = _solve(scan, significance, admissible, statistic)
+        else:  # drawn after the quoted events': the quoted replicas are those of plain mode
+            chosen = _solve(choice.replica(rng), significance, admissible, statistic)
+            limit = quote_limit(scan, chosen, admissible)
         out[row, 0] = np.nan if limit.c_minus is None else limit.c_minus
         out[row, 1] = np.nan if limit.c_plus is None else limit.c_plus
     return out
+
+
+class _Resampled:
+    """SM, LIN and QUAD events sorted once, to scan Poisson-weighted replicas of them."""
+
+    def __init__(self, sm: ScoreSample, lin: ScoreSample, quad: ScoreSample) -> None:
+        self._samples = (sm, lin, quad)
+        self._layout = _layout(sm, lin, quad)
+        self._shared: tuple[int, list[IntArray]] | None = None
+        if all(s.event_id is not None for s in self._samples):
+            ids = [np.asarray(s.event_id) for s in self._samples]
+            keys, inverse = np.unique(np.concatenate(ids), return_inverse=True)
+            bounds = np.cumsum([0, *(len(s) for s in self._samples)])
+            self._shared = (
+                int(keys.size),
+                [inverse[bounds[k] : bounds[k + 1]].astype(np.int64) for k in range(3)],
+            )
+
+    def replica(self, rng: np.random.Generator) -> ThresholdScan:
+        """The scan of one replica: every event weighted by a Poisson(1) multiplicity drawn
+        from `rng` (one draw per event, or per event id when all three samples carry ids)."""
+        sm, lin, quad = self._samples
+        if self._shared is None:
+            weights = [rng.poisson(1.0, len(s)).astype(np.int64) for s in self._samples]
+        else:
+            drawn = rng.poisson(1.0, self._shared[0]).astype(np.int64)
+            weights = [drawn[m] for m in self._shared[1]]
+        return _scan_with(
+            self._layout,
+            (sm.yield_ * weights[0], lin.yield_ * weights[1], quad.yield_ * weights[2]),
+            weights[0],
+        )

@@ -24,6 +24,7 @@ __all__ = [
     "SIGMA_CURVE_COLUMNS",
     "TABLE_FIELDS",
     "ContourResult",
+    "CutResult",
     "PointResult",
     "contour_tables",
     "csv_text",
@@ -137,11 +138,20 @@ TABLE_FIELDS: tuple[str, ...] = (
     "asimov.plus.sm_efficiency",
     "interval_95cl.low",
     "interval_95cl.high",
+    "other.c_minus",
+    "other.c_plus",
+    "ratio_to_best_cut.minus",
+    "ratio_to_best_cut.plus",
+    "proxy.minus.cut",
+    "proxy.plus.cut",
 )
 """Quantities per operator, as keys of table.json's nested dicts and table.csv's column suffixes
 (`<operator>.<field>`). c: Wilson coefficient (Lambda = 1 TeV); `*_error`: bootstrap standard
 deviation; `bootstrap_reached_*`: fraction of replicas in which the limit was reached;
-`minus` / `plus`: the region of the limit (yields in events). Empty / null: not reached."""
+`minus` / `plus`: the region of the limit (yields in events); `other`: the proxy limits with
+the regions chosen the other way (`other_region_from`); `ratio_to_best_cut`: c / c of the best
+single cut per side; `*.cut`: the best single cut's region (its row only). Empty / null: not
+reached or not applicable."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +163,15 @@ class PointResult:
     interval: tuple[float | None, float | None]
     curve: dict[str, np.ndarray]
     sigma_curves: dict[str, np.ndarray]
+    other: dict[str, float | None] | None = None  # c_minus, c_plus, the other region choice
+
+
+@dataclass(frozen=True, slots=True)
+class CutResult:
+    """The best single cut of one operator: its proxy limits, each side with its region and
+    `cut` (e.g. "ptl1 >= 312.5")."""
+
+    proxy: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,48 +207,97 @@ def csv_text(document: Mapping[str, Any]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(header)
-    for row in document["rows"]:
+    rows = list(document["rows"])
+    if document.get("best_cut") is not None:
+        rows.append(
+            {"model": "best single cut", "kind": "cut", "score": "", **document["best_cut"]}
+        )
+    for row in rows:
         cells: list[str] = [row["model"], row["kind"], row["score"]]
         for op in operators:
             flat = dict(_flatten(row["operators"][op]))
             for field in TABLE_FIELDS:
-                value = flat[field]
-                cells.append("" if value is None else repr(value))
+                value = flat.get(field)
+                cells.append(
+                    "" if value is None else value if isinstance(value, str) else repr(value)
+                )
         writer.writerow(cells)
     return buffer.getvalue()
 
 
-def _fmt(value: float | None, error: float | None = None) -> str:
+def _fmt(value: float | None, error: float | None = None, spread: float | None = None) -> str:
     if value is None:
         return "not reached"
     text = f"{value:.3g}"
-    return text if error is None else f"{text} ± {error:.2g}"
+    if error is not None:
+        text += f" ± {error:.2g}"
+    if spread is not None:
+        text += f" (seeds ± {spread:.2g})"
+    return text
 
 
 def _pair(minus: str, plus: str) -> str:
     return "not reached" if minus == plus == "not reached" else f"{minus}, {plus}"
 
 
-def _markdown_table(document: Mapping[str, Any], cell: Any, *, label: str = "model") -> list[str]:
-    operators = document["operators"]
+def _table(
+    operators: Sequence[str], rows: Sequence[tuple[str, Mapping[str, Any]]], cell: Any
+) -> list[str]:
+    """A markdown table: one row per (label, per-operator entries), operators as columns."""
     lines = [
-        "| " + " | ".join([label, *operators]) + " |",
+        "| " + " | ".join(["model", *operators]) + " |",
         "|" + "---|" * (len(operators) + 1),
     ]
-    for row in document["rows"]:
-        cells = [cell(row["operators"][op]) for op in operators]
-        lines.append("| " + " | ".join([f"`{row['model']}` ({row['score']})", *cells]) + " |")
+    for label, entries in rows:
+        lines.append("| " + " | ".join([label, *(cell(entries[op]) for op in operators)]) + " |")
     return lines
+
+
+def _group_label(group: Mapping[str, Any]) -> str:
+    label = f"`{group['group']}` ({group['score']})"
+    seeds = group["seeds"]
+    if len(seeds) > 1:
+        label += f", median of {len(seeds)} seeds"
+    return label
+
+
+_REGION_TEXT = {
+    "validation": "chosen on the validation split and quoted on the test split (no peeking)",
+    "test": "chosen and quoted on the test split (the reference paper's method: optimistic, "
+    "a threshold between two test events tunes L and Q)",
+}
 
 
 def markdown_text(document: Mapping[str, Any]) -> str:
     z = document["significance"]
     adm = document["admissibility"]
     boot = document["bootstrap"]
+    operators = document["operators"]
+    rows = [(f"`{r['model']}` ({r['score']})", r["operators"]) for r in document["rows"]]
+    groups = [(_group_label(g), g["operators"]) for g in document["groups"]]
+    best_cut = document.get("best_cut")
 
-    def proxy(entry: Mapping[str, Any]) -> str:
+    def median(entry: Mapping[str, Any]) -> str:
+        return _pair(
+            _fmt(entry["c_minus"], entry["c_minus_error"], entry["c_minus_seed_spread"]),
+            _fmt(entry["c_plus"], entry["c_plus_error"], entry["c_plus_seed_spread"]),
+        )
+
+    def cut(entry: Mapping[str, Any]) -> str:
         p = entry["proxy"]
-        return _pair(_fmt(p["c_minus"], p["c_minus_error"]), _fmt(p["c_plus"], p["c_plus_error"]))
+        return _pair(
+            *(
+                "not reached" if p[f"c_{s}"] is None else f"{p[f'c_{s}']:.3g} ({p[s]['cut']})"
+                for s in ("minus", "plus")
+            )
+        )
+
+    def ratio(entry: Mapping[str, Any]) -> str:
+        r = entry["ratio_to_best_cut"] or {}
+        return ", ".join("-" if r.get(s) is None else f"{r[s]:.2f}" for s in ("minus", "plus"))
+
+    def other(entry: Mapping[str, Any]) -> str:
+        return _pair(_fmt(entry["other_c_minus"]), _fmt(entry["other_c_plus"]))
 
     def asimov(entry: Mapping[str, Any]) -> str:
         a = entry["asimov"]
@@ -255,26 +323,53 @@ def markdown_text(document: Mapping[str, Any]) -> str:
                 )
         return "; ".join(parts)
 
+    main = _table(operators, groups, median)
+    if best_cut is not None:
+        main += _table(operators, [("best single cut", best_cut["operators"])], cut)[2:]
     lines = [
         "# Sensitivity to the EFT operators",
         "",
         f"Luminosity {document['luminosity_fb']:g} fb^-1. Wilson coefficients at Lambda = 1 TeV. "
-        f"Anomaly region: score >= threshold; admissible with at least "
-        f"{adm['min_sm_mc_events']} SM Monte Carlo events and an SM yield of at least "
-        f"{adm['min_sm_yield']:g} events. Rows: model (score column); columns: operators.",
+        f"Anomaly region: score >= threshold, {_REGION_TEXT[document['region_from']]}; "
+        f"admissible with at least {adm['min_sm_mc_events']} SM Monte Carlo events and an SM "
+        f"yield of at least {adm['min_sm_yield']:g} events. Rows: model (score column); "
+        "columns: operators.",
         "",
         f"## Smallest c-, c+ with sigma = |c L + c^2 Q| / sqrt(S) = {z:g} (the paper's proxy)",
         "",
-        f"± : standard deviation over {boot['replicas']} bootstrap replicas of the Monte Carlo "
-        f"events (seed {boot['seed']}).",
+        f"Regions {_REGION_TEXT[document['region_from']]}. ± : standard deviation over "
+        f"{boot['replicas']} bootstrap replicas of the Monte Carlo events (seed {boot['seed']}); "
+        "for several training seeds: the median over the seeds, with the median ± and the seeds' "
+        "standard deviation. Best single cut: the best region of one observable (either "
+        "direction), found by the same rules, no ±.",
         "",
-        *_markdown_table(document, proxy),
+        *main,
+        "",
+    ]
+    if best_cut is not None:
+        lines += [
+            "## Model / best single cut",
+            "",
+            "c of the model / c of the best single cut, for c-, c+: below 1 the model sees a "
+            "smaller coefficient than any single cut.",
+            "",
+            *_table(operators, groups, ratio),
+            "",
+        ]
+    else:
+        lines += ["No best single cut: the datasets of the analysis are not there.", ""]
+    lines += [
+        f"## Regions {document['other_region_from']}-chosen, for comparison",
+        "",
+        f"The proxy limits with their regions {_REGION_TEXT[document['other_region_from']]}.",
+        "",
+        *_table(operators, groups, other),
         "",
         f"## Smallest c-, c+ with the Asimov significance Z = {z:g}",
         "",
         "Z = sqrt(2((s+b) ln(1+s/b) - s)), s = c L + c^2 Q, b = S.",
         "",
-        *_markdown_table(document, asimov),
+        *_table(operators, rows, asimov),
         "",
         "## Expected 95% CL interval on c",
         "",
@@ -282,14 +377,14 @@ def markdown_text(document: Mapping[str, Any]) -> str:
         f"({document['interval_95cl']['bins']} bins of equal SM Monte Carlo content); "
         "an infinite end: not constrained on that side.",
         "",
-        *_markdown_table(document, interval),
+        *_table(operators, rows, interval),
         "",
         "## Regions of the proxy limits",
         "",
-        "t: threshold; S, L, Q: SM, LIN (c = 1), QUAD (c = 1) yields in the region, events; "
-        "eff: SM efficiency.",
+        "t: threshold; S, L, Q: SM, LIN (c = 1), QUAD (c = 1) yields in the region (test "
+        "split), events; eff: SM efficiency.",
         "",
-        *_markdown_table(document, region),
+        *_table(operators, rows, region),
         "",
     ]
     return "\n".join(lines)

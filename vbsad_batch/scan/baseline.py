@@ -1,0 +1,135 @@
+"""The cut baseline of the sensitivity table: the best single-observable region.
+
+For each operator, every observable the models see (the config's `features`) is used as the
+score in turn, in both directions (region ``x >= t`` or ``x <= t``), with the machinery and the
+rules of the models' limits: every distinct value a threshold, the same admissibility, the same
+significance, and regions chosen where the models' are (`[scan] region_from`: on the
+validation events and quoted on the test events, or on the test events). Per side (c < 0,
+c > 0), the observable and direction with the smallest |c| where the regions are chosen is the
+baseline, quoted like a model's limit. A model that does not beat it has not earned its keep.
+
+The values come from the datasets (`vbsad_batch.weighting.datasets`): the same events, in the
+same order, with the same yields as the score files.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from vbsad_batch.scan.statistics import (
+    Admissibility,
+    CoefficientLimit,
+    LimitPoint,
+    ScoreSample,
+    quote_limit,
+    scan_thresholds,
+    solve_proxy,
+)
+
+__all__ = ["CUT_MODEL", "CutChoice", "best_single_cut", "observable_samples"]
+
+CUT_MODEL = "best single cut"
+"""The name of the baseline's row in the tables."""
+
+
+@dataclass(frozen=True, slots=True)
+class CutChoice:
+    """One side of the baseline: the region's observable and direction, and its limit.
+
+    Attributes:
+        observable: the observable, e.g. "ptl1".
+        direction: ">=" (region x >= t) or "<=" (x <= t).
+        point: the limit on that side in the region (its threshold in units of the score
+            used: the observable, or minus it for "<="); None: not reached where quoted.
+    """
+
+    observable: str
+    direction: str
+    point: LimitPoint | None
+
+    @property
+    def cut(self) -> str | None:
+        """The region as text, e.g. "ptl1 >= 312.5" (GeV or radians), None if not reached."""
+        if self.point is None:
+            return None
+        value = self.point.threshold if self.direction == ">=" else -self.point.threshold
+        return f"{self.observable} {self.direction} {value:.4g}"
+
+
+def observable_samples(
+    paths: Sequence[Path], features: Sequence[str]
+) -> dict[str, tuple[ScoreSample, ...]]:
+    """Per observable, ScoreSamples (score = the observable) of the datasets `paths` (SM, LIN,
+    QUAD, in that order), read once each."""
+    tables = [pq.read_table(path, columns=[*features, "yield"]) for path in paths]
+    out: dict[str, tuple[ScoreSample, ...]] = {}
+    for name in features:
+        out[name] = tuple(
+            ScoreSample(
+                score=table.column(name).to_numpy().astype(np.float64),
+                yield_=table.column("yield").to_numpy().astype(np.float64),
+            )
+            for table in tables
+        )
+    return out
+
+
+def _negated(samples: tuple[ScoreSample, ...]) -> tuple[ScoreSample, ...]:
+    return tuple(ScoreSample(score=-s.score, yield_=s.yield_) for s in samples)
+
+
+def best_single_cut(
+    quoted: Mapping[str, tuple[ScoreSample, ...]],
+    chosen_on: Mapping[str, tuple[ScoreSample, ...]] | None,
+    *,
+    significance: float,
+    admissible: Admissibility,
+) -> tuple[CutChoice | None, CutChoice | None]:
+    """(c < 0 side, c > 0 side) of the best single-observable region (see the module
+    docstring); None for a side no observable reaches where the regions are chosen.
+
+    Args:
+        quoted: per observable, (SM, LIN, QUAD) of the events that quote the limit (test).
+        chosen_on: the same of the events the regions are chosen on (validation), or None:
+            chosen on `quoted`.
+        significance: z of the limits.
+        admissible: the admissibility of a region.
+    """
+    best: list[tuple[float, str, str, CoefficientLimit] | None] = [None, None]
+    for name, samples in quoted.items():
+        choice = samples if chosen_on is None else chosen_on[name]
+        for direction, transform in ((">=", _identity), ("<=", _negated)):
+            chosen = solve_proxy(scan_thresholds(*transform(choice)), significance, admissible)
+            for side, point in enumerate((chosen.minus, chosen.plus)):
+                if point is None:
+                    continue
+                current = best[side]
+                if current is None or abs(point.c) < current[0]:
+                    best[side] = (abs(point.c), name, direction, chosen)
+    out: list[CutChoice | None] = []
+    for side, entry in enumerate(best):
+        if entry is None:
+            out.append(None)
+            continue
+        _, name, direction, chosen = entry
+        transform = _identity if direction == ">=" else _negated
+        limit = chosen
+        if chosen_on is not None:
+            limit = quote_limit(scan_thresholds(*transform(quoted[name])), chosen, admissible)
+        point = limit.minus if side == 0 else limit.plus
+        out.append(CutChoice(name, direction, point if _reached(point) else None))
+    return out[0], out[1]
+
+
+def _identity(samples: tuple[ScoreSample, ...]) -> tuple[ScoreSample, ...]:
+    return samples
+
+
+def _reached(point: LimitPoint | None) -> bool:
+    return point is not None and math.isfinite(point.c)
