@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::numbers::{fields, parse_f64, parse_i64};
+use crate::fields::{fields, parse_f64, parse_i64};
 use crate::xml_scan::{attr, next_tag, text_until_close, unescape};
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]

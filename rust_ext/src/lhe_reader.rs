@@ -11,9 +11,9 @@ use std::sync::LazyLock;
 
 use crate::error::{LheError, ParseError, Result};
 use crate::event::{Event, Particle};
+use crate::fields::{fields, parse_f64, parse_i64, FastFields, FieldCursor, FieldError};
 use crate::header::{lossy, parse_init_numbers, scan_declarations, FileHeader};
 use crate::line_source::{byte_mask, open_text, LineSource, PaddedLine};
-use crate::numbers::{fields, parse_f64, parse_i64, FastFields, FieldCursor, FieldError};
 use crate::particle_layout::ParticleLayouts;
 use crate::wgt_lines::{simple_wgt_line, WgtLine, WgtLineShape};
 use crate::xml_scan::{attr, find_closing, next_tag, text_until_close};

@@ -5,13 +5,12 @@
 pub mod batches;
 pub mod error;
 pub mod event;
+pub mod fields;
 pub mod header;
 pub mod lhe_reader;
 pub mod line_source;
-pub mod numbers;
 pub mod observables;
 mod particle_layout;
-mod simd_float;
 pub mod summary;
 mod wgt_lines;
 pub mod xml_scan;

@@ -8,7 +8,7 @@
 //! back to [`simple_wgt_line`], and anything that one does not recognise to the general
 //! scanner: the shape only makes the common case cheaper, never changes what is read.
 
-use crate::numbers::{parse_fixed_layout_fast, FieldCursor, FixedFloatShape};
+use crate::fields::{parse_fixed_layout_fast, FieldCursor, FixedFloatShape};
 
 /// The bytes before a value a shape can hold (`<wgt id='mg_reweight_123'> ` is 27).
 const PREFIX_WORDS: usize = 4;

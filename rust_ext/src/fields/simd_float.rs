@@ -19,7 +19,7 @@ use std::arch::x86_64::{
 };
 
 #[cfg(target_arch = "x86_64")]
-use crate::numbers::POW10;
+use super::number::POW10;
 
 /// Parses the number at the start of `field` (sign, mantissa, optional exponent); returns
 /// the value and the bytes used, or `None` to ask the scalar parser.

@@ -1,0 +1,479 @@
+//! The whitespace-separated numeric fields of one line, read in one pass.
+
+use super::fixed_layout::{parse_fixed_layout, parse_fixed_layout_fast};
+use super::number::{
+    leading_digits, non_digit_mask, parse_f64, parse_i32, parse_simple_f64_prefix,
+};
+
+/// Reads the whitespace-separated numeric fields of a line in one pass: tokenising and
+/// number parsing together, with the general parsers only for unusual spellings.
+pub struct FieldCursor<'a> {
+    line: &'a [u8],
+    /// `line`, or `line` followed by more readable bytes starting with one <= b' '
+    /// (see [`FieldCursor::padded`]): the fast paths read it in fixed-size pieces.
+    window: &'a [u8],
+    pos: usize,
+}
+
+/// Why a field could not be read: it is missing, or it is this text.
+#[derive(Debug, PartialEq)]
+pub enum FieldError<'a> {
+    Missing,
+    NotANumber(&'a [u8]),
+}
+
+impl<'a> FieldCursor<'a> {
+    pub fn new(line: &'a [u8]) -> Self {
+        FieldCursor {
+            line,
+            window: line,
+            pos: 0,
+        }
+    }
+
+    /// [`FieldCursor::padded`] that starts reading at `line[pos..]`.
+    #[inline(always)]
+    pub fn padded_from(line: &'a [u8], window: &'a [u8], pos: usize) -> Self {
+        let mut cursor = FieldCursor::padded(line, window);
+        cursor.pos = pos.min(line.len());
+        cursor
+    }
+
+    /// A cursor over `line` that may read ahead in `window`: `line` followed by more bytes,
+    /// the first of which is a terminator (<= b' '), as
+    /// [`crate::line_source::LineSource::current_padded`] gives. Every field stops at the
+    /// terminator, so what is read is the same as with [`FieldCursor::new`], only faster
+    /// near the end of the line.
+    #[inline(always)]
+    pub fn padded(line: &'a [u8], window: &'a [u8]) -> Self {
+        debug_assert!(window.starts_with(line));
+        debug_assert!(window.get(line.len()).is_none_or(|&b| b <= b' '));
+        FieldCursor {
+            line,
+            window,
+            pos: 0,
+        }
+    }
+
+    #[inline(always)]
+    fn skip_blanks(&mut self) -> bool {
+        // Eight bytes at a time through the wide columns of LHE files.
+        while let Some(chunk) = self.line.get(self.pos..self.pos + 8) {
+            let v = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+            // High bit of each byte > b' ' (carry-free: each byte stays below 0x100).
+            let above_blank =
+                (((v & 0x7f7f_7f7f_7f7f_7f7f) + 0x5f5f_5f5f_5f5f_5f5f) | v) & 0x8080_8080_8080_8080;
+            if above_blank != 0 {
+                self.pos += (above_blank.trailing_zeros() / 8) as usize;
+                return true;
+            }
+            self.pos += 8;
+        }
+        while let Some(&b) = self.line.get(self.pos) {
+            if b > b' ' {
+                return true;
+            }
+            self.pos += 1;
+        }
+        false
+    }
+
+    #[inline]
+    fn at_delimiter(&self, at: usize) -> bool {
+        self.line.get(at).is_none_or(|&b| b <= b' ')
+    }
+
+    #[inline]
+    fn token(&mut self) -> &'a [u8] {
+        let start = self.pos;
+        while !self.at_delimiter(self.pos) {
+            self.pos += 1;
+        }
+        &self.line[start..self.pos]
+    }
+
+    /// The next field as a float. The fixed layout of MadGraph and most Fortran writers
+    /// is parsed inline; every other spelling goes to [`Self::f64_general`].
+    #[inline(always)]
+    pub fn f64(&mut self) -> Result<f64, FieldError<'a>> {
+        if !self.skip_blanks() {
+            return Err(FieldError::Missing);
+        }
+        #[cfg(target_arch = "x86_64")]
+        if let Some((v, end)) = super::simd_float::parse_madgraph(self.window, self.pos) {
+            self.pos = end;
+            debug_assert!(self.pos <= self.line.len());
+            return Ok(v);
+        }
+        if let Some((v, end)) = parse_fixed_layout(self.window, self.pos) {
+            self.pos = end;
+            debug_assert!(self.pos <= self.line.len());
+            return Ok(v);
+        }
+        self.f64_general()
+    }
+
+    #[inline(never)]
+    fn f64_general(&mut self) -> Result<f64, FieldError<'a>> {
+        let rest = &self.line[self.pos..];
+        if let Some((v, used)) =
+            super::simd_float::parse_prefix(rest).or_else(|| parse_simple_f64_prefix(rest))
+        {
+            if self.at_delimiter(self.pos + used) {
+                self.pos += used;
+                return Ok(v);
+            }
+        }
+        let token = self.token();
+        parse_f64(token).ok_or(FieldError::NotANumber(token))
+    }
+
+    /// The next field as a 32-bit integer: up to 7 digits with an optional minus sign
+    /// are read 8 bytes at a time inline, anything else by [`Self::i32_general`].
+    #[inline(always)]
+    pub fn i32(&mut self) -> Result<i32, FieldError<'a>> {
+        if !self.skip_blanks() {
+            return Err(FieldError::Missing);
+        }
+        let negative = self.line[self.pos] == b'-';
+        let first_digit = self.pos + usize::from(negative);
+        if let Some(chunk) = self.window.get(first_digit..first_digit + 8) {
+            let v = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+            let n = (non_digit_mask(v).trailing_zeros() / 8) as usize; // 8 if all digits
+                                                                       // 1 to 7 digits followed by a blank: the byte after them is in `v`.
+            if (1..8).contains(&n) && (v >> (8 * n)) as u8 <= b' ' {
+                let value = leading_digits(v, n) as i32; // below 10^7
+                self.pos = first_digit + n;
+                return Ok(if negative { -value } else { value });
+            }
+        }
+        self.i32_general()
+    }
+
+    #[inline(never)]
+    fn i32_general(&mut self) -> Result<i32, FieldError<'a>> {
+        // Up to 9 plain digits with an optional minus sign, then the general parser.
+        let start = self.pos;
+        let negative = self.line[start] == b'-';
+        let first_digit = start + usize::from(negative);
+        let mut i = first_digit;
+        let mut value: i32 = 0;
+        while let Some(&b) = self.line.get(i) {
+            let d = b.wrapping_sub(b'0');
+            if d > 9 || i - first_digit == 9 {
+                break;
+            }
+            value = value * 10 + i32::from(d);
+            i += 1;
+        }
+        if i > first_digit && self.at_delimiter(i) {
+            self.pos = i;
+            return Ok(if negative { -value } else { value });
+        }
+        let token = self.token();
+        parse_i32(token).ok_or(FieldError::NotANumber(token))
+    }
+
+    /// The part of the line not read yet.
+    pub fn rest(&self) -> &'a [u8] {
+        &self.line[self.pos..]
+    }
+
+    /// Whether only blanks are left on the line (skips them).
+    #[inline(always)]
+    pub fn at_end(&mut self) -> bool {
+        !self.skip_blanks()
+    }
+
+    /// Number of fields left on the line (consumes them).
+    pub fn count_rest(&mut self) -> usize {
+        let mut n = 0;
+        while self.skip_blanks() {
+            self.token();
+            n += 1;
+        }
+        n
+    }
+}
+
+/// The fast paths of [`FieldCursor`] alone, for lines in the usual layouts: each read
+/// gives `None` where the cursor would take a general path or report an error, and the
+/// caller then reads the whole line again with a [`FieldCursor`]. Nothing here calls out
+/// of line, so the position stays in a register across the fields of a line.
+pub struct FastFields<'a> {
+    /// The line followed by its terminator (<= b' ') and more bytes.
+    window: &'a [u8],
+    len: usize,
+    pos: usize,
+}
+
+impl<'a> FastFields<'a> {
+    /// Reads `line`, which `window` extends as for [`FieldCursor::padded`].
+    #[inline(always)]
+    pub fn new(line: &'a [u8], window: &'a [u8]) -> Self {
+        debug_assert!(window.starts_with(line));
+        debug_assert!(window.get(line.len()).is_none_or(|&b| b <= b' '));
+        FastFields {
+            window,
+            len: line.len(),
+            pos: 0,
+        }
+    }
+
+    /// Moves to the next field; `false` at the end of the line or where the window ends.
+    #[inline(always)]
+    fn skip_blanks(&mut self) -> bool {
+        loop {
+            let Some(chunk) = self.window.get(self.pos..self.pos + 8) else {
+                return false;
+            };
+            let v = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+            // High bit of each byte > b' ' (carry-free: each byte stays below 0x100).
+            let above_blank =
+                (((v & 0x7f7f_7f7f_7f7f_7f7f) + 0x5f5f_5f5f_5f5f_5f5f) | v) & 0x8080_8080_8080_8080;
+            if above_blank != 0 {
+                self.pos += (above_blank.trailing_zeros() / 8) as usize;
+                // Blanks up to the terminator and beyond: the line has no field left.
+                return self.pos < self.len;
+            }
+            self.pos += 8;
+        }
+    }
+
+    /// The next field as a float in the fixed layouts [`parse_fixed_layout`] reads.
+    #[inline(always)]
+    pub fn f64(&mut self) -> Option<f64> {
+        if !self.skip_blanks() {
+            return None;
+        }
+        let (v, end) = parse_fixed_layout_fast(self.window, self.pos)?;
+        self.pos = end;
+        Some(v)
+    }
+
+    /// The next field as an integer of 1 to 7 digits with an optional minus sign.
+    #[inline(always)]
+    pub fn i32(&mut self) -> Option<i32> {
+        if !self.skip_blanks() {
+            return None;
+        }
+        let negative = self.window[self.pos] == b'-';
+        let first_digit = self.pos + usize::from(negative);
+        let chunk = self.window.get(first_digit..first_digit + 8)?;
+        let v = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+        let n = (non_digit_mask(v).trailing_zeros() / 8) as usize; // 8 if all digits
+                                                                   // 1 to 7 digits followed by a blank: the byte after them is in `v`.
+        if !(1..8).contains(&n) || (v >> (8 * n)) as u8 > b' ' {
+            return None;
+        }
+        let value = leading_digits(v, n) as i32; // below 10^7
+        self.pos = first_digit + n;
+        Some(if negative { -value } else { value })
+    }
+
+    /// Whether only blanks are left on the line.
+    #[inline(always)]
+    pub fn at_end(&mut self) -> bool {
+        !self.skip_blanks() && self.pos >= self.len
+    }
+}
+
+/// Splits a line into whitespace-separated fields (space, tab, CR, other ASCII controls).
+#[inline]
+pub fn fields(line: &[u8]) -> Fields<'_> {
+    Fields { rest: line }
+}
+
+pub struct Fields<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Iterator for Fields<'a> {
+    type Item = &'a [u8];
+
+    #[inline]
+    fn next(&mut self) -> Option<&'a [u8]> {
+        let start = self.rest.iter().position(|&b| b > b' ')?;
+        let rest = &self.rest[start..];
+        let len = rest.iter().position(|&b| b <= b' ').unwrap_or(rest.len());
+        self.rest = &rest[len..];
+        Some(&rest[..len])
+    }
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 5000, ..ProptestConfig::default() })]
+
+        /// The fast paths give the bits of the general, correctly rounded parser.
+        #[test]
+        fn fast_paths_are_exact(x in any::<f64>().prop_filter("finite", |v| v.is_finite()),
+                                precision in 0usize..19, scientific in any::<bool>()) {
+            let text = if scientific { format!("{x:+.precision$e}") } else { format!("{x:.precision$}") };
+            let general: f64 = fast_float2::parse(text.as_bytes()).unwrap();
+            prop_assert_eq!(parse_f64(text.as_bytes()).unwrap().to_bits(), general.to_bits(), "{}", text);
+            let mut cursor = FieldCursor::new(text.as_bytes());
+            prop_assert_eq!(cursor.f64().unwrap().to_bits(), general.to_bits(), "{}", text);
+            // Room to read 16 bytes: the vector path takes over where it can.
+            let padded = format!("{text}                 7");
+            let mut cursor = FieldCursor::new(padded.as_bytes());
+            prop_assert_eq!(cursor.f64().unwrap().to_bits(), general.to_bits(), "{}", text);
+            prop_assert_eq!(cursor.f64(), Ok(7.0));
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 5000, ..ProptestConfig::default() })]
+
+        /// Where the fast field reader gives a value, it is the cursor's value, field by
+        /// field, on lines of random integers, floats, junk and blanks.
+        #[test]
+        fn fast_fields_agree_with_the_cursor(
+            fields in proptest::collection::vec(prop_oneof![
+                "-?[0-9]{1,9}",
+                "[+-]?[0-9]\\.[0-9]{0,16}([eE][+-][0-9]{2})?",
+                "[0-9.eE+x-]{1,6}",
+            ], 0..8),
+            blanks in "[ \t]{1,3}", ints in proptest::collection::vec(any::<bool>(), 8),
+            next_line in "[ \n]?[0-9 ]{0,70}") {
+            let line = fields.join(&blanks);
+            let window = format!("{line}\n{next_line}{}", " ".repeat(64));
+            let (line, window) = (line.as_bytes(), window.as_bytes());
+            let mut fast = FastFields::new(line, window);
+            let mut cursor = FieldCursor::padded(line, window);
+            for &int in ints.iter().take(fields.len()) {
+                if int {
+                    let expected = cursor.i32();
+                    if let Some(v) = fast.i32() {
+                        prop_assert_eq!(Ok(v), expected);
+                    } else {
+                        return Ok(());
+                    }
+                } else {
+                    let expected = cursor.f64().map(f64::to_bits);
+                    if let Some(v) = fast.f64() {
+                        prop_assert_eq!(Ok(v.to_bits()), expected);
+                    } else {
+                        return Ok(());
+                    }
+                }
+            }
+            if fields.len() <= ints.len() {
+                prop_assert_eq!(fast.at_end(), cursor.at_end());
+            }
+        }
+    }
+
+    #[test]
+    fn fast_fields_stop_at_the_end_of_the_line() {
+        let window = b"  1 -2.5E+01  \n 3 4.0E+00                                                                ";
+        let line = &window[..14];
+        let mut fast = FastFields::new(line, window);
+        assert_eq!(fast.i32(), Some(1));
+        assert_eq!(fast.f64(), Some(-25.0));
+        assert!(fast.at_end());
+        assert_eq!(fast.i32(), None); // the next line is not read
+        let mut fast = FastFields::new(line, window);
+        assert_eq!(fast.i32(), Some(1));
+        assert_eq!(fast.i32(), None); // a float is not an integer
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 5000, ..ProptestConfig::default() })]
+
+        /// Fortran-style spellings (`0.12345E+02`, `-1.5D-3` aside): sign, integer digits,
+        /// point, fraction digits, exponent letter and width as generators write them.
+        #[test]
+        fn lhe_spellings_are_exact(sign in prop_oneof![Just(""), Just("+"), Just("-")],
+                                   int_digits in "[0-9]{0,6}", frac in "[0-9]{0,14}",
+                                   point in any::<bool>(), letter in prop_oneof![Just("e"), Just("E")],
+                                   exp in -40i32..40, width in 1usize..4, has_exp in any::<bool>()) {
+            let int_digits = if int_digits.is_empty() && (frac.is_empty() || !point) { "0".to_owned() } else { int_digits };
+            let mantissa = if point { format!("{int_digits}.{frac}") } else { int_digits.clone() };
+            let exponent = if has_exp {
+                format!("{letter}{}{:0width$}", if exp < 0 { "-" } else { "+" }, exp.unsigned_abs())
+            } else {
+                String::new()
+            };
+            let text = format!("{sign}{mantissa}{exponent}");
+            let general: f64 = fast_float2::parse(text.as_bytes()).unwrap();
+            let padded = format!("{text}                 ");
+            let mut cursor = FieldCursor::new(padded.as_bytes());
+            prop_assert_eq!(cursor.f64().unwrap().to_bits(), general.to_bits(), "{}", text);
+        }
+    }
+
+    #[test]
+    fn cursor_reads_fields_in_one_pass() {
+        let mut c = FieldCursor::new(b" -11\t1 +8.7e+02 1.0D+03 .5 *** 7x");
+        assert_eq!(c.i32(), Ok(-11));
+        assert_eq!(c.i32(), Ok(1));
+        assert_eq!(c.f64(), Ok(870.0));
+        assert_eq!(c.f64(), Ok(1000.0));
+        assert_eq!(c.f64(), Ok(0.5));
+        assert_eq!(c.f64(), Err(FieldError::NotANumber(b"***")));
+        assert_eq!(c.f64(), Err(FieldError::NotANumber(b"7x")));
+        assert_eq!(c.f64(), Err(FieldError::Missing));
+        let mut c = FieldCursor::new(b"-2147483648 2147483648 +7 - 0012 1234567890");
+        assert_eq!(c.i32(), Ok(i32::MIN));
+        assert_eq!(c.i32(), Err(FieldError::NotANumber(b"2147483648")));
+        assert_eq!(c.i32(), Ok(7));
+        assert_eq!(c.i32(), Err(FieldError::NotANumber(b"-")));
+        assert_eq!(c.i32(), Ok(12));
+        assert_eq!(c.i32(), Ok(1_234_567_890));
+        // Every width of the inline path and beyond, with and without a sign.
+        for digits in 1..=10usize {
+            let text = "9".repeat(digits);
+            let line = format!("{text} -{text}         ");
+            let mut c = FieldCursor::new(line.as_bytes());
+            let expected: Option<i32> = text.parse().ok();
+            assert_eq!(c.i32().ok(), expected, "{line}");
+            assert_eq!(c.i32().ok(), expected.map(|v| -v), "{line}");
+        }
+        let mut c = FieldCursor::new(b"12345678 1234567x        -0 +5      ");
+        assert_eq!(c.i32(), Ok(12_345_678));
+        assert_eq!(c.i32(), Err(FieldError::NotANumber(b"1234567x")));
+        assert_eq!(c.i32(), Ok(0));
+        assert_eq!(c.i32(), Ok(5));
+        // A padded window gives the same fields as the bare line.
+        let window = b" 7 -1.5 0.25e+01 1.\n2 3.0e+00 4 5 6 7 8 9 10 11 12";
+        let line = &window[..19];
+        let mut bare = FieldCursor::new(line);
+        let mut padded = FieldCursor::padded(line, window);
+        assert_eq!((bare.i32(), padded.i32()), (Ok(7), Ok(7)));
+        for expected in [-1.5, 2.5, 1.0] {
+            assert_eq!((bare.f64(), padded.f64()), (Ok(expected), Ok(expected)));
+        }
+        assert_eq!(
+            (bare.f64(), padded.f64()),
+            (Err(FieldError::Missing), Err(FieldError::Missing))
+        );
+        let mut c = FieldCursor::new(b"1 2 3");
+        assert_eq!(c.i32(), Ok(1));
+        assert_eq!(c.count_rest(), 2);
+    }
+
+    #[test]
+    fn blanks_are_skipped_in_any_width_and_control_bytes_count_as_blanks() {
+        for width in 0..20 {
+            for filler in [b' ', b'\t', b'\r', 0u8, 0x1f] {
+                let mut line = vec![filler; width];
+                line.extend_from_slice(b"-12 \xa0");
+                let mut c = FieldCursor::new(&line);
+                assert_eq!(c.i32(), Ok(-12), "width {width}");
+                // A non-ASCII byte is not a blank.
+                assert_eq!(c.i32(), Err(FieldError::NotANumber(b"\xa0")));
+            }
+        }
+    }
+
+    #[test]
+    fn field_splitting() {
+        let got: Vec<&[u8]> = fields(b" \t1  -2\t+3.5\r").collect();
+        assert_eq!(got, vec![&b"1"[..], b"-2", b"+3.5"]);
+        assert_eq!(fields(b"   ").count(), 0);
+    }
+}
