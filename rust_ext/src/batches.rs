@@ -9,8 +9,8 @@ use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
 
 use crate::error::LheError;
 use crate::event::Event;
-use crate::lhe_reader::LheReader;
 use crate::observables::{self, N_OBSERVABLES};
+use crate::reader::LheReader;
 use crate::summary::{FileSummary, SummaryBuilder};
 
 /// Which table a stream produces.

@@ -7,9 +7,9 @@ use serde::Serialize;
 
 use crate::error::ParseError;
 use crate::event::Event;
-use crate::header::{Beams, Generator, MgGenerationInfo, Process, WeightDecl};
-use crate::lhe_reader::LheReader;
 use crate::observables::Rejection;
+use crate::reader::header::{Beams, Generator, MgGenerationInfo, Process, WeightDecl};
+use crate::reader::LheReader;
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct FileSummary {

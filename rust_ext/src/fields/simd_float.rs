@@ -197,7 +197,7 @@ pub(crate) fn parse_madgraph(window: &[u8], pos: usize) -> Option<(f64, usize)> 
 /// The unsigned MadGraph layout `D.F...F` with exactly `frac` (<= 13) fraction digits, then
 /// `[eE][+-]DD` if `exponent`, at `window[at..]` and ended by a byte <= b' ': its value,
 /// or `None` if the bytes are anything else. For layouts known in advance (see
-/// [`crate::particle_layout`]); 16 bytes must be readable from `at` (8 more past the
+/// `reader::particle_layout`); 16 bytes must be readable from `at` (8 more past the
 /// fraction with an exponent).
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]

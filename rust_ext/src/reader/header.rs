@@ -3,8 +3,8 @@
 
 use serde::Serialize;
 
+use super::xml_scan::{attr, next_tag, text_until_close, unescape};
 use crate::fields::{fields, parse_f64, parse_i64};
-use crate::xml_scan::{attr, next_tag, text_until_close, unescape};
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Generator {
