@@ -8,8 +8,8 @@ use serde::Serialize;
 use crate::error::ParseError;
 use crate::event::Event;
 use crate::observables::Rejection;
-use crate::reader::header::{Beams, Generator, MgGenerationInfo, Process, WeightDecl};
 use crate::reader::LheReader;
+use crate::reader::{Beams, Generator, MgGenerationInfo, Process, WeightDecl};
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct FileSummary {
@@ -42,7 +42,7 @@ pub struct FileSummary {
 }
 
 /// Accumulates a [`FileSummary`] event by event.
-pub struct SummaryBuilder {
+pub(crate) struct SummaryBuilder {
     summary: FileSummary,
     sums: Vec<f64>,
     missing: Vec<u64>,
@@ -51,7 +51,7 @@ pub struct SummaryBuilder {
 }
 
 impl SummaryBuilder {
-    pub fn new(reader: &LheReader) -> Self {
+    pub(crate) fn new(reader: &LheReader) -> Self {
         let header = reader.header();
         // Columns may include ids first seen in the first event: describe those too.
         let weights = reader
@@ -91,7 +91,7 @@ impl SummaryBuilder {
         }
     }
 
-    pub fn add(&mut self, event: &Event, outcome: Result<(), Rejection>) {
+    pub(crate) fn add(&mut self, event: &Event, outcome: Result<(), Rejection>) {
         self.summary.n_events += 1;
         self.sum_w += event.xwgtup;
         for ((sum, missing), w) in self
@@ -113,7 +113,7 @@ impl SummaryBuilder {
     }
 
     /// The summary as it stands, with the reader's skipped events and progress.
-    pub fn snapshot(&self, reader: &LheReader, complete: bool) -> FileSummary {
+    pub(crate) fn snapshot(&self, reader: &LheReader, complete: bool) -> FileSummary {
         let mut s = self.summary.clone();
         s.sum_weights.insert("w".to_owned(), self.sum_w);
         for (i, id) in reader.weight_ids().iter().enumerate() {

@@ -7,7 +7,7 @@ use super::number::{
 
 /// Reads the whitespace-separated numeric fields of a line in one pass: tokenising and
 /// number parsing together, with the general parsers only for unusual spellings.
-pub struct FieldCursor<'a> {
+pub(crate) struct FieldCursor<'a> {
     line: &'a [u8],
     /// `line`, or `line` followed by more readable bytes starting with one <= b' '
     /// (see [`FieldCursor::padded`]): the fast paths read it in fixed-size pieces.
@@ -17,13 +17,13 @@ pub struct FieldCursor<'a> {
 
 /// Why a field could not be read: it is missing, or it is this text.
 #[derive(Debug, PartialEq)]
-pub enum FieldError<'a> {
+pub(crate) enum FieldError<'a> {
     Missing,
     NotANumber(&'a [u8]),
 }
 
 impl<'a> FieldCursor<'a> {
-    pub fn new(line: &'a [u8]) -> Self {
+    pub(crate) fn new(line: &'a [u8]) -> Self {
         FieldCursor {
             line,
             window: line,
@@ -33,7 +33,7 @@ impl<'a> FieldCursor<'a> {
 
     /// [`FieldCursor::padded`] that starts reading at `line[pos..]`.
     #[inline(always)]
-    pub fn padded_from(line: &'a [u8], window: &'a [u8], pos: usize) -> Self {
+    pub(crate) fn padded_from(line: &'a [u8], window: &'a [u8], pos: usize) -> Self {
         let mut cursor = FieldCursor::padded(line, window);
         cursor.pos = pos.min(line.len());
         cursor
@@ -45,7 +45,7 @@ impl<'a> FieldCursor<'a> {
     /// terminator, so what is read is the same as with [`FieldCursor::new`], only faster
     /// near the end of the line.
     #[inline(always)]
-    pub fn padded(line: &'a [u8], window: &'a [u8]) -> Self {
+    pub(crate) fn padded(line: &'a [u8], window: &'a [u8]) -> Self {
         debug_assert!(window.starts_with(line));
         debug_assert!(window.get(line.len()).is_none_or(|&b| b <= b' '));
         FieldCursor {
@@ -95,7 +95,7 @@ impl<'a> FieldCursor<'a> {
     /// The next field as a float. The fixed layout of MadGraph and most Fortran writers
     /// is parsed inline; every other spelling goes to [`Self::f64_general`].
     #[inline(always)]
-    pub fn f64(&mut self) -> Result<f64, FieldError<'a>> {
+    pub(crate) fn f64(&mut self) -> Result<f64, FieldError<'a>> {
         if !self.skip_blanks() {
             return Err(FieldError::Missing);
         }
@@ -131,7 +131,7 @@ impl<'a> FieldCursor<'a> {
     /// The next field as a 32-bit integer: up to 7 digits with an optional minus sign
     /// are read 8 bytes at a time inline, anything else by [`Self::i32_general`].
     #[inline(always)]
-    pub fn i32(&mut self) -> Result<i32, FieldError<'a>> {
+    pub(crate) fn i32(&mut self) -> Result<i32, FieldError<'a>> {
         if !self.skip_blanks() {
             return Err(FieldError::Missing);
         }
@@ -175,18 +175,18 @@ impl<'a> FieldCursor<'a> {
     }
 
     /// The part of the line not read yet.
-    pub fn rest(&self) -> &'a [u8] {
+    pub(crate) fn rest(&self) -> &'a [u8] {
         &self.line[self.pos..]
     }
 
     /// Whether only blanks are left on the line (skips them).
     #[inline(always)]
-    pub fn at_end(&mut self) -> bool {
+    pub(crate) fn at_end(&mut self) -> bool {
         !self.skip_blanks()
     }
 
     /// Number of fields left on the line (consumes them).
-    pub fn count_rest(&mut self) -> usize {
+    pub(crate) fn count_rest(&mut self) -> usize {
         let mut n = 0;
         while self.skip_blanks() {
             self.token();
@@ -200,7 +200,7 @@ impl<'a> FieldCursor<'a> {
 /// gives `None` where the cursor would take a general path or report an error, and the
 /// caller then reads the whole line again with a [`FieldCursor`]. Nothing here calls out
 /// of line, so the position stays in a register across the fields of a line.
-pub struct FastFields<'a> {
+pub(crate) struct FastFields<'a> {
     /// The line followed by its terminator (<= b' ') and more bytes.
     window: &'a [u8],
     len: usize,
@@ -210,7 +210,7 @@ pub struct FastFields<'a> {
 impl<'a> FastFields<'a> {
     /// Reads `line`, which `window` extends as for [`FieldCursor::padded`].
     #[inline(always)]
-    pub fn new(line: &'a [u8], window: &'a [u8]) -> Self {
+    pub(crate) fn new(line: &'a [u8], window: &'a [u8]) -> Self {
         debug_assert!(window.starts_with(line));
         debug_assert!(window.get(line.len()).is_none_or(|&b| b <= b' '));
         FastFields {
@@ -242,7 +242,7 @@ impl<'a> FastFields<'a> {
 
     /// The next field as a float in the fixed layouts [`parse_fixed_layout`] reads.
     #[inline(always)]
-    pub fn f64(&mut self) -> Option<f64> {
+    pub(crate) fn f64(&mut self) -> Option<f64> {
         if !self.skip_blanks() {
             return None;
         }
@@ -253,7 +253,7 @@ impl<'a> FastFields<'a> {
 
     /// The next field as an integer of 1 to 7 digits with an optional minus sign.
     #[inline(always)]
-    pub fn i32(&mut self) -> Option<i32> {
+    pub(crate) fn i32(&mut self) -> Option<i32> {
         if !self.skip_blanks() {
             return None;
         }
@@ -273,18 +273,18 @@ impl<'a> FastFields<'a> {
 
     /// Whether only blanks are left on the line.
     #[inline(always)]
-    pub fn at_end(&mut self) -> bool {
+    pub(crate) fn at_end(&mut self) -> bool {
         !self.skip_blanks() && self.pos >= self.len
     }
 }
 
 /// Splits a line into whitespace-separated fields (space, tab, CR, other ASCII controls).
 #[inline]
-pub fn fields(line: &[u8]) -> Fields<'_> {
+pub(crate) fn fields(line: &[u8]) -> Fields<'_> {
     Fields { rest: line }
 }
 
-pub struct Fields<'a> {
+pub(crate) struct Fields<'a> {
     rest: &'a [u8],
 }
 

@@ -10,7 +10,9 @@ mod fixed_layout;
 mod number;
 mod simd_float;
 
-pub use cursor::{fields, FastFields, FieldCursor, FieldError, Fields};
+pub(crate) use cursor::{fields, FastFields, FieldCursor, FieldError};
 pub(crate) use fixed_layout::{parse_fixed_layout_fast, FixedFloatShape};
 pub(crate) use number::eight_digit_values;
-pub use number::{parse_f64, parse_i32, parse_i64};
+#[cfg(test)]
+pub(crate) use number::parse_i32;
+pub(crate) use number::{parse_f64, parse_i64};

@@ -5,7 +5,7 @@
 
 /// Parses a float field; `None` if the bytes are not a number.
 #[inline]
-pub fn parse_f64(field: &[u8]) -> Option<f64> {
+pub(crate) fn parse_f64(field: &[u8]) -> Option<f64> {
     if let Some(v) = parse_simple_f64(field) {
         return Some(v);
     }
@@ -234,7 +234,7 @@ pub(super) fn finish_simple(
 
 /// Parses a signed decimal integer field (optional `+`/`-`), rejecting overflow.
 #[inline]
-pub fn parse_i64(field: &[u8]) -> Option<i64> {
+pub(crate) fn parse_i64(field: &[u8]) -> Option<i64> {
     let (negative, digits) = match field.first()? {
         b'-' => (true, &field[1..]),
         b'+' => (false, &field[1..]),
@@ -260,7 +260,7 @@ pub fn parse_i64(field: &[u8]) -> Option<i64> {
 
 /// Parses an integer field that must fit in 32 bits.
 #[inline]
-pub fn parse_i32(field: &[u8]) -> Option<i32> {
+pub(crate) fn parse_i32(field: &[u8]) -> Option<i32> {
     parse_i64(field).and_then(|v| i32::try_from(v).ok())
 }
 #[cfg(test)]

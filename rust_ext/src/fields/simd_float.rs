@@ -24,7 +24,7 @@ use super::number::POW10;
 /// Parses the number at the start of `field` (sign, mantissa, optional exponent); returns
 /// the value and the bytes used, or `None` to ask the scalar parser.
 #[inline]
-pub fn parse_prefix(field: &[u8]) -> Option<(f64, usize)> {
+pub(crate) fn parse_prefix(field: &[u8]) -> Option<(f64, usize)> {
     #[cfg(target_arch = "x86_64")]
     {
         let (negative, start) = match field.first()? {

@@ -70,7 +70,11 @@ pub struct FileHeader {
 
 /// Reads `<MGGenerationInfo>`, `<initrwgt>`, `<weightinfo>` and `<generator>` tags from
 /// header or init text, appending to `out`.
-pub fn scan_declarations(text: &[u8], out: &mut FileHeader, weightinfo: &mut Vec<WeightDecl>) {
+pub(crate) fn scan_declarations(
+    text: &[u8],
+    out: &mut FileHeader,
+    weightinfo: &mut Vec<WeightDecl>,
+) {
     let mut pos = 0;
     let mut in_initrwgt = false;
     let mut group: Option<String> = None;
@@ -158,7 +162,10 @@ fn parse_mg_generation_info(body: &[u8]) -> MgGenerationInfo {
 /// Parses the numeric lines of `<init>`: the beam line, then NPRUP process lines.
 /// Returns the index of the first line that is not part of that block, or an error
 /// message and the index of the offending line.
-pub fn parse_init_numbers(lines: &[&[u8]], out: &mut FileHeader) -> Result<usize, (usize, String)> {
+pub(crate) fn parse_init_numbers(
+    lines: &[&[u8]],
+    out: &mut FileHeader,
+) -> Result<usize, (usize, String)> {
     let mut idx = 0;
     let next_data_line = |idx: &mut usize| -> Option<usize> {
         while *idx < lines.len() {
@@ -250,7 +257,7 @@ pub fn parse_init_numbers(lines: &[&[u8]], out: &mut FileHeader) -> Result<usize
     Ok(idx)
 }
 
-pub fn lossy(bytes: &[u8]) -> String {
+pub(crate) fn lossy(bytes: &[u8]) -> String {
     let mut s = String::from_utf8_lossy(bytes).into_owned();
     if s.len() > 40 {
         let mut cut = 40;

@@ -74,37 +74,32 @@ impl LheReader {
         Ok(reader)
     }
 
-    pub fn path(&self) -> &str {
+    pub(crate) fn path(&self) -> &str {
         &self.path
     }
 
-    pub fn header(&self) -> &FileHeader {
+    pub(crate) fn header(&self) -> &FileHeader {
         &self.header
     }
 
-    pub fn is_gzip(&self) -> bool {
+    pub(crate) fn is_gzip(&self) -> bool {
         self.is_gzip
     }
 
     /// Ids of the named weights, in column order (declared first, then any the first
     /// event added).
-    pub fn weight_ids(&self) -> &[String] {
+    pub(crate) fn weight_ids(&self) -> &[String] {
         self.body.weights.ids()
     }
 
     /// Events skipped (with [`OnError::Skip`]) and other recorded problems, in file order.
-    pub fn skipped(&self) -> &[ParseError] {
+    pub(crate) fn skipped(&self) -> &[ParseError] {
         &self.skipped
     }
 
     /// Bytes of (decompressed) text read so far.
-    pub fn bytes_read(&self) -> u64 {
+    pub(crate) fn bytes_read(&self) -> u64 {
         self.lines.bytes_consumed()
-    }
-
-    /// Number of events started so far, good or skipped.
-    pub fn events_seen(&self) -> u64 {
-        self.next_index
     }
 
     /// The next event, or `None` after the last.

@@ -7,12 +7,13 @@
 
 mod event_body;
 mod event_lines;
-pub mod header;
+mod header;
 mod lhe_reader;
 mod markup;
 mod particle_layout;
 mod weights;
 mod wgt_lines;
-pub mod xml_scan;
+mod xml_scan;
 
+pub use header::{Beams, FileHeader, Generator, MgGenerationInfo, Process, WeightDecl};
 pub use lhe_reader::{LheReader, OnError};

@@ -18,10 +18,10 @@ const SUFFIX_WORDS: usize = 2;
 /// A recognised `<wgt>` line: the id, the value and where the value's text lies.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct WgtLine<'a> {
-    pub id: &'a [u8],
-    pub value: f64,
-    pub value_start: usize,
-    pub value_end: usize,
+    pub(crate) id: &'a [u8],
+    pub(crate) value: f64,
+    pub(crate) value_start: usize,
+    pub(crate) value_end: usize,
 }
 
 /// A line that is exactly `<wgt id='ID'> VALUE </wgt>` (either quote, any blanks), as
