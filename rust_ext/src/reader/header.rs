@@ -56,13 +56,18 @@ pub struct WeightDecl {
     pub group: Option<String>,
 }
 
+/// The file's metadata before its events. Declared here once: [`crate::FileSummary`]
+/// embeds it (flattened), and so does the JSON that Python reads as `LheInfo`, so a field
+/// added here appears in all three.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct FileHeader {
+    /// The `version` attribute of `<LesHouchesEvents>`.
     pub lhef_version: String,
     pub generators: Vec<Generator>,
     pub beams: Beams,
     pub processes: Vec<Process>,
     pub mg_generation_info: Option<MgGenerationInfo>,
+    /// Named weights declared in `<initrwgt>` (or LHEF 3.0 `<weightinfo>`).
     pub weights: Vec<WeightDecl>,
     /// Oddities that do not stop the reading but that a user should know about.
     pub warnings: Vec<String>,
