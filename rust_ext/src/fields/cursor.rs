@@ -57,18 +57,6 @@ impl<'a> FieldCursor<'a> {
 
     #[inline(always)]
     fn skip_blanks(&mut self) -> bool {
-        // Eight bytes at a time through the wide columns of LHE files.
-        while let Some(chunk) = self.line.get(self.pos..self.pos + 8) {
-            let v = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
-            // High bit of each byte > b' ' (carry-free: each byte stays below 0x100).
-            let above_blank =
-                (((v & 0x7f7f_7f7f_7f7f_7f7f) + 0x5f5f_5f5f_5f5f_5f5f) | v) & 0x8080_8080_8080_8080;
-            if above_blank != 0 {
-                self.pos += (above_blank.trailing_zeros() / 8) as usize;
-                return true;
-            }
-            self.pos += 8;
-        }
         while let Some(&b) = self.line.get(self.pos) {
             if b > b' ' {
                 return true;
