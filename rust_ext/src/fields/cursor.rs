@@ -116,30 +116,13 @@ impl<'a> FieldCursor<'a> {
         parse_f64(token).ok_or(FieldError::NotANumber(token))
     }
 
-    /// The next field as a 32-bit integer: up to 7 digits with an optional minus sign
-    /// are read 8 bytes at a time inline, anything else by [`Self::i32_general`].
-    #[inline(always)]
+    /// The next field as a 32-bit integer: up to 9 plain digits with an optional minus
+    /// sign are read inline, anything else by the general parser.
+    #[inline]
     pub(crate) fn i32(&mut self) -> Result<i32, FieldError<'a>> {
         if !self.skip_blanks() {
             return Err(FieldError::Missing);
         }
-        let negative = self.line[self.pos] == b'-';
-        let first_digit = self.pos + usize::from(negative);
-        if let Some(chunk) = self.window.get(first_digit..first_digit + 8) {
-            let v = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
-            let n = (non_digit_mask(v).trailing_zeros() / 8) as usize; // 8 if all digits
-                                                                       // 1 to 7 digits followed by a blank: the byte after them is in `v`.
-            if (1..8).contains(&n) && (v >> (8 * n)) as u8 <= b' ' {
-                let value = leading_digits(v, n) as i32; // below 10^7
-                self.pos = first_digit + n;
-                return Ok(if negative { -value } else { value });
-            }
-        }
-        self.i32_general()
-    }
-
-    #[inline(never)]
-    fn i32_general(&mut self) -> Result<i32, FieldError<'a>> {
         // Up to 9 plain digits with an optional minus sign, then the general parser.
         let start = self.pos;
         let negative = self.line[start] == b'-';
