@@ -104,9 +104,7 @@ impl<'a> FieldCursor<'a> {
     #[inline(never)]
     fn f64_general(&mut self) -> Result<f64, FieldError<'a>> {
         let rest = &self.line[self.pos..];
-        if let Some((v, used)) =
-            super::simd_float::parse_prefix(rest).or_else(|| parse_simple_f64_prefix(rest))
-        {
+        if let Some((v, used)) = parse_simple_f64_prefix(rest) {
             if self.at_delimiter(self.pos + used) {
                 self.pos += used;
                 return Ok(v);
