@@ -1,9 +1,7 @@
 //! The whitespace-separated numeric fields of one line, read in one pass.
 
 use super::fixed_layout::{parse_fixed_layout, parse_fixed_layout_fast};
-use super::number::{
-    leading_digits, non_digit_mask, parse_f64, parse_i32, parse_simple_f64_prefix,
-};
+use super::number::{leading_digits, non_digit_mask, parse_f64, parse_i32};
 
 /// Reads the whitespace-separated numeric fields of a line in one pass: tokenising and
 /// number parsing together, with the general parsers only for unusual spellings.
@@ -103,13 +101,6 @@ impl<'a> FieldCursor<'a> {
 
     #[inline(never)]
     fn f64_general(&mut self) -> Result<f64, FieldError<'a>> {
-        let rest = &self.line[self.pos..];
-        if let Some((v, used)) = parse_simple_f64_prefix(rest) {
-            if self.at_delimiter(self.pos + used) {
-                self.pos += used;
-                return Ok(v);
-            }
-        }
         let token = self.token();
         parse_f64(token).ok_or(FieldError::NotANumber(token))
     }
