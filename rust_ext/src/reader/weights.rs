@@ -2,7 +2,6 @@
 //! compact `<weights>`, LHEF 2.0 `<weight>`) and the weight columns they fill.
 
 use std::collections::HashMap;
-use std::sync::LazyLock;
 
 use super::event_lines::{event_line, fail, EventFailure, Resync};
 use super::header::lossy;
@@ -120,7 +119,7 @@ impl EventWeights {
         // with neither, such as `<scales>`, `<clustering>` or `#` lines, has nothing for it.
         if tail_has_weight_tag || tail_has_comment {
             let first = tail_first_line.unwrap_or(0);
-            self.parse_weights(row, first, tail_has_comment)?;
+            self.parse_weights(row, first)?;
         }
         Ok(())
     }
@@ -130,10 +129,9 @@ impl EventWeights {
         &mut self,
         row: &mut Vec<Option<f64>>,
         first_line: u64,
-        has_comment: bool,
     ) -> Result<(), EventFailure> {
         let tail = std::mem::take(&mut self.tail);
-        let result = self.parse_weights_in(row, &tail, first_line, has_comment);
+        let result = self.parse_weights_in(row, &tail, first_line);
         self.tail = tail;
         result
     }
@@ -143,24 +141,12 @@ impl EventWeights {
         row: &mut Vec<Option<f64>>,
         tail: &[u8],
         first_line: u64,
-        has_comment: bool,
     ) -> Result<(), EventFailure> {
         let line_at =
             |offset: usize| first_line + memchr::memchr_iter(b'\n', &tail[..offset]).count() as u64;
         let mut pos = 0;
         let mut expected_slot = 0usize;
-        loop {
-            // Only tags named w... matter. Without comments, jump straight to them past
-            // <clustering>, <mgrwt>, <scales> and the like.
-            if !has_comment {
-                match WEIGHT_TAG_START.find(&tail[pos..]) {
-                    Some(i) => pos += i,
-                    None => break,
-                }
-            }
-            let Some(tag) = next_tag(tail, pos) else {
-                break;
-            };
+        while let Some(tag) = next_tag(tail, pos) {
             pos = tag.end;
             if tag.closing {
                 continue;
@@ -319,10 +305,6 @@ fn set_weight(weights: &mut Vec<Option<f64>>, slot: usize, value: f64) {
     }
     weights[slot] = Some(value);
 }
-
-/// Where a tag named `w...` (`<wgt`, `<weight`, `<weights`) may start.
-static WEIGHT_TAG_START: LazyLock<memchr::memmem::Finder<'static>> =
-    LazyLock::new(|| memchr::memmem::Finder::new(b"<w"));
 
 /// A weight id becomes a column name `w_<id>`: no control characters (Arrow refuses a
 /// NUL in a name, and none belongs in an id).
