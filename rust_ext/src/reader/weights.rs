@@ -273,28 +273,20 @@ impl WeightColumns {
         }
     }
 
-    /// The column of weight `id`. Weights come in the same order in every event, so the
-    /// column after the previous one is tried before the hash map. While `learning` (the
-    /// first event), an undeclared id becomes a new column; afterwards it is `None`.
+    /// The column of weight `id`; `expected_slot` becomes the column after it, where the
+    /// next weight usually is (weights come in the same order in every event). While
+    /// `learning` (the first event), an undeclared id becomes a new column; afterwards it
+    /// is `None`.
     #[inline]
     fn slot(&mut self, id: &[u8], expected_slot: &mut usize, learning: bool) -> Option<usize> {
-        let slot = match self.ids.get(*expected_slot) {
-            Some(expected) if same_short_bytes(expected.as_bytes(), id) => *expected_slot,
-            _ => match self.lookup.get(id) {
-                Some(&slot) => slot,
-                None if learning && usable_weight_id(id) => self.add(id),
-                None => return None,
-            },
+        let slot = match self.lookup.get(id) {
+            Some(&slot) => slot,
+            None if learning && usable_weight_id(id) => self.add(id),
+            None => return None,
         };
         *expected_slot = slot + 1;
         Some(slot)
     }
-}
-
-/// `a == b` for the short weight ids, without a call to `memcmp`.
-#[inline(always)]
-fn same_short_bytes(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
 }
 
 /// Stores a weight value, growing the row when the first event added a column.
