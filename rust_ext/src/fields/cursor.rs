@@ -1,7 +1,7 @@
 //! The whitespace-separated numeric fields of one line, read in one pass.
 
-use super::fixed_layout::{parse_fixed_layout, parse_fixed_layout_fast};
-use super::number::{leading_digits, non_digit_mask, parse_f64, parse_i32};
+use super::fixed_layout::parse_fixed_layout;
+use super::number::{parse_f64, parse_i32};
 
 /// Reads the whitespace-separated numeric fields of a line in one pass: tokenising and
 /// number parsing together, with the general parsers only for unusual spellings.
@@ -156,88 +156,6 @@ impl<'a> FieldCursor<'a> {
     }
 }
 
-/// The fast paths of [`FieldCursor`] alone, for lines in the usual layouts: each read
-/// gives `None` where the cursor would take a general path or report an error, and the
-/// caller then reads the whole line again with a [`FieldCursor`]. Nothing here calls out
-/// of line, so the position stays in a register across the fields of a line.
-pub(crate) struct FastFields<'a> {
-    /// The line followed by its terminator (<= b' ') and more bytes.
-    window: &'a [u8],
-    len: usize,
-    pos: usize,
-}
-
-impl<'a> FastFields<'a> {
-    /// Reads `line`, which `window` extends as for [`FieldCursor::padded`].
-    #[inline(always)]
-    pub(crate) fn new(line: &'a [u8], window: &'a [u8]) -> Self {
-        debug_assert!(window.starts_with(line));
-        debug_assert!(window.get(line.len()).is_none_or(|&b| b <= b' '));
-        FastFields {
-            window,
-            len: line.len(),
-            pos: 0,
-        }
-    }
-
-    /// Moves to the next field; `false` at the end of the line or where the window ends.
-    #[inline(always)]
-    fn skip_blanks(&mut self) -> bool {
-        loop {
-            let Some(chunk) = self.window.get(self.pos..self.pos + 8) else {
-                return false;
-            };
-            let v = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
-            // High bit of each byte > b' ' (carry-free: each byte stays below 0x100).
-            let above_blank =
-                (((v & 0x7f7f_7f7f_7f7f_7f7f) + 0x5f5f_5f5f_5f5f_5f5f) | v) & 0x8080_8080_8080_8080;
-            if above_blank != 0 {
-                self.pos += (above_blank.trailing_zeros() / 8) as usize;
-                // Blanks up to the terminator and beyond: the line has no field left.
-                return self.pos < self.len;
-            }
-            self.pos += 8;
-        }
-    }
-
-    /// The next field as a float in the fixed layouts [`parse_fixed_layout`] reads.
-    #[inline(always)]
-    pub(crate) fn f64(&mut self) -> Option<f64> {
-        if !self.skip_blanks() {
-            return None;
-        }
-        let (v, end) = parse_fixed_layout_fast(self.window, self.pos)?;
-        self.pos = end;
-        Some(v)
-    }
-
-    /// The next field as an integer of 1 to 7 digits with an optional minus sign.
-    #[inline(always)]
-    pub(crate) fn i32(&mut self) -> Option<i32> {
-        if !self.skip_blanks() {
-            return None;
-        }
-        let negative = self.window[self.pos] == b'-';
-        let first_digit = self.pos + usize::from(negative);
-        let chunk = self.window.get(first_digit..first_digit + 8)?;
-        let v = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
-        let n = (non_digit_mask(v).trailing_zeros() / 8) as usize; // 8 if all digits
-                                                                   // 1 to 7 digits followed by a blank: the byte after them is in `v`.
-        if !(1..8).contains(&n) || (v >> (8 * n)) as u8 > b' ' {
-            return None;
-        }
-        let value = leading_digits(v, n) as i32; // below 10^7
-        self.pos = first_digit + n;
-        Some(if negative { -value } else { value })
-    }
-
-    /// Whether only blanks are left on the line.
-    #[inline(always)]
-    pub(crate) fn at_end(&mut self) -> bool {
-        !self.skip_blanks() && self.pos >= self.len
-    }
-}
-
 /// Splits a line into whitespace-separated fields (space, tab, CR, other ASCII controls).
 #[inline]
 pub(crate) fn fields(line: &[u8]) -> Fields<'_> {
@@ -283,62 +201,6 @@ mod tests {
             prop_assert_eq!(cursor.f64().unwrap().to_bits(), general.to_bits(), "{}", text);
             prop_assert_eq!(cursor.f64(), Ok(7.0));
         }
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig { cases: 5000, ..ProptestConfig::default() })]
-
-        /// Where the fast field reader gives a value, it is the cursor's value, field by
-        /// field, on lines of random integers, floats, junk and blanks.
-        #[test]
-        fn fast_fields_agree_with_the_cursor(
-            fields in proptest::collection::vec(prop_oneof![
-                "-?[0-9]{1,9}",
-                "[+-]?[0-9]\\.[0-9]{0,16}([eE][+-][0-9]{2})?",
-                "[0-9.eE+x-]{1,6}",
-            ], 0..8),
-            blanks in "[ \t]{1,3}", ints in proptest::collection::vec(any::<bool>(), 8),
-            next_line in "[ \n]?[0-9 ]{0,70}") {
-            let line = fields.join(&blanks);
-            let window = format!("{line}\n{next_line}{}", " ".repeat(64));
-            let (line, window) = (line.as_bytes(), window.as_bytes());
-            let mut fast = FastFields::new(line, window);
-            let mut cursor = FieldCursor::padded(line, window);
-            for &int in ints.iter().take(fields.len()) {
-                if int {
-                    let expected = cursor.i32();
-                    if let Some(v) = fast.i32() {
-                        prop_assert_eq!(Ok(v), expected);
-                    } else {
-                        return Ok(());
-                    }
-                } else {
-                    let expected = cursor.f64().map(f64::to_bits);
-                    if let Some(v) = fast.f64() {
-                        prop_assert_eq!(Ok(v.to_bits()), expected);
-                    } else {
-                        return Ok(());
-                    }
-                }
-            }
-            if fields.len() <= ints.len() {
-                prop_assert_eq!(fast.at_end(), cursor.at_end());
-            }
-        }
-    }
-
-    #[test]
-    fn fast_fields_stop_at_the_end_of_the_line() {
-        let window = b"  1 -2.5E+01  \n 3 4.0E+00                                                                ";
-        let line = &window[..14];
-        let mut fast = FastFields::new(line, window);
-        assert_eq!(fast.i32(), Some(1));
-        assert_eq!(fast.f64(), Some(-25.0));
-        assert!(fast.at_end());
-        assert_eq!(fast.i32(), None); // the next line is not read
-        let mut fast = FastFields::new(line, window);
-        assert_eq!(fast.i32(), Some(1));
-        assert_eq!(fast.i32(), None); // a float is not an integer
     }
 
     proptest! {

@@ -10,7 +10,7 @@ mod fixed_layout;
 mod number;
 mod simd_float;
 
-pub(crate) use cursor::{fields, FastFields, FieldCursor, FieldError};
+pub(crate) use cursor::{fields, FieldCursor, FieldError};
 pub(crate) use fixed_layout::{parse_fixed_layout_fast, FixedFloatShape};
 pub(crate) use number::eight_digit_values;
 #[cfg(test)]

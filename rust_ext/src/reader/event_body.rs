@@ -9,7 +9,7 @@ use super::header::lossy;
 use super::particle_layout::ParticleLayouts;
 use super::weights::EventWeights;
 use crate::event::{Event, Particle};
-use crate::fields::{fields, parse_f64, parse_i64, FastFields, FieldCursor, FieldError};
+use crate::fields::{fields, parse_f64, parse_i64, FieldCursor, FieldError};
 use crate::line_source::LineSource;
 
 /// More particles than this in one event is a corrupt NUP, not physics.
@@ -173,35 +173,11 @@ fn parse_info_line(line: &[u8], window: &[u8]) -> Option<(i64, i64, [f64; 4])> {
     (cursor.at_end() && (0..=MAX_PARTICLES).contains(&nup)).then_some((nup, idprup, info))
 }
 
-/// A well-formed particle line, parsed inline; `None` sends the line to the general
-/// path, which reads it the same way or explains what is wrong. The usual layouts take
-/// [`FastFields`]; others the cursor's fast paths.
-#[inline(always)]
-fn parse_particle_line(line: &[u8], window: &[u8]) -> Option<Particle> {
-    parse_particle_line_fast(line, window).or_else(|| parse_particle_line_cursor(line, window))
-}
-
-/// [`parse_particle_line`] through [`FastFields`]: every field in a fixed layout.
-#[inline(always)]
-fn parse_particle_line_fast(line: &[u8], window: &[u8]) -> Option<Particle> {
-    let mut fields = FastFields::new(line, window);
-    let mut ints = [0i32; 6];
-    let mut floats = [0f64; 7];
-    for slot in &mut ints {
-        *slot = fields.i32()?;
-    }
-    for slot in &mut floats {
-        *slot = fields.f64()?;
-    }
-    if !fields.at_end() {
-        return None;
-    }
-    Some(Particle::from_columns(ints, floats))
-}
-
-/// [`parse_particle_line`] through the fast paths of [`FieldCursor`].
+/// A well-formed particle line, read through the fast paths of [`FieldCursor`]; `None`
+/// sends the line to the general path, which reads it the same way or explains what is
+/// wrong.
 #[inline(never)]
-fn parse_particle_line_cursor(line: &[u8], window: &[u8]) -> Option<Particle> {
+fn parse_particle_line(line: &[u8], window: &[u8]) -> Option<Particle> {
     let mut cursor = FieldCursor::padded(line, window);
     let mut ints = [0i32; 6];
     let mut floats = [0f64; 7];
