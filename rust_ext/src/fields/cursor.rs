@@ -85,12 +85,6 @@ impl<'a> FieldCursor<'a> {
         if !self.skip_blanks() {
             return Err(FieldError::Missing);
         }
-        #[cfg(target_arch = "x86_64")]
-        if let Some((v, end)) = super::simd_float::parse_madgraph(self.window, self.pos) {
-            self.pos = end;
-            debug_assert!(self.pos <= self.line.len());
-            return Ok(v);
-        }
         if let Some((v, end)) = parse_fixed_layout(self.window, self.pos) {
             self.pos = end;
             debug_assert!(self.pos <= self.line.len());

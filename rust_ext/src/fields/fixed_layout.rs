@@ -64,17 +64,6 @@ impl FixedFloatShape {
     }
 }
 
-/// The number at `window[pos..]` in a fixed layout: MadGraph's through SSE2 where there is
-/// SSE2, else (or when that declines) [`parse_fixed_layout`]. Same contract as the latter.
-#[inline(always)]
-pub(crate) fn parse_fixed_layout_fast(window: &[u8], pos: usize) -> Option<(f64, usize)> {
-    #[cfg(target_arch = "x86_64")]
-    if let Some(parsed) = super::simd_float::parse_madgraph(window, pos) {
-        return Some(parsed);
-    }
-    parse_fixed_layout(window, pos)
-}
-
 /// Reads the number at `window[pos..]` in the fixed layout of MadGraph and other Fortran
 /// writers: an optional sign, one digit, a point, up to 15 fraction digits, then either
 /// nothing more or `e`/`E`, the exponent's sign and two digits (`-0.10775103667E+01`,

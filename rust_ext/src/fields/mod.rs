@@ -11,7 +11,7 @@ mod number;
 mod simd_float;
 
 pub(crate) use cursor::{fields, FieldCursor, FieldError};
-pub(crate) use fixed_layout::{parse_fixed_layout_fast, FixedFloatShape};
+pub(crate) use fixed_layout::{parse_fixed_layout, FixedFloatShape};
 pub(crate) use number::eight_digit_values;
 #[cfg(test)]
 pub(crate) use number::parse_i32;

@@ -46,41 +46,17 @@ pub(crate) fn digit_run16(window: &[u8], at: usize) -> Option<Option<(usize, u64
     }
 }
 
-/// The MadGraph layout `[+-]D.F...F[eE][+-]DD` (0 to 13 fraction digits, exponent
-/// optional) at `window[pos..]`, ended by a byte <= b' ': the value and the end of the
-/// number, or `None` for anything else (the caller then tries the other parsers).
+/// The unsigned MadGraph layout `D.F...F` with exactly `frac` (<= 13) fraction digits, then
+/// `[eE][+-]DD` if `exponent`, at `window[at..]` and ended by a byte <= b' ': its value,
+/// or `None` if the bytes are anything else. For layouts known in advance (see
+/// `reader::particle_layout`); 16 bytes must be readable from `at` (8 more past the
+/// fraction with an exponent).
 ///
 /// One 16-byte load reads the digits: read as if the integer digit stood in the lane of
 /// the point, they form the 16-digit integer `M' = M * 10^(14 - n)` for a mantissa `M`
 /// with `n` fraction digits, so the value is `M' * 10^(e - 14)` whatever `n` is. `M' < 10^15`
 /// is exact as an f64 and one multiplication or division by an exact power of ten
 /// (|e - 14| <= 22) is correctly rounded (Clinger's fast path).
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-pub(crate) fn parse_madgraph(window: &[u8], pos: usize) -> Option<(f64, usize)> {
-    let first = *window.get(pos)?;
-    let has_sign = first == b'-' || first == b'+';
-    let s = pos + usize::from(has_sign);
-    let chunk: &[u8; 16] = window.get(s..s + 16)?.try_into().ok()?;
-    // SAFETY: SSE2 is baseline on x86_64; the load reads exactly the 16 bytes of `chunk`.
-    let v = unsafe { _mm_loadu_si128(chunk.as_ptr().cast::<__m128i>()) };
-    let bits = digit_bits(v);
-    // Bit 0: the integer digit; bit 1 must be the point (not a digit, checked below).
-    let n = (!(bits >> 2)).trailing_zeros() as usize; // fraction digits
-    if bits & 1 == 0 || chunk[1] != b'.' || n > 13 {
-        return None;
-    }
-    let has_exponent = chunk[2 + n] > b' ';
-    let (magnitude, end) = madgraph_magnitude(window, s, v, n, has_exponent)?;
-    let sign_bit = u64::from(first == b'-') << 63;
-    Some((f64::from_bits(magnitude.to_bits() | sign_bit), end))
-}
-
-/// The unsigned MadGraph layout `D.F...F` with exactly `frac` (<= 13) fraction digits, then
-/// `[eE][+-]DD` if `exponent`, at `window[at..]` and ended by a byte <= b' ': its value,
-/// or `None` if the bytes are anything else. For layouts known in advance (see
-/// `reader::particle_layout`); 16 bytes must be readable from `at` (8 more past the
-/// fraction with an exponent).
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 pub(crate) fn parse_madgraph_known(
@@ -274,20 +250,19 @@ mod tests {
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig { cases: 20000, ..Default::default() })]
 
-        /// The MadGraph-layout reader gives the bits of the general parser or declines, on
+        /// The known-layout reader gives the bits of the general parser or declines, on
         /// random digits, widths, exponents and what follows the number.
         #[test]
-        fn madgraph_layout_is_exact_or_declines(
-            sign in "[+-]?", d0 in 0u8..10, frac in "[0-9]{0,15}",
+        fn known_madgraph_layout_is_exact_or_declines(
+            d0 in 0u8..10, frac in "[0-9]{0,15}",
             exponent in proptest::option::of(("[eEdx]", "[+-]", 0u32..100)),
             after in "[ \t\nx.+-]", lead in 0usize..20) {
             let exp = exponent.as_ref().map_or(String::new(), |(l, s, e)| format!("{l}{s}{e:02}"));
-            let number = format!("{sign}{d0}.{frac}{exp}");
+            let number = format!("{d0}.{frac}{exp}");
             let text = format!("{}{number}{after}                        ", " ".repeat(lead));
             let general = fast_float2::parse::<f64, _>(number.as_bytes()).ok();
-            let got = parse_madgraph(text.as_bytes(), lead);
-            if let Some((v, end)) = got {
-                proptest::prop_assert_eq!(end, lead + number.len(), "{}", text);
+            let got = parse_madgraph_known(text.as_bytes(), lead, frac.len(), exponent.is_some());
+            if let Some(v) = got {
                 proptest::prop_assert!(after.as_bytes()[0] <= b' ', "{}", text);
                 proptest::prop_assert_eq!(Some(v.to_bits()), general.map(f64::to_bits), "{}", text);
             } else {
@@ -334,38 +309,5 @@ mod tests {
                 }
             }
         }
-    }
-
-    #[test]
-    fn madgraph_cases() {
-        type Case = (&'static [u8], Option<(f64, usize)>);
-        let cases: [Case; 10] = [
-            (
-                b"-0.10775103667E+01 0.4                ",
-                Some((-1.0775103667, 18)),
-            ),
-            (
-                b"+2.7789711e-03 </wgt>                 ",
-                Some((2.7789711e-03, 14)),
-            ),
-            (b"0. -1.                                ", Some((0.0, 2))),
-            (b"-1.\n                                 ", Some((-1.0, 3))),
-            (b"1.0000000000000E+00                   ", Some((1.0, 19))),
-            (b"1.00000000000000E+00                  ", None), // 14 fraction digits
-            (b"1.5E-09                               ", None), // 10^-23 is not exact
-            (b"1.5E+36                               ", Some((1.5e36, 7))),
-            (b"1.5E+37                               ", None),
-            (b"1.5E+02        ", None), // fewer than 16 bytes to load
-        ];
-        for (text, expected) in cases {
-            assert_eq!(
-                parse_madgraph(text, 0),
-                expected,
-                "{}",
-                String::from_utf8_lossy(text)
-            );
-        }
-        let (v, _) = parse_madgraph(b"-0.0000000000e+00          ", 0).unwrap();
-        assert!(v == 0.0 && v.is_sign_negative());
     }
 }

@@ -8,7 +8,7 @@
 //! back to [`simple_wgt_line`], and anything that one does not recognise to the general
 //! scanner: the shape only makes the common case cheaper, never changes what is read.
 
-use crate::fields::{parse_fixed_layout_fast, FieldCursor, FixedFloatShape};
+use crate::fields::{parse_fixed_layout, FieldCursor, FixedFloatShape};
 
 /// The bytes before a value a shape can hold (`<wgt id='mg_reweight_123'> ` is 27).
 const PREFIX_WORDS: usize = 4;
@@ -124,7 +124,7 @@ impl WgtLineShape {
         }
         // Any other number must end exactly where the suffix begins (the suffix starts
         // with a blank whenever this can match: the fixed-layout readers stop at one).
-        match parse_fixed_layout_fast(window, self.prefix.len)? {
+        match parse_fixed_layout(window, self.prefix.len)? {
             (value, end) if end == value_end => Some(value),
             _ => None,
         }
