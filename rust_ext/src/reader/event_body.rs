@@ -119,14 +119,9 @@ impl EventBody {
     ) -> Result<(), EventFailure> {
         for k in 0..nup {
             let (n, line, window) = event_line(lines)?;
-            // A line that parses as a particle is neither blank nor a `#` line nor a
-            // comment, and no comment is open before it: take it without those checks.
+            // A line that a layout reads is a particle line, neither blank nor a `#` line
+            // nor a comment, and no comment is open before it: take it without those checks.
             if let Some(particle) = self.particle_layouts.read(line, window) {
-                self.event.particles.push(particle);
-                continue;
-            }
-            if let Some(particle) = parse_particle_line(line, window) {
-                self.particle_layouts.learn(line);
                 self.event.particles.push(particle);
                 continue;
             }
@@ -151,6 +146,7 @@ impl EventBody {
                     };
                 }
             };
+            self.particle_layouts.learn(line);
             self.event.particles.push(particle);
         }
 
@@ -171,26 +167,6 @@ fn parse_info_line(line: &[u8], window: &[u8]) -> Option<(i64, i64, [f64; 4])> {
         *slot = cursor.f64().ok()?;
     }
     (cursor.at_end() && (0..=MAX_PARTICLES).contains(&nup)).then_some((nup, idprup, info))
-}
-
-/// A well-formed particle line, read through the fast paths of [`FieldCursor`]; `None`
-/// sends the line to the general path, which reads it the same way or explains what is
-/// wrong.
-#[inline(never)]
-fn parse_particle_line(line: &[u8], window: &[u8]) -> Option<Particle> {
-    let mut cursor = FieldCursor::padded(line, window);
-    let mut ints = [0i32; 6];
-    let mut floats = [0f64; 7];
-    for slot in &mut ints {
-        *slot = cursor.i32().ok()?;
-    }
-    for slot in &mut floats {
-        *slot = cursor.f64().ok()?;
-    }
-    if !cursor.at_end() {
-        return None;
-    }
-    Some(Particle::from_columns(ints, floats))
 }
 
 #[cold]
