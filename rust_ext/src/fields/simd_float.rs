@@ -6,45 +6,13 @@
 
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::{
-    __m128i, _mm_and_si128, _mm_cmpgt_epi8, _mm_cmplt_epi8, _mm_cvtsi128_si32, _mm_loadu_si128,
-    _mm_madd_epi16, _mm_movemask_epi8, _mm_packs_epi32, _mm_set1_epi8, _mm_set_epi16,
-    _mm_setr_epi8, _mm_setzero_si128, _mm_shuffle_epi32, _mm_sub_epi8, _mm_unpackhi_epi8,
-    _mm_unpacklo_epi8, _mm_xor_si128,
+    __m128i, _mm_and_si128, _mm_cmplt_epi8, _mm_cvtsi128_si32, _mm_loadu_si128, _mm_madd_epi16,
+    _mm_movemask_epi8, _mm_packs_epi32, _mm_set1_epi8, _mm_set_epi16, _mm_setzero_si128,
+    _mm_shuffle_epi32, _mm_sub_epi8, _mm_unpackhi_epi8, _mm_unpacklo_epi8, _mm_xor_si128,
 };
 
 #[cfg(target_arch = "x86_64")]
 use super::number::POW10;
-
-/// The run of digits at `window[at..]` read with two 16-byte loads: `Some(Some((n, value)))`
-/// for a run of n <= 15 digits, `Some(None)` for a longer one, and `None` when the run
-/// cannot be read this way (fewer than 16 bytes ahead of `at`, or fewer than 16 before
-/// its end) and the caller must use the portable reader.
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-#[allow(clippy::option_option)]
-pub(crate) fn digit_run16(window: &[u8], at: usize) -> Option<Option<(usize, u64)>> {
-    let ahead: &[u8; 16] = window.get(at..at + 16)?.try_into().ok()?;
-    // SAFETY: SSE2 is baseline on x86_64; each load reads exactly the 16 bytes of a
-    // checked 16-byte array.
-    unsafe {
-        let v = _mm_loadu_si128(ahead.as_ptr().cast::<__m128i>());
-        let n = (!digit_bits(v)).trailing_zeros() as usize; // 16 if all are digits
-        if n == 0 {
-            return Some(Some((0, 0)));
-        }
-        if n == 16 {
-            return Some(None);
-        }
-        // Load again so that the run ends at lane 15, then clear the lanes before it.
-        let end = at + n;
-        let block: &[u8; 16] = window.get(end.checked_sub(16)?..end)?.try_into().ok()?;
-        let w = _mm_loadu_si128(block.as_ptr().cast::<__m128i>());
-        let digits = _mm_sub_epi8(w, _mm_set1_epi8(b'0' as i8));
-        let lanes = _mm_setr_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-        let keep = _mm_cmpgt_epi8(lanes, _mm_set1_epi8((15 - n) as i8));
-        Some(Some((n, sixteen_digits(_mm_and_si128(digits, keep)))))
-    }
-}
 
 /// The unsigned MadGraph layout `D.F...F` with exactly `frac` (<= 13) fraction digits, then
 /// `[eE][+-]DD` if `exponent`, at `window[at..]` and ended by a byte <= b' ': its value,
@@ -184,7 +152,8 @@ pub(crate) fn exponent_index(x: u64) -> Option<usize> {
     Some(if negative { 100 + e } else { e })
 }
 
-/// [`sixteen_digits`] for the MadGraph layout: lane 0 counts as lane 1 (weight 1 in its
+/// The 16-digit decimal number whose digit values are the 16 bytes of `d` (lane 0 most
+/// significant), for the MadGraph layout: lane 0 counts as lane 1 (weight 1 in its
 /// pair) and lane 1, the point, counts for nothing.
 #[cfg(target_arch = "x86_64")]
 #[inline]
@@ -216,18 +185,6 @@ fn digit_bits(v: __m128i) -> u32 {
         );
         _mm_movemask_epi8(is_digit) as u32
     }
-}
-
-/// The 16-digit decimal number whose digit values are the 16 bytes (lane 0 most significant).
-#[cfg(target_arch = "x86_64")]
-#[inline]
-#[target_feature(enable = "sse2")]
-fn sixteen_digits(d: __m128i) -> u64 {
-    let zero = _mm_setzero_si128();
-    let tens = _mm_set_epi16(1, 10, 1, 10, 1, 10, 1, 10);
-    let pairs_lo = _mm_madd_epi16(_mm_unpacklo_epi8(d, zero), tens);
-    let pairs_hi = _mm_madd_epi16(_mm_unpackhi_epi8(d, zero), tens);
-    combine_pairs(_mm_packs_epi32(pairs_lo, pairs_hi))
 }
 
 /// The 16-digit number from 8 two-digit values (lane 0 most significant).
