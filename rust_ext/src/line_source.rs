@@ -308,7 +308,7 @@ impl LineSource {
 
 /// One bit per occurrence of `byte` in `block` (at most 64 bytes), bit `i` for `block[i]`.
 #[inline]
-pub(crate) fn byte_mask(block: &[u8], byte: u8) -> u64 {
+fn byte_mask(block: &[u8], byte: u8) -> u64 {
     match <&[u8; 64]>::try_from(block) {
         Ok(full) => byte_mask64(full, byte),
         Err(_) => {

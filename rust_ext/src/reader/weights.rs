@@ -9,7 +9,7 @@ use super::markup::is_open_tag;
 use super::wgt_lines::{simple_wgt_line, WgtLine, WgtLineShape};
 use super::xml_scan::{attr, next_tag, text_until_close};
 use crate::fields::{fields, parse_f64};
-use crate::line_source::{byte_mask, LineSource};
+use crate::line_source::LineSource;
 
 /// The named weights of a file and what reading them needs from one event to the next.
 pub(super) struct EventWeights {
@@ -90,7 +90,7 @@ impl EventWeights {
                 }
             }
             tail_first_line.get_or_insert(n);
-            let (event_end, opens_comment, weight_tag) = tail_line_marks(line, window);
+            let (event_end, opens_comment, weight_tag) = tail_line_marks(line);
             tail_has_comment |= opens_comment;
             tail_has_weight_tag |= weight_tag;
             if let Some(end) = event_end {
@@ -322,33 +322,11 @@ pub(super) fn undeclared_weight(id: &[u8]) -> String {
 /// In one pass over the `<` of a line after the particles: where `</event>` starts,
 /// whether an XML comment opens before it, and whether a tag named `w...` (`<wgt`,
 /// `<weight`, `<weights`) starts before it: a tail without one has no weights to read.
-/// `window` is the line followed by more readable bytes (at least 64 in all, see
-/// [`LineSource::current_padded`]), or just the line.
 #[inline]
-fn tail_line_marks(line: &[u8], window: &[u8]) -> (Option<usize>, bool, bool) {
+fn tail_line_marks(line: &[u8]) -> (Option<usize>, bool, bool) {
     let mut opens_comment = false;
     let mut weight_tag = false;
-    // Most such lines are short tags (`</rwgt>`, `</event>`): look at each `<` of the
-    // first 64 bytes through a bit mask, and search only the rest of a longer line.
-    let head = &line[..line.len().min(64)];
-    let mut mask = match window.get(..64) {
-        Some(block) => {
-            // Bits for bytes past the line's end are cleared.
-            let in_line = u64::MAX >> (64 - head.len().max(1));
-            let in_line = if head.is_empty() { 0 } else { in_line };
-            byte_mask(block, b'<') & in_line
-        }
-        None => byte_mask(head, b'<'),
-    };
-    let rest_positions = memchr::memchr_iter(b'<', &line[head.len()..]).map(|i| i + head.len());
-    let head_positions = std::iter::from_fn(|| {
-        (mask != 0).then(|| {
-            let i = mask.trailing_zeros() as usize;
-            mask &= mask - 1;
-            i
-        })
-    });
-    for i in head_positions.chain(rest_positions) {
+    for i in memchr::memchr_iter(b'<', line) {
         let rest = &line[i..];
         if rest.starts_with(b"</event>") {
             return (Some(i), opens_comment, weight_tag);
@@ -365,53 +343,23 @@ mod tests {
 
     #[test]
     fn tail_marks_in_short_and_long_lines() {
+        assert_eq!(tail_line_marks(b"</event>"), (Some(0), false, false));
+        assert_eq!(tail_line_marks(b"<rwgt>"), (None, false, false));
+        assert_eq!(tail_line_marks(b" <wgt id='1'>"), (None, false, true));
         assert_eq!(
-            tail_line_marks(b"</event>", b"</event>"),
-            (Some(0), false, false)
-        );
-        assert_eq!(tail_line_marks(b"<rwgt>", b"<rwgt>"), (None, false, false));
-        assert_eq!(
-            tail_line_marks(b" <wgt id='1'>", b" <wgt id='1'>"),
-            (None, false, true)
-        );
-        assert_eq!(
-            tail_line_marks(b"</wgt> </event> <w", b""),
+            tail_line_marks(b"</wgt> </event> <w"),
             (Some(7), false, false)
         );
         assert_eq!(
-            tail_line_marks(b"<!-- x --> </event>", b""),
+            tail_line_marks(b"<!-- x --> </event>"),
             (Some(11), true, false)
         );
         let long = format!("{}<!--{}</event>", "a".repeat(70), "b".repeat(10));
-        assert_eq!(
-            tail_line_marks(long.as_bytes(), long.as_bytes()),
-            (Some(84), true, false)
-        );
+        assert_eq!(tail_line_marks(long.as_bytes()), (Some(84), true, false));
         // A tag that starts in the first 64 bytes and ends after them.
         let across = format!("{}</event>", " ".repeat(60));
-        assert_eq!(
-            tail_line_marks(across.as_bytes(), across.as_bytes()),
-            (Some(60), false, false)
-        );
+        assert_eq!(tail_line_marks(across.as_bytes()), (Some(60), false, false));
         let late = format!("{}<!-- {}</event>", " ".repeat(62), "c".repeat(3));
-        assert_eq!(
-            tail_line_marks(late.as_bytes(), late.as_bytes()),
-            (Some(70), true, false)
-        );
-        // Through a padded window: a '<' past the line's end is not seen.
-        let window = format!("</rwgt>\n</event>{}", " ".repeat(64));
-        assert_eq!(
-            tail_line_marks(&window.as_bytes()[..7], window.as_bytes()),
-            (None, false, false)
-        );
-        assert_eq!(
-            tail_line_marks(b"", window.as_bytes()),
-            (None, false, false)
-        );
-        let window = format!("</event>\n<!--{}", " ".repeat(64));
-        assert_eq!(
-            tail_line_marks(&window.as_bytes()[..8], window.as_bytes()),
-            (Some(0), false, false)
-        );
+        assert_eq!(tail_line_marks(late.as_bytes()), (Some(70), true, false));
     }
 }
