@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 OUT ?= vbsad-output
 STAMP := $(VENV)/.installed
-RUST_SOURCES := $(wildcard rust_ext/src/*.rs) rust_ext/Cargo.toml Cargo.toml Cargo.lock
+RUST_SOURCES := $(shell find rust_ext/src -name '*.rs') rust_ext/Cargo.toml Cargo.toml Cargo.lock
 
 .PHONY: setup system-deps run test test-rust test-python lint clean bench
 

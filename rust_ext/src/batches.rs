@@ -9,8 +9,8 @@ use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
 
 use crate::error::LheError;
 use crate::event::Event;
-use crate::lhe_reader::LheReader;
 use crate::observables::{self, N_OBSERVABLES};
+use crate::reader::LheReader;
 use crate::summary::{FileSummary, SummaryBuilder};
 
 /// Which table a stream produces.
@@ -21,7 +21,7 @@ pub enum View {
 }
 
 /// Column layout of one of the tables for a given set of weight ids.
-pub fn schema(view: View, weight_ids: &[String]) -> SchemaRef {
+fn schema(view: View, weight_ids: &[String]) -> SchemaRef {
     let f64_field = |name: &str| Field::new(name, DataType::Float64, false);
     let i32_field = |name: &str| Field::new(name, DataType::Int32, false);
     let mut fields = vec![Field::new("event", DataType::Int64, false)];

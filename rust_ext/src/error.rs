@@ -44,7 +44,12 @@ impl fmt::Display for ParseError {
 }
 
 impl LheError {
-    pub fn parse(path: &str, line: u64, event: Option<u64>, message: impl Into<String>) -> Self {
+    pub(crate) fn parse(
+        path: &str,
+        line: u64,
+        event: Option<u64>,
+        message: impl Into<String>,
+    ) -> Self {
         LheError::Parse(ParseError {
             path: path.to_owned(),
             line,
@@ -54,4 +59,4 @@ impl LheError {
     }
 }
 
-pub type Result<T> = std::result::Result<T, LheError>;
+pub(crate) type Result<T> = std::result::Result<T, LheError>;

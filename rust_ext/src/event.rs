@@ -27,7 +27,7 @@ impl Particle {
     /// The particle of a line's six integer columns (IDUP, ISTUP, MOTHUP, ICOLUP) and
     /// seven float columns (PUP, VTIMUP, SPINUP), in file order.
     #[inline(always)]
-    pub fn from_columns(ints: [i32; 6], floats: [f64; 7]) -> Self {
+    pub(crate) fn from_columns(ints: [i32; 6], floats: [f64; 7]) -> Self {
         Particle {
             pid: ints[0],
             status: ints[1],

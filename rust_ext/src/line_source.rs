@@ -16,12 +16,12 @@ const CHUNK_SIZE: usize = 1 << 20;
 const CHUNKS_IN_FLIGHT: usize = 4;
 /// Readable bytes kept after the data in the buffer, so that parsers can read a line in
 /// fixed-size pieces past its end (see [`LineSource::current_padded`]).
-pub const LINE_PADDING: usize = 64;
+pub(crate) const LINE_PADDING: usize = 64;
 /// A longer line is not LHE; refuse it rather than grow without bound.
 const MAX_LINE_BYTES: usize = 64 << 20;
 
 /// Opens `path` and returns a byte stream of its (decompressed) text, plus whether it was gzip.
-pub fn open_text(path: &Path) -> io::Result<(Box<dyn Read + Send>, bool)> {
+pub(crate) fn open_text(path: &Path) -> io::Result<(Box<dyn Read + Send>, bool)> {
     let mut file = File::open(path)?;
     let mut magic = [0u8; 2];
     let mut got = 0;
@@ -127,10 +127,10 @@ impl Read for ThreadedGzReader {
 
 /// A line with its 1-based number and its padded window (see
 /// [`LineSource::current_padded`]).
-pub type PaddedLine<'a> = (u64, &'a [u8], &'a [u8]);
+pub(crate) type PaddedLine<'a> = (u64, &'a [u8], &'a [u8]);
 
 /// Yields the lines of a byte stream without their `\n` / `\r\n` terminators.
-pub struct LineSource {
+pub(crate) struct LineSource {
     reader: Box<dyn Read + Send>,
     buf: Vec<u8>,
     start: usize,
@@ -149,7 +149,7 @@ pub struct LineSource {
 }
 
 impl LineSource {
-    pub fn new(reader: Box<dyn Read + Send>) -> Self {
+    pub(crate) fn new(reader: Box<dyn Read + Send>) -> Self {
         LineSource {
             reader,
             buf: vec![0; READ_SIZE + LINE_PADDING],
@@ -166,12 +166,12 @@ impl LineSource {
     }
 
     /// 1-based number of the line most recently returned (0 before the first).
-    pub fn line_no(&self) -> u64 {
+    pub(crate) fn line_no(&self) -> u64 {
         self.line_no
     }
 
     /// The line most recently returned by [`LineSource::next_line`], again.
-    pub fn current(&self) -> &[u8] {
+    pub(crate) fn current(&self) -> &[u8] {
         strip_cr(&self.buf[self.last.0..self.last.1])
     }
 
@@ -179,27 +179,27 @@ impl LineSource {
     /// readable bytes, the first of which is a terminator (`\r`, `\n`): a parser may read
     /// past the line in fixed-size pieces and still stop at its end.
     #[inline(always)]
-    pub fn current_padded(&self) -> (&[u8], &[u8]) {
+    pub(crate) fn current_padded(&self) -> (&[u8], &[u8]) {
         let (start, end) = self.last;
         let line = strip_cr(&self.buf[start..end]);
         (line, &self.buf[start..end + LINE_PADDING])
     }
 
     /// Bytes of text consumed so far (for progress reports).
-    pub fn bytes_consumed(&self) -> u64 {
+    pub(crate) fn bytes_consumed(&self) -> u64 {
         self.consumed_before_buf + self.start as u64
     }
 
     /// The next line with its 1-based number, or `None` at the end of the text.
     #[inline(always)]
-    pub fn next_line(&mut self) -> io::Result<Option<(u64, &[u8])>> {
+    pub(crate) fn next_line(&mut self) -> io::Result<Option<(u64, &[u8])>> {
         Ok(self.next_line_padded()?.map(|(n, line, _)| (n, line)))
     }
 
     /// [`LineSource::next_line`] with the line's window, as [`LineSource::current_padded`]
     /// gives it: the hot loops get both without a second look at the buffer.
     #[inline(always)]
-    pub fn next_line_padded(&mut self) -> io::Result<Option<PaddedLine<'_>>> {
+    pub(crate) fn next_line_padded(&mut self) -> io::Result<Option<PaddedLine<'_>>> {
         loop {
             if self.block_mask != 0 {
                 let (line_start, line_end) = self.take_newline();
@@ -308,7 +308,7 @@ impl LineSource {
 
 /// One bit per occurrence of `byte` in `block` (at most 64 bytes), bit `i` for `block[i]`.
 #[inline]
-pub(crate) fn byte_mask(block: &[u8], byte: u8) -> u64 {
+fn byte_mask(block: &[u8], byte: u8) -> u64 {
     match <&[u8; 64]>::try_from(block) {
         Ok(full) => byte_mask64(full, byte),
         Err(_) => {

@@ -7,7 +7,7 @@
 use crate::event::Particle;
 
 /// Column names in table order.
-pub const NAMES: [&str; 18] = [
+pub(crate) const NAMES: [&str; 18] = [
     "mll",
     "mjj",
     "ptl1",
@@ -27,17 +27,17 @@ pub const NAMES: [&str; 18] = [
     "phil1",
     "phil2",
 ];
-pub const N_OBSERVABLES: usize = NAMES.len();
+pub(crate) const N_OBSERVABLES: usize = NAMES.len();
 
 /// Why an event has no row in the observables table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Rejection {
+pub(crate) enum Rejection {
     FewerThanTwoChargedLeptons,
     FewerThanTwoJets,
 }
 
 impl Rejection {
-    pub fn key(self) -> &'static str {
+    pub(crate) fn key(self) -> &'static str {
         match self {
             Rejection::FewerThanTwoChargedLeptons => "fewer_than_two_charged_leptons",
             Rejection::FewerThanTwoJets => "fewer_than_two_jets",
@@ -45,36 +45,36 @@ impl Rejection {
     }
 }
 
-pub fn is_jet(pid: i32) -> bool {
+pub(crate) fn is_jet(pid: i32) -> bool {
     let a = pid.unsigned_abs();
     (1..=6).contains(&a) || a == 21
 }
 
-pub fn is_charged_lepton(pid: i32) -> bool {
+pub(crate) fn is_charged_lepton(pid: i32) -> bool {
     matches!(pid.unsigned_abs(), 11 | 13 | 15)
 }
 
-pub fn is_neutrino(pid: i32) -> bool {
+pub(crate) fn is_neutrino(pid: i32) -> bool {
     matches!(pid.unsigned_abs(), 12 | 14 | 16)
 }
 
-pub fn pt(p: &Particle) -> f64 {
+pub(crate) fn pt(p: &Particle) -> f64 {
     transverse(p.px, p.py)
 }
 
 /// sqrt(x^2 + y^2): momenta in GeV cannot overflow, so no need for the slower `hypot`.
 #[inline]
-pub fn transverse(x: f64, y: f64) -> f64 {
+pub(crate) fn transverse(x: f64, y: f64) -> f64 {
     (x * x + y * y).sqrt()
 }
 
 /// Pseudorapidity, signed; +-inf along the beam.
-pub fn eta(p: &Particle) -> f64 {
+pub(crate) fn eta(p: &Particle) -> f64 {
     (p.pz / pt(p)).asinh()
 }
 
 /// Azimuth in (-pi, pi].
-pub fn phi(p: &Particle) -> f64 {
+pub(crate) fn phi(p: &Particle) -> f64 {
     let a = p.py.atan2(p.px);
     // atan2(-0.0, x < 0) is -pi; keep the interval half-open.
     if a == -std::f64::consts::PI {
@@ -85,14 +85,14 @@ pub fn phi(p: &Particle) -> f64 {
 }
 
 /// Invariant mass of a pair, 0 where rounding makes m^2 slightly negative.
-pub fn pair_mass(a: &Particle, b: &Particle) -> f64 {
+pub(crate) fn pair_mass(a: &Particle, b: &Particle) -> f64 {
     let e = a.e + b.e;
     let (x, y, z) = (a.px + b.px, a.py + b.py, a.pz + b.pz);
     (e * e - x * x - y * y - z * z).max(0.0).sqrt()
 }
 
 /// |phi1 - phi2| folded into [0, pi].
-pub fn delta_phi(phi1: f64, phi2: f64) -> f64 {
+pub(crate) fn delta_phi(phi1: f64, phi2: f64) -> f64 {
     let d = (phi1 - phi2).abs();
     if d > std::f64::consts::PI {
         2.0 * std::f64::consts::PI - d
@@ -130,7 +130,7 @@ impl<'a> LeadingTwo<'a> {
 }
 
 /// The observables of one event in [`NAMES`] order, or why it has none.
-pub fn compute(particles: &[Particle]) -> Result<[f64; N_OBSERVABLES], Rejection> {
+pub(crate) fn compute(particles: &[Particle]) -> Result<[f64; N_OBSERVABLES], Rejection> {
     let mut leptons = LeadingTwo::default();
     let mut jets = LeadingTwo::default();
     let (mut nu_px, mut nu_py) = (0.0, 0.0);

@@ -15,7 +15,7 @@ use pyo3_arrow::{PyRecordBatch, PySchema};
 
 use crate::batches::{scan_summary, LheBatches, View};
 use crate::error::LheError;
-use crate::lhe_reader::{LheReader, OnError};
+use crate::reader::{LheReader, OnError};
 use crate::summary::FileSummary;
 
 fn to_py_err(py: Python<'_>, err: LheError) -> PyErr {

@@ -7,21 +7,18 @@ use serde::Serialize;
 
 use crate::error::ParseError;
 use crate::event::Event;
-use crate::header::{Beams, Generator, MgGenerationInfo, Process, WeightDecl};
-use crate::lhe_reader::LheReader;
 use crate::observables::Rejection;
+use crate::reader::{FileHeader, LheReader, WeightDecl};
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct FileSummary {
     pub path: String,
     pub gzip: bool,
-    pub lhef_version: String,
-    pub generators: Vec<Generator>,
-    pub beams: Beams,
-    pub processes: Vec<Process>,
-    pub mg_generation_info: Option<MgGenerationInfo>,
-    /// Named weights in column order, with their descriptions.
-    pub weights: Vec<WeightDecl>,
+    /// What the file says about itself before its events, its keys at the top level of
+    /// the JSON. Its `weights` are the named weights in column order, with their
+    /// descriptions (those declared, then any the first event added).
+    #[serde(flatten)]
+    pub header: FileHeader,
     /// Events read (good ones; skipped events are counted in `n_skipped`).
     pub n_events: u64,
     /// Events with a row in the observables table.
@@ -33,8 +30,6 @@ pub struct FileSummary {
     pub rejected: BTreeMap<String, u64>,
     pub n_skipped: u64,
     pub skipped: Vec<ParseError>,
-    /// Oddities of the file that did not stop the reading.
-    pub warnings: Vec<String>,
     /// Bytes of (decompressed) LHE text read.
     pub bytes_read: u64,
     /// The whole file was read (false while streaming or after an error).
@@ -42,7 +37,7 @@ pub struct FileSummary {
 }
 
 /// Accumulates a [`FileSummary`] event by event.
-pub struct SummaryBuilder {
+pub(crate) struct SummaryBuilder {
     summary: FileSummary,
     sums: Vec<f64>,
     missing: Vec<u64>,
@@ -51,7 +46,7 @@ pub struct SummaryBuilder {
 }
 
 impl SummaryBuilder {
-    pub fn new(reader: &LheReader) -> Self {
+    pub(crate) fn new(reader: &LheReader) -> Self {
         let header = reader.header();
         // Columns may include ids first seen in the first event: describe those too.
         let weights = reader
@@ -72,13 +67,10 @@ impl SummaryBuilder {
         let summary = FileSummary {
             path: reader.path().to_owned(),
             gzip: reader.is_gzip(),
-            lhef_version: header.lhef_version.clone(),
-            generators: header.generators.clone(),
-            beams: header.beams.clone(),
-            processes: header.processes.clone(),
-            mg_generation_info: header.mg_generation_info.clone(),
-            weights,
-            warnings: header.warnings.clone(),
+            header: FileHeader {
+                weights,
+                ..header.clone()
+            },
             ..FileSummary::default()
         };
         let n = reader.weight_ids().len();
@@ -91,7 +83,7 @@ impl SummaryBuilder {
         }
     }
 
-    pub fn add(&mut self, event: &Event, outcome: Result<(), Rejection>) {
+    pub(crate) fn add(&mut self, event: &Event, outcome: Result<(), Rejection>) {
         self.summary.n_events += 1;
         self.sum_w += event.xwgtup;
         for ((sum, missing), w) in self
@@ -113,7 +105,7 @@ impl SummaryBuilder {
     }
 
     /// The summary as it stands, with the reader's skipped events and progress.
-    pub fn snapshot(&self, reader: &LheReader, complete: bool) -> FileSummary {
+    pub(crate) fn snapshot(&self, reader: &LheReader, complete: bool) -> FileSummary {
         let mut s = self.summary.clone();
         s.sum_weights.insert("w".to_owned(), self.sum_w);
         for (i, id) in reader.weight_ids().iter().enumerate() {

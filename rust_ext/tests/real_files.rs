@@ -71,8 +71,8 @@ fn every_real_file_reads_completely() {
         assert_eq!(summary.n_rows + rejected, summary.n_events);
         // GiBUU's file declares processes it does not list: that must be said, not hidden.
         assert!(
-            summary.processes.len() as i64 == summary.beams.nprup
-                || summary.warnings.iter().any(|w| w.contains("NPRUP")),
+            summary.header.processes.len() as i64 == summary.header.beams.nprup
+                || summary.header.warnings.iter().any(|w| w.contains("NPRUP")),
             "{}",
             path.display()
         );
@@ -105,7 +105,7 @@ fn ssww_samples_have_rows_and_banner_info() {
         "the README of the sample counts 862 negative weights"
     );
     let s = summary.lock().unwrap();
-    let mg = s.mg_generation_info.as_ref().unwrap();
+    let mg = s.header.mg_generation_info.as_ref().unwrap();
     assert_eq!(mg.n_events, Some(2000));
     assert!((mg.integrated_weight_pb.unwrap() - 1.184e-4).abs() < 1e-6);
 }

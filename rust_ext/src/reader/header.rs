@@ -3,8 +3,8 @@
 
 use serde::Serialize;
 
-use crate::numbers::{fields, parse_f64, parse_i64};
-use crate::xml_scan::{attr, next_tag, text_until_close, unescape};
+use super::xml_scan::{attr, next_tag, text_until_close, unescape};
+use crate::fields::{fields, parse_f64, parse_i64};
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Generator {
@@ -56,13 +56,18 @@ pub struct WeightDecl {
     pub group: Option<String>,
 }
 
+/// The file's metadata before its events. Declared here once: [`crate::FileSummary`]
+/// embeds it (flattened), and so does the JSON that Python reads as `LheInfo`, so a field
+/// added here appears in all three.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct FileHeader {
+    /// The `version` attribute of `<LesHouchesEvents>`.
     pub lhef_version: String,
     pub generators: Vec<Generator>,
     pub beams: Beams,
     pub processes: Vec<Process>,
     pub mg_generation_info: Option<MgGenerationInfo>,
+    /// Named weights declared in `<initrwgt>` (or LHEF 3.0 `<weightinfo>`).
     pub weights: Vec<WeightDecl>,
     /// Oddities that do not stop the reading but that a user should know about.
     pub warnings: Vec<String>,
@@ -70,7 +75,11 @@ pub struct FileHeader {
 
 /// Reads `<MGGenerationInfo>`, `<initrwgt>`, `<weightinfo>` and `<generator>` tags from
 /// header or init text, appending to `out`.
-pub fn scan_declarations(text: &[u8], out: &mut FileHeader, weightinfo: &mut Vec<WeightDecl>) {
+pub(crate) fn scan_declarations(
+    text: &[u8],
+    out: &mut FileHeader,
+    weightinfo: &mut Vec<WeightDecl>,
+) {
     let mut pos = 0;
     let mut in_initrwgt = false;
     let mut group: Option<String> = None;
@@ -158,7 +167,10 @@ fn parse_mg_generation_info(body: &[u8]) -> MgGenerationInfo {
 /// Parses the numeric lines of `<init>`: the beam line, then NPRUP process lines.
 /// Returns the index of the first line that is not part of that block, or an error
 /// message and the index of the offending line.
-pub fn parse_init_numbers(lines: &[&[u8]], out: &mut FileHeader) -> Result<usize, (usize, String)> {
+pub(crate) fn parse_init_numbers(
+    lines: &[&[u8]],
+    out: &mut FileHeader,
+) -> Result<usize, (usize, String)> {
     let mut idx = 0;
     let next_data_line = |idx: &mut usize| -> Option<usize> {
         while *idx < lines.len() {
@@ -250,7 +262,7 @@ pub fn parse_init_numbers(lines: &[&[u8]], out: &mut FileHeader) -> Result<usize
     Ok(idx)
 }
 
-pub fn lossy(bytes: &[u8]) -> String {
+pub(crate) fn lossy(bytes: &[u8]) -> String {
     let mut s = String::from_utf8_lossy(bytes).into_owned();
     if s.len() > 40 {
         let mut cut = 40;

@@ -14,7 +14,7 @@
 //! where it starts and in every byte (digits, point, exponent, sign).
 
 use crate::event::Particle;
-use crate::numbers::{eight_digit_values, fields, FixedFloatShape};
+use crate::fields::{eight_digit_values, fields, FixedFloatShape};
 
 /// Words of the field-end mask: lines up to `64 * WORDS - 1` bytes have a layout.
 const WORDS: usize = 3;
@@ -284,7 +284,7 @@ fn text_mask(block: &[u8; 64]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::numbers::{parse_f64, parse_i32};
+    use crate::fields::{parse_f64, parse_i32};
     use proptest::prelude::*;
 
     /// The particle of a line by splitting it and parsing each field on its own: the

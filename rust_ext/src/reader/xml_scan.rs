@@ -6,19 +6,19 @@
 
 /// One tag found in a text: `<name attrs>`, `</name>` or `<name attrs/>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Tag<'a> {
-    pub name: &'a [u8],
-    pub attrs: &'a [u8],
-    pub closing: bool,
+pub(crate) struct Tag<'a> {
+    pub(crate) name: &'a [u8],
+    pub(crate) attrs: &'a [u8],
+    pub(crate) closing: bool,
     /// Byte offset of the `<`.
-    pub start: usize,
+    pub(crate) start: usize,
     /// Byte offset just after the `>`.
-    pub end: usize,
+    pub(crate) end: usize,
 }
 
 /// The next tag at or after `from`, skipping `<!-- -->` comments and `<?...?>`
 /// declarations. A `<` not followed by a name (as in `a < b`) is text, not a tag.
-pub fn next_tag(text: &[u8], mut from: usize) -> Option<Tag<'_>> {
+pub(crate) fn next_tag(text: &[u8], mut from: usize) -> Option<Tag<'_>> {
     while from < text.len() {
         let lt = from + memchr::memchr(b'<', &text[from..])?;
         let rest = &text[lt + 1..];
@@ -73,7 +73,7 @@ fn find_tag_end(s: &[u8]) -> Option<usize> {
 }
 
 /// The value of attribute `name` (quoted with `'` or `"`, or bare), whitespace-trimmed.
-pub fn attr<'a>(attrs: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
+pub(crate) fn attr<'a>(attrs: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
     let mut i = 0;
     while i < attrs.len() {
         while i < attrs.len() && attrs[i].is_ascii_whitespace() {
@@ -123,7 +123,11 @@ pub fn attr<'a>(attrs: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
 }
 
 /// The text from `from` up to the closing tag `</name>`, and the offset after that tag.
-pub fn text_until_close<'a>(text: &'a [u8], from: usize, name: &[u8]) -> Option<(&'a [u8], usize)> {
+pub(crate) fn text_until_close<'a>(
+    text: &'a [u8],
+    from: usize,
+    name: &[u8],
+) -> Option<(&'a [u8], usize)> {
     let mut pos = from;
     while let Some(i) = memchr::memchr(b'<', &text[pos..]) {
         let at = pos + i;
@@ -146,7 +150,7 @@ pub fn text_until_close<'a>(text: &'a [u8], from: usize, name: &[u8]) -> Option<
 /// tag such as `</event>`, or `<!--`). Cheaper than a general substring search for the
 /// short lines of LHE events, which hold few `<`.
 #[inline]
-pub fn find_closing(text: &[u8], needle: &[u8]) -> Option<usize> {
+pub(crate) fn find_closing(text: &[u8], needle: &[u8]) -> Option<usize> {
     if text.len() > 256 {
         return memchr::memchr_iter(b'<', text).find(|&i| text[i..].starts_with(needle));
     }
@@ -155,7 +159,7 @@ pub fn find_closing(text: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 /// Decodes the five predefined XML entities; other text is kept as it is.
-pub fn unescape(text: &[u8]) -> String {
+pub(crate) fn unescape(text: &[u8]) -> String {
     let s = String::from_utf8_lossy(text);
     if !s.contains('&') {
         return s.into_owned();

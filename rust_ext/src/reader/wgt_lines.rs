@@ -8,7 +8,7 @@
 //! back to [`simple_wgt_line`], and anything that one does not recognise to the general
 //! scanner: the shape only makes the common case cheaper, never changes what is read.
 
-use crate::numbers::{parse_fixed_layout_fast, FieldCursor, FixedFloatShape};
+use crate::fields::{parse_fixed_layout, FieldCursor};
 
 /// The bytes before a value a shape can hold (`<wgt id='mg_reweight_123'> ` is 27).
 const PREFIX_WORDS: usize = 4;
@@ -18,10 +18,10 @@ const SUFFIX_WORDS: usize = 2;
 /// A recognised `<wgt>` line: the id, the value and where the value's text lies.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct WgtLine<'a> {
-    pub id: &'a [u8],
-    pub value: f64,
-    pub value_start: usize,
-    pub value_end: usize,
+    pub(crate) id: &'a [u8],
+    pub(crate) value: f64,
+    pub(crate) value_start: usize,
+    pub(crate) value_end: usize,
 }
 
 /// A line that is exactly `<wgt id='ID'> VALUE </wgt>` (either quote, any blanks), as
@@ -77,21 +77,15 @@ pub(crate) fn simple_wgt_line<'a>(line: &'a [u8], window: &'a [u8]) -> Option<Wg
 pub(crate) struct WgtLineShape {
     prefix: Masked<PREFIX_WORDS>,
     suffix: Masked<SUFFIX_WORDS>,
-    /// How the value was written: with a sign or not, and its [`FixedFloatShape`].
-    number: Option<(bool, FixedFloatShape)>,
 }
 
 impl WgtLineShape {
     /// The shape of `line`, whose value [`simple_wgt_line`] found at
     /// `line[value_start..value_end]`; `None` if the text around it is too long to hold.
     pub(crate) fn of(line: &[u8], value_start: usize, value_end: usize) -> Option<Self> {
-        let value = line.get(value_start..value_end)?;
-        let signed = matches!(value.first(), Some(b'+' | b'-'));
-        let number = FixedFloatShape::of(&value[usize::from(signed)..]).map(|f| (signed, f));
         Some(WgtLineShape {
             prefix: Masked::of(line.get(..value_start)?)?,
             suffix: Masked::of(line.get(value_end..)?)?,
-            number,
         })
     }
 
@@ -108,23 +102,9 @@ impl WgtLineShape {
         {
             return None;
         }
-        // A number written as before is read at its known place.
-        if let Some((signed, number)) = self.number {
-            let at = self.prefix.len + usize::from(signed);
-            if at + number.len() == value_end {
-                let negative = match window[self.prefix.len] {
-                    b'-' if signed => true,
-                    b'+' if signed => false,
-                    _ if signed => return None,
-                    _ => false,
-                };
-                let magnitude = number.read(window, at)?;
-                return Some(if negative { -magnitude } else { magnitude });
-            }
-        }
-        // Any other number must end exactly where the suffix begins (the suffix starts
-        // with a blank whenever this can match: the fixed-layout readers stop at one).
-        match parse_fixed_layout_fast(window, self.prefix.len)? {
+        // The number must end exactly where the suffix begins (the suffix starts with a
+        // blank whenever this can match: the fixed-layout reader stops at one).
+        match parse_fixed_layout(window, self.prefix.len)? {
             (value, end) if end == value_end => Some(value),
             _ => None,
         }
