@@ -282,3 +282,36 @@ def test_every_split_keeps_the_selected_yield_of_its_component(
     # Weights keep their sign: a LIN event's yield is its weight times a positive factor.
     test = pl.read_parquet(directory / "lin_test_cW.parquet")
     assert ((test["yield"] > 0) == (test["w"] > 0)).all()
+
+
+def test_yields_cli_shows_a_cross_section_that_disagrees_with_the_weights(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A wrong `xsec_pb` override (3 fb against the SM weights' 2.64 fb) is flagged in the
+    printed table, in a numbered warning line and in the JSON rows."""
+    files = {name: SSWW_DIR / f for name, (_, _, f) in SAMPLES.items()}
+    text = _config_text(files, tmp_path / "out")
+    text = text.replace('name = "ssww_SM"\n', 'name = "ssww_SM"\nxsec_pb = 3.0e-3\n')
+    config = tmp_path / "wrong_xsec.toml"
+    config.write_text(text)
+    json_path = tmp_path / "y.json"
+    assert main(["yields", str(config), "--json", str(json_path)]) == 0
+    out = capsys.readouterr().out
+    lines = {w: line for line in out.splitlines() for w in line.split() if w.startswith("ssww_")}
+    warnings = {
+        line.split()[0]: line.split(" warning: ", 1)[1]
+        for line in out.splitlines()
+        if line.startswith("[")
+    }
+    # Every real sample's <init> XSECUP is off the banner (a property of these files); only
+    # the SM sample's cross section, the one used, also disagrees with its weights.
+    assert lines["ssww_SM"].rstrip().endswith("see [1] [2]")
+    assert lines["ssww_cW_LIN"].rstrip().endswith("see [3]")
+    assert lines["ssww_cW_QUAD"].rstrip().endswith("see [4]")
+    assert "disagrees with the MadGraph banner's integrated weight 0.00264003 pb" in warnings["[1]"]
+    assert "cross section 0.003 pb (from the config's xsec_pb)" in warnings["[2]"]
+    assert "disagrees with the mean event weight 0.00264003 pb of 2000 events" in warnings["[2]"]
+    assert not any("mean event weight" in warnings[f"[{i}]"] for i in (1, 3, 4))
+    rows = {r["sample"]: r for r in json.loads(json_path.read_text())["rows"] if r["sample"]}
+    assert rows["ssww_SM"]["xsec_warning"].splitlines() == [warnings["[1]"], warnings["[2]"]]
+    assert rows["ssww_cW_QUAD"]["xsec_warning"] == warnings["[4]"]

@@ -60,7 +60,21 @@ def _format_number(value: Any, spec: str) -> str:
     return "" if value is None else format(value, spec)
 
 
+def _warning_references(rows: list[dict[str, Any]]) -> tuple[list[str], dict[str, int]]:
+    """The distinct cross-section warnings of the rows, in order, and each one's number."""
+    warnings = list(dict.fromkeys(w for row in rows for w in row["xsec_warning"].splitlines()))
+    return warnings, {w: i for i, w in enumerate(warnings, start=1)}
+
+
+def _check_cell(row: dict[str, Any], numbers: dict[str, int]) -> str:
+    if not row["sample"]:
+        return ""  # a combination of components: checked in its rows
+    refs = [f"[{numbers[w]}]" for w in row["xsec_warning"].splitlines()]
+    return f"see {' '.join(refs)}" if refs else "ok"
+
+
 def _print_yields(rows: list[dict[str, Any]], luminosity_fb: float, selection: str) -> None:
+    warnings, numbers = _warning_references(rows)
     print(f"expected yields in events at {luminosity_fb:g} fb^-1; selection: {selection or 'none'}")
     header = (
         "component",
@@ -74,6 +88,7 @@ def _print_yields(rows: list[dict[str, Any]], luminosity_fb: float, selection: s
         "+- MC",
         "xsec [pb]",
         "xsec from",
+        "xsec check",
     )
     table = [
         (
@@ -88,17 +103,20 @@ def _print_yields(rows: list[dict[str, Any]], luminosity_fb: float, selection: s
             _format_number(row["yield_selected_mc_error"], ".3g"),
             _format_number(row["xsec_pb"], ".5g"),
             row["xsec_source"],
+            _check_cell(row, numbers),
         )
         for row in rows
     ]
     widths = [max(len(str(cell)) for cell in column) for column in zip(header, *table, strict=True)]
-    text_columns = {0, 1, 2, 10}
+    text_columns = {0, 1, 2, 10, 11}
     for line in (header, *table):
         cells = [
             f"{cell:<{w}}" if i in text_columns else f"{cell:>{w}}"
             for i, (cell, w) in enumerate(zip(line, widths, strict=True))
         ]
         print("  ".join(cells).rstrip())
+    for number, warning in enumerate(warnings, start=1):
+        print(f"[{number}] warning: {warning}")
 
 
 def run(args: argparse.Namespace, console: Console | None) -> int:

@@ -356,6 +356,7 @@ YIELDS_SCHEMA: dict[str, pl.DataType] = {
     "yield_selected_mc_error": pl.Float64(),
     "xsec_pb": pl.Float64(),
     "xsec_source": pl.String(),
+    "xsec_warning": pl.String(),
 }
 """Columns of `yields_table` (yields in events at the configured luminosity)."""
 
@@ -382,10 +383,13 @@ def component_yields(frames: Sequence[pl.LazyFrame], selection: pl.Expr) -> list
     return [result.row(0, named=True) for result in results]
 
 
-def _xsec_summary(norms: Sequence[FileNormalisation]) -> tuple[float | None, str]:
+def _xsec_summary(norms: Sequence[FileNormalisation]) -> tuple[float | None, str, str]:
+    """(the cross section if the files agree on one, their sources, their warnings one per
+    line)."""
     xsecs = {n.xsec_pb for n in norms}
     sources = sorted({n.xsec_source for n in norms})
-    return (xsecs.pop() if len(xsecs) == 1 else None), ",".join(sources)
+    warnings = list(dict.fromkeys(w for n in norms for w in n.warnings))
+    return (xsecs.pop() if len(xsecs) == 1 else None), ",".join(sources), "\n".join(warnings)
 
 
 def yields_table(
@@ -401,7 +405,9 @@ def yields_table(
     (c LIN + c^2 QUAD) and one row "bsm" for their combination with SM (`combine`). Columns:
     `YIELDS_SCHEMA`; `yield_selected_mc_error` (the Monte Carlo statistical error, sqrt of
     the sum of squared event yields) is null on combined rows; `xsec_pb` is null when the
-    files of a sample have different cross sections.
+    files of a sample have different cross sections; `xsec_warning` holds the disagreements
+    the cross-section checks found (`vbsad_batch.ingest.normalisation`), one per line, ""
+    when none.
 
     Raises:
         ValueError: an unknown operator in `coefficients`, missing weights, or a problem of
@@ -424,7 +430,7 @@ def yields_table(
                 f"sample {comp.sample!r} ({comp.component} {comp.operator_label}): "
                 f"{stat['n_null']} event(s) lack a weight"
             )
-        xsec, source = _xsec_summary(comp.normalisations)
+        xsec, source, warning = _xsec_summary(comp.normalisations)
         rows.append(
             {
                 "component": comp.component,
@@ -435,6 +441,7 @@ def yields_table(
                 **{k: stat[k] for k in YIELDS_SCHEMA if k in stat},
                 "xsec_pb": xsec,
                 "xsec_source": source,
+                "xsec_warning": warning,
             }
         )
     if coefficients:
@@ -476,6 +483,7 @@ def _combined_rows(
                 "yield_selected_mc_error": None,
                 "xsec_pb": None,
                 "xsec_source": "",
+                "xsec_warning": "",
                 **y,
             }
         )
