@@ -52,6 +52,8 @@ def run(args: argparse.Namespace, console: Console | None) -> int:
         print(f"{result.status}: {result.directory} ({result.reason})")
         for line in result.missing:
             print(f"missing: {line}")
+        if result.warnings:
+            print(f"{len(result.warnings)} warning(s) in the report's Status section")
         print(result.index_html)
         print(result.summary_md)
     return EXIT_OK

@@ -49,6 +49,7 @@ from vbsad_batch.runtime.stage import FileRecord, command, fingerprint
 __all__ = [
     "MEAN_CHECK_SIGMAS",
     "ROUNDING_REL_TOL",
+    "XSEC_SOURCE_TEXT",
     "FileNormalisation",
     "XsecSource",
     "check_cross_section",
@@ -206,19 +207,20 @@ def check_cross_section(
         path,
         xsec=xsec,
         error=error,
-        source=f"from {_SOURCE_TEXT[source]}",
+        source=f"from {XSEC_SOURCE_TEXT[source]}",
         stats=stats,
         warnings=warnings,
     )
     return xsec, error, source, warnings
 
 
-_SOURCE_TEXT: dict[str, str] = {
+XSEC_SOURCE_TEXT: dict[str, str] = {
     "config": "the config's xsec_pb",
     "mg_banner": "the MadGraph banner",
     "init": "the <init> XSECUP sum",
     "root_nums": "the ntuple's _nums histogram",
 }
+"""Where a cross section came from (`FileNormalisation.xsec_source`), in words."""
 
 
 # --- Parquet shards ----------------------------------------------------------------------------
@@ -351,7 +353,7 @@ def root_table(
                 path,
                 xsec=xsec,
                 error=None,
-                source=f"from {_SOURCE_TEXT[source]}",
+                source=f"from {XSEC_SOURCE_TEXT[source]}",
                 stats=stats,
                 warnings=warnings,
             )

@@ -7,6 +7,9 @@ command to run for each expected output that is not there. `ReportInputs.verify`
 stage output through the stage contract: made for the config as it is now, every file with
 its manifest's SHA-256, so that the report never shows data other than what the manifests
 (and so its provenance table) describe, nor results of settings that have changed since.
+`ReportInputs.samples()` gives each sample file's normalisation (cross section and where it
+came from) and `ReportInputs.warnings()` every warning the stages recorded (cross-section
+checks, splits, trainings that had not converged), so that what users read carries them.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any, Literal
 
 from vbsad_batch.config import AnalysisConfig, ModelSpec
 from vbsad_batch.errors import StaleInputError
+from vbsad_batch.ingest.normalisation import XSEC_SOURCE_TEXT
 from vbsad_batch.models.model_unit import MODEL_MANIFEST_KIND, current_model, model_unit
 from vbsad_batch.models.paths import MODELS_DIR_NAME
 from vbsad_batch.models.scoring import (
@@ -39,6 +43,8 @@ from vbsad_batch.weighting.datasets import (
 __all__ = [
     "ProvenanceRow",
     "ReportInputs",
+    "ReportWarning",
+    "SampleRow",
     "StageKind",
     "StageOutput",
     "find_report_inputs",
@@ -74,6 +80,51 @@ class ProvenanceRow:
     size_bytes: int | None
     sha256: str
     made_by: str
+
+
+@dataclass(frozen=True, slots=True)
+class SampleRow:
+    """One sample file as the datasets stage normalised it.
+
+    Attributes:
+        sample: the sample's name in the config.
+        component: "sm", "lin", "quad" or "mix".
+        operators: its operators, comma separated ("" for SM).
+        path: the file.
+        n_events: events in the file.
+        xsec_pb: the cross section used, pb.
+        xsec_error_pb: its stated error, pb (None when not stated).
+        xsec_source: where it came from, in words (e.g. "the MadGraph banner").
+        sum_weights: sum of the nominal event weights of the file.
+        warnings: what the cross-section checks found.
+    """
+
+    sample: str
+    component: str
+    operators: str
+    path: str
+    n_events: int
+    xsec_pb: float
+    xsec_error_pb: float | None
+    xsec_source: str
+    sum_weights: float
+    warnings: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ReportWarning:
+    """A warning a stage recorded.
+
+    Attributes:
+        stage: "cross section" (a sample file's normalisation), or the stage that recorded it
+            ("datasets", "model", "scores", "scan").
+        name: the sample or stage output it concerns.
+        message: the warning's text.
+    """
+
+    stage: str
+    name: str
+    message: str
 
 
 @dataclass(frozen=True)
@@ -224,6 +275,42 @@ class ReportInputs:
     def scores_of(self, model_name: str) -> StageOutput | None:
         """The scores of the model named `model_name`, if scored."""
         return next((s for s in self.scores if s.name == model_name), None)
+
+    def samples(self) -> list[SampleRow]:
+        """Every sample file with its normalisation, from the datasets manifest."""
+        rows: list[SampleRow] = []
+        for comp in self.datasets.manifest.get("normalisations", []):
+            for item in comp.get("files", []):
+                source = str(item.get("xsec_source", ""))
+                error = item.get("xsec_error_pb")
+                rows.append(
+                    SampleRow(
+                        sample=str(comp.get("sample", "")),
+                        component=str(comp.get("component", "")),
+                        operators=",".join(comp.get("operators", [])),
+                        path=str(item["path"]),
+                        n_events=int(item["n_events"]),
+                        xsec_pb=float(item["xsec_pb"]),
+                        xsec_error_pb=None if error is None else float(error),
+                        xsec_source=XSEC_SOURCE_TEXT.get(source, source),
+                        sum_weights=float(item["sum_weights"]),
+                        warnings=tuple(str(w) for w in item.get("warnings", [])),
+                    )
+                )
+        return rows
+
+    def warnings(self) -> list[ReportWarning]:
+        """Every distinct warning: the samples' cross-section checks, then each stage's."""
+        found = [
+            ReportWarning("cross section", row.sample, message)
+            for row in self.samples()
+            for message in row.warnings
+        ]
+        for stage in self.stages():
+            messages = stage.manifest.get("warnings", [])
+            if isinstance(messages, list):
+                found += [ReportWarning(stage.stage, stage.name, str(m)) for m in messages]
+        return list(dict.fromkeys(found))
 
     def provenance_rows(self) -> list[ProvenanceRow]:
         """The sample files (from the datasets manifest), then every stage's files."""

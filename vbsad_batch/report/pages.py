@@ -13,7 +13,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from vbsad_batch.report.inputs import ProvenanceRow
+from vbsad_batch.report.inputs import ProvenanceRow, ReportWarning, SampleRow
 
 __all__ = ["FigureEntry", "ReportContent", "render_index_html", "render_summary_md"]
 
@@ -46,6 +46,7 @@ figure { margin: 1.5em 0; }
 figure img { max-width: 100%; border: 1px solid #ddd; }
 figcaption { font-size: 0.9em; color: #444; max-width: 900px; }
 .missing { background: #fff4e5; border-left: 4px solid #e76300; padding: 0.5em 1em; }
+.warn { background: #fdecea; border-left: 4px solid #bd1f01; padding: 0.5em 1em; }
 .ok { background: #edf7ed; border-left: 4px solid #2e7d32; padding: 0.5em 1em; }
 .wide { overflow-x: auto; }
 td.hash { font-family: "DejaVu Sans Mono", monospace; font-size: 0.8em; word-break: break-all; }
@@ -86,6 +87,8 @@ class ReportContent:
         missing: sentences naming what is missing and how to make it.
         figures: the figures, in report order.
         provenance: every input file with its SHA-256.
+        samples: every sample file with its cross section and where it came from.
+        warnings: every warning the stages recorded.
         tool: the tool and version that made the report.
         created_utc: when.
     """
@@ -99,6 +102,8 @@ class ReportContent:
     missing: tuple[str, ...]
     figures: tuple[FigureEntry, ...]
     provenance: tuple[ProvenanceRow, ...]
+    samples: tuple[SampleRow, ...]
+    warnings: tuple[ReportWarning, ...]
     tool: str
     created_utc: str
 
@@ -180,6 +185,81 @@ def _size(value: int | None) -> str:
     return "" if value is None else f"{value:,}"
 
 
+_SAMPLE_HEADER = (
+    "sample",
+    "component",
+    "operators",
+    "file",
+    "events",
+    "xsec [pb]",
+    "+- [pb]",
+    "xsec from",
+    "sum of weights",
+    "check",
+)
+
+
+def _sample_cells(row: SampleRow, numbers: dict[str, int]) -> tuple[str, ...]:
+    """A sample row's cells; "check" names the warnings (by number) or says "ok"."""
+    refs = " ".join(f"[{numbers[w]}]" for w in row.warnings if w in numbers)
+    return (
+        row.sample,
+        row.component,
+        row.operators,
+        row.path,
+        f"{row.n_events:,}",
+        f"{row.xsec_pb:.6g}",
+        "" if row.xsec_error_pb is None else f"{row.xsec_error_pb:.2g}",
+        row.xsec_source,
+        f"{row.sum_weights:.6g}",
+        f"see warning {refs}" if refs else "ok",
+    )
+
+
+def _warning_numbers(content: ReportContent) -> dict[str, int]:
+    return {w.message: i for i, w in enumerate(content.warnings, start=1)}
+
+
+def _html_warnings(content: ReportContent) -> list[str]:
+    e = html.escape
+    if not content.warnings:
+        return ['<div class="ok"><p>No stage recorded a warning.</p></div>']
+    items = "".join(
+        f'<li id="warning-{i}">[{i}] <strong>{e(w.stage)}</strong> {e(w.name)}: {e(w.message)}'
+        + "</li>"
+        for i, w in enumerate(content.warnings, start=1)
+    )
+    return [
+        f'<div class="warn"><p><strong>{len(content.warnings)} warning(s)</strong>: read them '
+        f"before trusting the numbers below.</p><ol>{items}</ol></div>"
+    ]
+
+
+def _html_samples(content: ReportContent) -> list[str]:
+    e = html.escape
+    numbers = _warning_numbers(content)
+    head = "".join(f"<th>{e(h)}</th>" for h in _SAMPLE_HEADER)
+    parts = [
+        '<h3 id="samples">Samples and their normalisation</h3>',
+        "<p>Each sample file's cross section, where it came from (precedence: the config's "
+        "xsec_pb, the MadGraph banner, the &lt;init&gt; XSECUP sum), and whether it agrees with "
+        "the file's own weights (see Status for the warnings).</p>",
+        f'<div class="wide"><table><thead><tr>{head}</tr></thead><tbody>',
+    ]
+    for row in content.samples:
+        cells = _sample_cells(row, numbers)
+        parts.append(
+            "<tr>"
+            + "".join(
+                f"<td><code>{e(c)}</code></td>" if i == 3 else f"<td>{e(c)}</td>"
+                for i, c in enumerate(cells)
+            )
+            + "</tr>"
+        )
+    parts.append("</tbody></table></div>")
+    return parts
+
+
 def render_index_html(content: ReportContent) -> str:
     """The HTML page (see the module docstring)."""
     e = html.escape
@@ -212,6 +292,7 @@ def render_index_html(content: ReportContent) -> str:
         )
     else:
         parts.append('<div class="ok"><p>Every stage output is present.</p></div>')
+    parts += _html_warnings(content)
     parts.append('<h2 id="table">Sensitivity table</h2>')
     if content.table_markdown is None:
         parts.append(
@@ -237,6 +318,8 @@ def render_index_html(content: ReportContent) -> str:
         "<h3>Resolved configuration (defaults filled in, paths resolved)</h3>",
         f"<pre>{e(content.resolved_config)}</pre>",
         '<h2 id="provenance">Provenance</h2>',
+        *_html_samples(content),
+        "<h3>Files</h3>",
         "<p>Every file this report rests on, with the SHA-256 recorded by the stage that "
         "wrote it (checked against the file for each file the report reads).</p>",
         '<div class="wide"><table><thead><tr><th>stage</th><th>name</th><th>file</th>'
@@ -276,6 +359,16 @@ def render_summary_md(content: ReportContent) -> str:
         lines += [f"- {m}" for m in content.missing]
     else:
         lines.append("Every stage output is present.")
+    lines.append("")
+    if content.warnings:
+        lines.append(f"{len(content.warnings)} warning(s), to read before trusting the numbers:")
+        lines.append("")
+        lines += [
+            f"{i}. **{w.stage}** {_md_cell(w.name)}: {_md_cell(w.message)}"
+            for i, w in enumerate(content.warnings, start=1)
+        ]
+    else:
+        lines.append("No stage recorded a warning.")
     lines += ["", "## Sensitivity table", ""]
     if content.table_markdown is None:
         lines.append("No sensitivity scan: run `vbsad scan` (see Status).")
@@ -307,6 +400,20 @@ def render_summary_md(content: ReportContent) -> str:
         "```",
         "",
         "## Provenance",
+        "",
+        "### Samples and their normalisation",
+        "",
+        "| " + " | ".join(_SAMPLE_HEADER) + " |",
+        "|" + "---|" * len(_SAMPLE_HEADER),
+    ]
+    numbers = _warning_numbers(content)
+    for row in content.samples:
+        cells = [_md_cell(c) for c in _sample_cells(row, numbers)]
+        cells[3] = f"`{cells[3]}`"  # the file
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "### Files",
         "",
         "| stage | name | file | bytes | SHA-256 | made by |",
         "|---|---|---|---|---|---|",

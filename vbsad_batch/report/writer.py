@@ -69,12 +69,14 @@ class ReportResult(StageResult):
         summary_md: its summary.md.
         figures: the figure files.
         missing: what the report lacks (sentences with the command that makes it).
+        warnings: the warnings of the stages that the report shows.
     """
 
     index_html: Path
     summary_md: Path
     figures: tuple[Path, ...]
     missing: tuple[str, ...]
+    warnings: tuple[str, ...]
 
 
 def report_unit(config: AnalysisConfig) -> StageUnit:
@@ -133,6 +135,9 @@ def _write_pages(inputs: ReportInputs, out: StageOutputs) -> None:
     config = inputs.config
     for sentence in inputs.missing:
         logger.warning("report: %s", sentence)
+    warnings = inputs.warnings()
+    if warnings:
+        logger.warning("report: shows %d warning(s) of the stages", len(warnings))
     tasks = figure_tasks(inputs)
     total = len(tasks) + 1
     out.emit(ProgressEvent(_STAGE, "run_started", total_items=total))
@@ -169,6 +174,8 @@ def _write_pages(inputs: ReportInputs, out: StageOutputs) -> None:
         missing=inputs.missing,
         figures=tuple(entries),
         provenance=tuple(inputs.provenance_rows()),
+        samples=tuple(inputs.samples()),
+        warnings=tuple(inputs.warnings()),
         tool=f"{prov['tool']} {prov['tool_version']}",
         created_utc=str(prov["created_utc"]),
     )
@@ -176,6 +183,7 @@ def _write_pages(inputs: ReportInputs, out: StageOutputs) -> None:
     out.write_text(SUMMARY_NAME, render_summary_md(content))
     out.emit(ProgressEvent(_STAGE, "item_finished", item="pages", total_items=total))
     out.manifest["missing"] = list(inputs.missing)
+    out.manifest["warnings"] = [w.message for w in warnings]
     out.summary = f"{len(tasks)} figure(s)"
 
 
@@ -206,10 +214,12 @@ def write_report(
     )
     figures = tuple(path for path in ran.outputs if path.parent.name == FIGURES_DIR_NAME)
     missing = tuple(str(m) for m in ran.manifest.get("missing", []))
+    warnings = tuple(str(w) for w in ran.manifest.get("warnings", []))
     return ReportResult(
         **ran.fields(f"{len(figures)} figure(s)"),
         index_html=unit.directory / INDEX_NAME,
         summary_md=unit.directory / SUMMARY_NAME,
         figures=figures,
         missing=missing,
+        warnings=warnings,
     )
