@@ -131,3 +131,9 @@ def test_real_ssww_samples_give_a_finite_cw_sensitivity(tmp_path: Path) -> None:
     table = json.loads((tmp_path / "out" / "scan" / "table.json").read_text())
     assert {r["kind"] for r in table["rows"]} == {"vae", "vae_nn"}
     assert any(_finite(r["operators"]["cW"]["proxy"]["c_plus"]) for r in table["rows"])
+    # As shipped, every model of its grid (two kinds x three seeds) converged before the cap.
+    manifests = sorted((tmp_path / "out" / "models").glob("*/manifest.json"))
+    assert len(manifests) == 6
+    for path in manifests:
+        manifest = json.loads(path.read_text())
+        assert manifest["converged"] is True, (path, manifest["warnings"])

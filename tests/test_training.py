@@ -60,6 +60,7 @@ def _write_config(directory: Path, *, epochs: int, patience: int, seed: int = 0)
     text = EXAMPLE.read_text(encoding="utf-8").replace(
         '"../../shared/testdata/ssww/', f'"{SSWW_DIR.as_posix()}/'
     )
+    text = _without_table(text, "training")  # this module's own [training] replaces it
     text = (
         'output_dir = "out"\n' + text + TRAINING.format(epochs=epochs, patience=patience, seed=seed)
     )
@@ -67,6 +68,21 @@ def _write_config(directory: Path, *, epochs: int, patience: int, seed: int = 0)
     path = directory / "ssww.toml"
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def _without_table(text: str, table: str) -> str:
+    """`text` (TOML) without the table `[table]` (its header, keys and the comments before it)."""
+    kept: list[str] = []
+    inside = False
+    for line in text.splitlines(keepends=True):
+        if line.startswith("["):
+            inside = line.strip() == f"[{table}]"
+            if inside:
+                while kept and kept[-1].startswith("#"):
+                    kept.pop()
+        if not inside:
+            kept.append(line)
+    return "".join(kept)
 
 
 def _config(

@@ -19,10 +19,13 @@ def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
     parser = subparsers.add_parser(
         "score",
         parents=[common],
-        help="write the per-event anomaly scores of a trained model for every test dataset",
+        help="write the per-event anomaly scores of a trained model on the validation and "
+        "test datasets",
         description=(
-            "Apply a model trained by 'vbsad train' to every test dataset of the config "
-            "(sm_test, lin_test_<op>, quad_test_<op>) and write per dataset a Parquet file "
+            "Apply a model trained by 'vbsad train' to every validation and test dataset of "
+            "the config (sm_<split>, lin_<split>_<op>, quad_<split>_<op>, <split> validation or "
+            "test: the scan chooses its regions on the first and quotes limits on the second) "
+            "and write per dataset a Parquet file "
             "with event, input_sha256, yield, and the scores mse (mean squared reconstruction "
             "error over the scaled features), kld (KL divergence of the latent distribution) "
             "and, for vae_nn, score (classifier output in [0, 1]), plus a manifest."
