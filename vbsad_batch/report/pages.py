@@ -407,8 +407,8 @@ def render_summary_md(content: ReportContent) -> str:
         "|" + "---|" * len(_SAMPLE_HEADER),
     ]
     numbers = _warning_numbers(content)
-    for row in content.samples:
-        cells = [_md_cell(c) for c in _sample_cells(row, numbers)]
+    for sample in content.samples:
+        cells = [_md_cell(c) for c in _sample_cells(sample, numbers)]
         cells[3] = f"`{cells[3]}`"  # the file
         lines.append("| " + " | ".join(cells) + " |")
     lines += [
