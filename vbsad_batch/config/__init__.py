@@ -6,6 +6,8 @@ Modules:
   documented key by key in its docstring;
 - `selection`: the selection language (``"mjj > 200 and ptj1 > 30"``) -> polars expressions;
 - `loading`: `load_config`: TOML -> validated dataclasses, errors naming file and key path;
+- `toml_values`: typed values out of the parsed TOML, with those errors;
+- `sample_tables`: the `[[samples]]` and `[[reweighted]]` tables, checked together;
 - `near_miss`: "did you mean ...?" suggestions for error messages.
 """
 
