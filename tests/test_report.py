@@ -192,6 +192,7 @@ def test_summary_md_has_table_config_and_checksums(
     assert "| `vae_latent3` (mse) |" in text
     assert "| `vae_nn_latent3_cW` (score) |" in text
     assert 'training_operator = "cW"' in text
+    files_table = text.split("### Files", 1)[1]  # the provenance table of every file
     out = pipeline.output_dir
     files = [pipeline.reweighted[0].files[0]]
     files += sorted((out / "datasets").glob("*.parquet"))
@@ -200,7 +201,7 @@ def test_summary_md_has_table_config_and_checksums(
     files += [out / "models" / m / "model.keras" for m in MODELS]
     assert len(files) > 20
     for path in files:
-        line = next((ln for ln in text.splitlines() if f"`{path}`" in ln), None)
+        line = next((ln for ln in files_table.splitlines() if f"`{path}`" in ln), None)
         assert line is not None, f"{path} not in the provenance table"
         assert f"`{sha256_file(path)}`" in line, f"wrong SHA-256 for {path}"
     for path in report.figures:

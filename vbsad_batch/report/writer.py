@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from vbsad_batch.config import AnalysisConfig
+from vbsad_batch.errors import StaleInputError
 from vbsad_batch.report.inputs import ReportInputs, find_report_inputs
 from vbsad_batch.report.pages import (
     FigureEntry,
@@ -45,13 +46,20 @@ from vbsad_batch.runtime.progress import ProgressCallback, ProgressEvent
 from vbsad_batch.runtime.provenance import jsonable, runtime_provenance, sha256_file, tool_version
 from vbsad_batch.runtime.stage import StageOutputs, StageResult, StageUnit, command
 
-__all__ = ["REPORT_DIR_NAME", "ReportResult", "report_directory", "report_unit", "write_report"]
+__all__ = [
+    "REPORT_DIR_NAME",
+    "ReportResult",
+    "report_directory",
+    "report_freshness",
+    "report_unit",
+    "write_report",
+]
 
 logger = logging.getLogger(__name__)
 
 REPORT_DIR_NAME = "report"
 FIGURES_DIR_NAME = "figures"
-REPORT_FORMAT_VERSION = 1
+REPORT_FORMAT_VERSION = 2
 """Version of the report layout; bump when the figures or pages change."""
 
 MANIFEST_KIND = "vbsad_batch.report"
@@ -89,6 +97,18 @@ def report_unit(config: AnalysisConfig) -> StageUnit:
         remake=command("report", config.path),
         temp_dirs=(FIGURES_DIR_NAME,),
     )
+
+
+def report_freshness(config: AnalysisConfig) -> tuple[bool, str]:
+    """Whether the report of `config` is up to date (its inputs current, the report made
+    from them), and if not, why."""
+    try:
+        inputs = find_report_inputs(config)
+        inputs.verify()
+    except (FileNotFoundError, StaleInputError) as exc:
+        return False, f"its inputs are not ready ({exc})"
+    freshness = report_unit(config).check(_key(inputs))
+    return freshness.up_to_date, freshness.reason
 
 
 def report_directory(config: AnalysisConfig) -> Path:
