@@ -27,7 +27,8 @@ $(STAMP): pyproject.toml $(RUST_SOURCES)
 run: setup
 	$(BIN)/vbsad run --output $(OUT)/demo
 
-# Debian's chromium renders the report in a test (a headless screenshot). Installed when it is
+# Debian's chromium renders the report in a test (a headless screenshot); Slurm + munge run a
+# private single-node cluster for the batch tests (tests/local_slurm.py). Installed when
 # missing and we may (root with apt-get); otherwise say how.
 system-deps:
 	@command -v chromium >/dev/null 2>&1 || { \
@@ -35,6 +36,12 @@ system-deps:
 	    apt-get install -y -q chromium || { apt-get update -q && apt-get install -y -q chromium; }; \
 	  else \
 	    echo "chromium is missing: install Debian's chromium (apt-get install chromium)"; \
+	  fi; }
+	@command -v slurmctld >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get install -y -q slurm-wlm munge || { apt-get update -q && apt-get install -y -q slurm-wlm munge; }; \
+	  else \
+	    echo "slurm is missing: install Debian's slurm-wlm and munge (apt-get install slurm-wlm munge)"; \
 	  fi; }
 
 test: setup system-deps lint test-rust test-python

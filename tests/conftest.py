@@ -9,10 +9,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from local_slurm import LocalSlurm
 
 TESTS_DIR = Path(__file__).resolve().parent
 # Make the helper modules next to the tests (lhe_reference.py) importable whatever
@@ -126,3 +130,15 @@ def pytest_configure(config: pytest.Config) -> None:
             f"shared test data not found under {SHARED_DIR}: "
             "set VBSAD_SHARED_DIR to the folder holding testdata/lhe and testdata/ssww"
         )
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSlurm]:
+    """One private single-node Slurm (tests/local_slurm.py: munged, slurmctld, slurmd; 2 CPUs,
+    4000 MB, partition `debug`) shared by every Slurm test of the session, always shut down
+    at its end. Run clients with `slurm_cluster.env` / `.run()`; `make system-deps` installs
+    Slurm (without it the fixture fails: SlurmNotInstalledError)."""
+    from local_slurm import LocalSlurm  # noqa: PLC0415 - only the Slurm tests need it
+
+    with LocalSlurm(tmp_path_factory.mktemp("slurm"), cpus=2, memory_mb=4000) as cluster:
+        yield cluster
