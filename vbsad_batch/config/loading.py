@@ -33,6 +33,7 @@ from vbsad_batch.config.schema import (
     TrainingConfig,
 )
 from vbsad_batch.config.selection import SelectionError, parse_selection
+from vbsad_batch.config.slurm_table import slurm_table
 from vbsad_batch.config.toml_values import TomlValues, check_declared, type_name
 
 __all__ = ["load_config"]
@@ -56,6 +57,7 @@ _TOP_KEYS = (
     "scan",
     "samples",
     "reweighted",
+    "slurm",
 )
 _TRAINING_KEYS = (*(f.name for f in fields(TrainingConfig)), "seeds", "latent_dims")
 _SCAN_KEYS = tuple(f.name for f in fields(ScanConfig))
@@ -101,23 +103,12 @@ def _split(ctx: TomlValues, value: object) -> SplitConfig:
     return SplitConfig(seed=seed, **fractions)
 
 
-def _integer(
-    ctx: TomlValues, value: object, key: str, minimum: int, maximum: int | None = None
-) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        ctx.fail(key, f"expected an integer, got {type_name(value)}")
-    if value < minimum or (maximum is not None and value > maximum):
-        bounds = f"in {minimum}..{maximum}" if maximum is not None else f">= {minimum}"
-        ctx.fail(key, f"must be {bounds}, got {value}")
-    return value
-
-
 def _integer_list(
     ctx: TomlValues, value: object, key: str, minimum: int, maximum: int | None = None
 ) -> tuple[int, ...]:
     if not isinstance(value, list) or not value:
         ctx.fail(key, f"expected a non-empty list of integers, got {type_name(value)}")
-    numbers = tuple(_integer(ctx, v, f"{key}[{i}]", minimum, maximum) for i, v in enumerate(value))
+    numbers = tuple(ctx.integer(v, f"{key}[{i}]", minimum, maximum) for i, v in enumerate(value))
     for i, number in enumerate(numbers):
         if number in numbers[:i]:
             ctx.fail(f"{key}[{i}]", f"{number} is listed twice")
@@ -138,6 +129,12 @@ def _grid_lists(ctx: TomlValues, table: Mapping[str, Any]) -> dict[str, tuple[in
             ctx.fail(f"training.{plural}", f"give either `{single}` or `{plural}`, not both")
         lists[single] = _integer_list(ctx, table[plural], f"training.{plural}", minimum, maximum)
     return lists
+
+
+def _boolean(ctx: TomlValues, value: object, key: str) -> bool:
+    if not isinstance(value, bool):
+        ctx.fail(key, f"expected true or false, got {type_name(value)}")
+    return value
 
 
 def _training(ctx: TomlValues, value: object) -> tuple[TrainingConfig, dict[str, tuple[int, ...]]]:
@@ -178,20 +175,20 @@ def _training(ctx: TomlValues, value: object) -> tuple[TrainingConfig, dict[str,
     if not raw_hidden:
         ctx.fail("training.hidden_layers", "must not be empty")
     hidden = tuple(
-        _integer(ctx, width, f"training.hidden_layers[{i}]", 1)
-        for i, width in enumerate(raw_hidden)
+        ctx.integer(width, f"training.hidden_layers[{i}]", 1) for i, width in enumerate(raw_hidden)
     )
     low, high = LATENT_DIM_RANGE
     training = TrainingConfig(
         optimizer="adam",
         learning_rate=learning_rate,
-        epochs=_integer(ctx, get("epochs"), "training.epochs", 1),
-        patience=_integer(ctx, get("patience"), "training.patience", 1),
-        batch_size=_integer(ctx, get("batch_size"), "training.batch_size", 1),
-        latent_dim=_integer(ctx, get("latent_dim"), "training.latent_dim", low, high),
+        epochs=ctx.integer(get("epochs"), "training.epochs", 1),
+        patience=ctx.integer(get("patience"), "training.patience", 1),
+        batch_size=ctx.integer(get("batch_size"), "training.batch_size", 1),
+        latent_dim=ctx.integer(get("latent_dim"), "training.latent_dim", low, high),
         hidden_layers=hidden,
-        classifier_units=_integer(ctx, get("classifier_units"), "training.classifier_units", 1),
-        seed=_integer(ctx, get("seed"), "training.seed", 0),
+        classifier_units=ctx.integer(get("classifier_units"), "training.classifier_units", 1),
+        seed=ctx.integer(get("seed"), "training.seed", 0),
+        data_parallel=_boolean(ctx, get("data_parallel"), "training.data_parallel"),
         **floats,
     )
     return training, lists
@@ -241,13 +238,13 @@ def _scan(ctx: TomlValues, value: object) -> ScanConfig:
         )
     return ScanConfig(
         significance=significance,
-        min_sm_mc_events=_integer(ctx, get("min_sm_mc_events"), "scan.min_sm_mc_events", 1),
+        min_sm_mc_events=ctx.integer(get("min_sm_mc_events"), "scan.min_sm_mc_events", 1),
         min_sm_yield=min_sm_yield,
-        bootstrap_replicas=_integer(ctx, get("bootstrap_replicas"), "scan.bootstrap_replicas", 0),
-        bootstrap_chunk=_integer(ctx, get("bootstrap_chunk"), "scan.bootstrap_chunk", 1),
-        seed=_integer(ctx, get("seed"), "scan.seed", 0),
-        interval_bins=_integer(ctx, get("interval_bins"), "scan.interval_bins", 2),
-        curve_points=_integer(ctx, get("curve_points"), "scan.curve_points", 0),
+        bootstrap_replicas=ctx.integer(get("bootstrap_replicas"), "scan.bootstrap_replicas", 0),
+        bootstrap_chunk=ctx.integer(get("bootstrap_chunk"), "scan.bootstrap_chunk", 1),
+        seed=ctx.integer(get("seed"), "scan.seed", 0),
+        interval_bins=ctx.integer(get("interval_bins"), "scan.interval_bins", 2),
+        curve_points=ctx.integer(get("curve_points"), "scan.curve_points", 0),
         vae_scores=columns["vae"],
         vae_nn_scores=columns["vae_nn"],
         region_from=region_from,  # type: ignore[arg-type]  # checked against RegionFrom above
@@ -347,6 +344,7 @@ def _parse(data: Mapping[str, Any], ctx: TomlValues, check_files: bool) -> Analy
         samples=samples,
         reweighted=reweighted,
         declared_operators=declared,
+        slurm=slurm_table(ctx, data.get("slurm", {})),
     )
 
 

@@ -44,6 +44,9 @@ must hold a sample)::
     classifier_units = 50           # VAE+NN: width of the linear Dense layer of the classifier
     leaky_relu_alpha = 0.3          # negative slope of the LeakyReLU activations (>= 0)
     seed = 0                        # weight initialisation and sampling (integer >= 0)
+    data_parallel = false           # under `mpiexec -n N`: train each model on all N ranks,
+                                    # each taking 1/N of every batch (gradients averaged);
+                                    # false: the grid's models are spread over the ranks
 
     A grid of models: `[training]` also takes `seeds = [0, 1, 2]` instead of `seed` and
     `latent_dims = [3, 5, 7]` instead of `latent_dim`; with `training_operators` above, every
@@ -97,6 +100,9 @@ must hold a sample)::
     minus = "{op}_m1"
     k = 1.0                         # > 0
 
+    [slurm]                         # resources of the batch jobs of `vbsad submit`: see
+    partition = "short"             # `vbsad_batch.config.slurm` (per stage: [slurm.train] ...)
+
 A component is provided by exactly one source: one `sm` sample or one reweighted sample gives
 SM, and each (component, operator) pair of LIN / QUAD / MIX comes from one sample or one
 reweighted point. A LIN, QUAD or MIX sample needs an SM source. The weight ids of reweighted
@@ -112,6 +118,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
+from vbsad_batch.config.slurm import SlurmConfig
 from vbsad_batch.ingest.lhe import OBSERVABLE_COLUMNS
 
 __all__ = [
@@ -234,6 +241,13 @@ class TrainingConfig:
         classifier_units: VAE+NN: width of the classifier's linear Dense layer.
         leaky_relu_alpha: negative slope of the LeakyReLU activations.
         seed: seed of the weight initialisation and of the latent sampling.
+        data_parallel: under MPI with N > 1 ranks, train each model on all ranks, each
+            computing the gradient of 1/N of every global batch (`batch_size` events), the
+            gradients summed with one Allreduce per step (`vbsad_batch.models.data_parallel`):
+            the same training as on one rank up to float rounding. False (default): the models
+            of the grid are trained one per rank (task parallel). Without MPI it changes
+            nothing. Not part of a model's key: how many processes computed a training does not
+            make it another model.
     """
 
     optimizer: Literal["adam"] = "adam"
@@ -248,6 +262,7 @@ class TrainingConfig:
     classifier_units: int = 50
     leaky_relu_alpha: float = 0.3
     seed: int = 0
+    data_parallel: bool = False
 
 
 RegionFrom = Literal["validation", "test"]
@@ -406,6 +421,8 @@ class AnalysisConfig:
         samples: separately generated samples.
         reweighted: reweighted samples.
         declared_operators: the `operators` list, in file order.
+        slurm: the resources of the batch jobs of `vbsad submit` (`vbsad_batch.config.slurm`);
+            no stage's output depends on them.
     """
 
     path: Path
@@ -421,6 +438,7 @@ class AnalysisConfig:
     samples: tuple[SampleConfig, ...] = ()
     reweighted: tuple[ReweightedConfig, ...] = ()
     declared_operators: tuple[str, ...] = ()
+    slurm: SlurmConfig = field(default_factory=SlurmConfig)
 
     @property
     def training_operator(self) -> str | None:
@@ -479,6 +497,12 @@ class AnalysisConfig:
             if op is None:
                 raise ValueError(f"{self.path}: model 'vae_nn' needs `training_operator`")
         return ModelSpec(kind, latent, self.training.seed if seed is None else seed, op)
+
+    def input_files(self) -> tuple[Path, ...]:
+        """Every input file of the samples and reweighted samples, sorted, each once."""
+        files = {f for s in self.samples for f in s.files}
+        files.update(f for rw in self.reweighted for f in rw.files)
+        return tuple(sorted(files))
 
     def operators(self) -> tuple[str, ...]:
         """All operators of the analysis, sorted."""

@@ -61,6 +61,14 @@ class TomlValues:
             self.fail(key, f"must be finite, got {result}")
         return result
 
+    def integer(self, value: object, key: str, minimum: int, maximum: int | None = None) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.fail(key, f"expected an integer, got {type_name(value)}")
+        if value < minimum or (maximum is not None and value > maximum):
+            bounds = f"in {minimum}..{maximum}" if maximum is not None else f">= {minimum}"
+            self.fail(key, f"must be {bounds}, got {value}")
+        return value
+
     def string_list(self, value: object, key: str, *, allow_single: bool = False) -> list[str]:
         if allow_single and isinstance(value, str):
             return [value]
