@@ -9,8 +9,13 @@ Modules:
 - `training_step`: one epoch of training as a compiled graph loop, the fused Adam update, the
   validation loss;
 - `checkpoints`: the per-epoch checkpoint that makes a resumed training exact;
+- `data_parallel`: one model trained on all MPI ranks (each a share of every batch, the
+  gradients summed with one Allreduce per step; rank 0 decides and writes);
 - `training`: the train stage (`vbsad train`): resume, fit, write the model directory;
-- `scoring`: the score stage (`vbsad score`): per-event scores of every test dataset.
+- `scoring`: the score stage (`vbsad score`): per-event scores of every test dataset;
+- `parallel`: the model stages over MPI ranks: the grid round-robin (task parallel) or each
+  model data parallel, and TensorFlow's threads per rank.
 
-Only `networks`, `training*`, `checkpoints` and (when it scores) `scoring` import TensorFlow.
+Only `networks`, `training*`, `checkpoints`, `data_parallel`, `parallel` and (when it scores)
+`scoring` import TensorFlow.
 """

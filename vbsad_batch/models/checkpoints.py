@@ -57,7 +57,11 @@ def save_checkpoint(
     model: Any,
     optimizer: Any,
     best: Sequence[np.ndarray],
+    ranks: int = 1,
 ) -> None:
+    """Replace the checkpoint at `path` (atomically) by the training's current state; `ranks`:
+    the number of ranks of a data-parallel training (1 otherwise), which a resumed training
+    must have too."""
     arrays: dict[str, Any] = {}  # Any: np.savez's stubs type **kwds loosely
     for i, var in enumerate(model.variables):
         arrays[f"model/{i:04d}"] = var.numpy()
@@ -65,7 +69,7 @@ def save_checkpoint(
         arrays[f"optimizer/{i:04d}"] = var.numpy()
     for i, value in enumerate(best):
         arrays[f"best/{i:04d}"] = value
-    meta = {"key_digest": key_digest, "state": dataclasses.asdict(state)}
+    meta = {"key_digest": key_digest, "state": dataclasses.asdict(state), "ranks": ranks}
     arrays["meta"] = np.array(json.dumps(meta))
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
@@ -73,6 +77,8 @@ def save_checkpoint(
 
 
 def read_checkpoint(path: Path) -> tuple[dict[str, Any], dict[str, list[np.ndarray]]] | None:
+    """(meta: key_digest, state, ranks (absent before data parallelism: 1); variables by group
+    "model", "optimizer", "best"), or None if there is no readable checkpoint at `path`."""
     try:
         with np.load(path, allow_pickle=False) as npz:
             meta = json.loads(str(npz["meta"]))

@@ -71,7 +71,8 @@ def training_datasets(spec: ModelSpec) -> list[str]:
 def model_key(
     config: AnalysisConfig, spec: ModelSpec, datasets: dict[str, DatasetInfo]
 ) -> dict[str, Any]:
-    """What a model's weights depend on: settings, features, and its datasets by SHA-256.
+    """What a model's weights depend on: settings (not `data_parallel`: how many ranks compute
+    it), features, and its datasets by SHA-256.
 
     Raises:
         StaleInputError: a dataset the model needs is not among `datasets`.
@@ -86,11 +87,16 @@ def model_key(
                 remake=remake,
             )
         checksums[name] = datasets[name].sha256
+    training = jsonable(model_training(config, spec))
+    # How many processes compute a training is not what it is: a model trained data parallel
+    # is the 1-rank training up to float rounding, current for every later stage whatever the
+    # number of ranks (a checkpoint records its rank count: resuming needs the same).
+    del training["data_parallel"]
     return {
         "format_version": TRAINING_FORMAT_VERSION,
         "tool_version": tool_version(),
         "kind": spec.kind,
-        "training": jsonable(model_training(config, spec)),
+        "training": training,
         "features": list(config.features),
         "log_features": list(config.log_features),
         "training_operator": spec.training_operator,

@@ -18,6 +18,13 @@ Per-event losses (the anomaly scores), for inputs x (preprocessed, dimensionless
 In training mode (`training=True`) the decoder sees a sampled z; in inference mode it sees
 z_mean, so scores are deterministic: equal inputs and weights give equal scores.
 
+Data-parallel training (`vbsad_batch.models.data_parallel`) splits each global batch over MPI
+ranks. For it to make the step of a 1-rank training, two things are exact here: the sampling noise
+(`noise_rows`: a rank draws the noise of the whole global batch and keeps its rows, so every event
+gets the noise it gets in one process) and the loss (`vae_loss_share`, `vae_nn_loss_share`: a
+rank's part of the global batch's loss, normalised by the global batch's event count and weights,
+so that the parts of all ranks sum to `vae_loss` / `vae_nn_loss` of the whole batch).
+
 The Keras layers and the model are registered for Keras serialisation (package "vbsad_batch"):
 `save_model` writes one `.keras` file that `load_model` reads back into a model with identical
 scores. Only this module and the stage modules that train or score import TensorFlow.
@@ -47,8 +54,10 @@ if TYPE_CHECKING:
 __all__ = [
     "BCE_EPSILON",
     "ModelKind",
+    "NoiseRows",
     "Sampling",
     "VariationalAutoencoder",
+    "binary_cross_entropy",
     "build_model",
     "classifier_score",
     "load_model",
@@ -56,13 +65,20 @@ __all__ = [
     "save_model",
     "scores",
     "vae_loss",
+    "vae_loss_share",
     "vae_nn_loss",
+    "vae_nn_loss_share",
+    "weight_normaliser",
 ]
 
 
 BCE_EPSILON = 1e-7
 """Classifier outputs are clipped to [eps, 1 - eps] in the binary cross-entropy (as Keras does):
 the hard sigmoid reaches exactly 0 and 1."""
+
+NoiseRows = tuple[Any, Any]
+"""(offset, total) as int32 scalars (tensors or ints): a batch of n events that is rows
+offset..offset+n-1 of a global batch of `total` events (data-parallel training)."""
 
 _NUMPY2_COPY_WARNING = r"__array__ implementation doesn't accept a copy keyword"
 _SERIALIZATION_PACKAGE = "vbsad_batch"
@@ -81,6 +97,10 @@ class Sampling(keras.layers.Layer):  # type: ignore[misc]  # keras is untyped
     a weight, the state is saved with the model and restored with it (also by
     `save_weights` / `load_weights` and by `tf.train.Checkpoint`), so that training resumed
     from a checkpoint draws the same noise as an uninterrupted run.
+
+    With `noise_rows` = (offset, total) (a rank's share of a data-parallel global batch), the
+    noise of the whole global batch (total, latent) is drawn and rows offset..offset+n-1 are
+    used: the very numbers that the events get in a 1-rank training of the global batch.
     """
 
     def __init__(self, seed: int = 0, **kwargs: Any) -> None:
@@ -99,13 +119,25 @@ class Sampling(keras.layers.Layer):  # type: ignore[misc]  # keras is untyped
         )
         self.built = True
 
-    def call(self, inputs: Sequence[Any], training: bool | None = None) -> Any:
+    def call(
+        self,
+        inputs: Sequence[Any],
+        training: bool | None = None,
+        noise_rows: NoiseRows | None = None,
+    ) -> Any:
         z_mean, z_log_var = inputs
         if not training:
             return z_mean
-        eps = tf.random.stateless_normal(
-            tf.shape(z_mean), seed=tf.convert_to_tensor(self.rng_state), dtype=z_mean.dtype
-        )
+        seed = tf.convert_to_tensor(self.rng_state)
+        shape = tf.shape(z_mean)
+        if noise_rows is None:
+            eps = tf.random.stateless_normal(shape, seed=seed, dtype=z_mean.dtype)
+        else:
+            offset, total = (tf.cast(v, tf.int32) for v in noise_rows)
+            full = tf.random.stateless_normal(
+                tf.stack([total, shape[1]]), seed=seed, dtype=z_mean.dtype
+            )
+            eps = full[offset : offset + shape[0]]
         self.rng_state.assign_add(tf.constant([0, 1], dtype=tf.int64))
         return z_mean + tf.exp(0.5 * z_log_var) * eps
 
@@ -232,10 +264,15 @@ class VariationalAutoencoder(keras.Model):  # type: ignore[misc]  # keras is unt
             h = layer(h)
         return tf.squeeze(h, axis=1)
 
-    def call(self, inputs: Any, training: bool | None = None) -> dict[str, Any]:
+    def call(
+        self, inputs: Any, training: bool | None = None, noise_rows: NoiseRows | None = None
+    ) -> dict[str, Any]:
         x = tf.convert_to_tensor(inputs, dtype=tf.float32)
         z_mean, z_log_var = self.encode(x)
-        z = self.sampling((z_mean, z_log_var), training=training)
+        if noise_rows is None:
+            z = self.sampling((z_mean, z_log_var), training=training)
+        else:  # a rank's rows of a data-parallel global batch (see `Sampling`)
+            z = self.sampling((z_mean, z_log_var), training=training, noise_rows=noise_rows)
         reconstruction = self.decode(z)
         mse = tf.reduce_mean(tf.square(x - reconstruction), axis=1)
         kld = -0.5 * tf.reduce_sum(1.0 + z_log_var - tf.square(z_mean) - tf.exp(z_log_var), axis=1)
@@ -296,13 +333,19 @@ def build_model(kind: ModelKind, n_features: int, training: TrainingConfig) -> A
 # --- losses ----------------------------------------------------------------------------------
 
 
-def per_event_losses(model: Any, x: Any, training: bool) -> tuple[Any, Any]:
+def per_event_losses(
+    model: Any, x: Any, training: bool, noise_rows: NoiseRows | None = None
+) -> tuple[Any, Any]:
     """Per-event (mse, kld), each of shape (n,), of a batch x (n, n_features) of model inputs.
 
     mse: mean over the features of (x - x_hat)^2 (x dimensionless, in [0, 1] for SM training
-    events); kld: KL divergence of the encoder's Gaussian from N(0, 1), nats.
+    events); kld: KL divergence of the encoder's Gaussian from N(0, 1), nats. `noise_rows`: x is
+    a rank's share of a data-parallel global batch (see `Sampling`).
     """
-    out = model(x, training=training)
+    if noise_rows is None:
+        out = model(x, training=training)
+    else:
+        out = model(x, training=training, noise_rows=noise_rows)
     return out["mse"], out["kld"]
 
 
@@ -315,12 +358,25 @@ def classifier_score(model: Any, mse: Any, kld: Any) -> Any:
     return model.classify(mse, kld)
 
 
+def weight_normaliser(weights: Any) -> Any:
+    """The denominator of a weighted mean over a batch: sum |w| (at least 1e-30). Absolute
+    values: LIN yields can be negative and must not cancel the normalisation."""
+    return tf.maximum(tf.reduce_sum(tf.abs(weights)), 1e-30)
+
+
 def _weighted_mean(values: Any, weights: Any | None) -> Any:
     if weights is None:
         return tf.reduce_mean(values)
     w = tf.cast(weights, values.dtype)
-    # Normalised by sum |w|: LIN yields can be negative and must not cancel the normalisation.
-    return tf.reduce_sum(w * values) / tf.maximum(tf.reduce_sum(tf.abs(w)), 1e-30)
+    return tf.reduce_sum(w * values) / weight_normaliser(w)
+
+
+def binary_cross_entropy(model: Any, mse: Any, kld: Any, labels: Any) -> Any:
+    """Per-event binary cross-entropy (n,) of the VAE+NN classifier on per-event (mse, kld),
+    labels 0 (SM) / 1 (EFT); outputs clipped to [BCE_EPSILON, 1 - BCE_EPSILON]."""
+    p = tf.clip_by_value(classifier_score(model, mse, kld), BCE_EPSILON, 1.0 - BCE_EPSILON)
+    y = tf.cast(labels, p.dtype)
+    return -(y * tf.math.log(p) + (1.0 - y) * tf.math.log(1.0 - p))
 
 
 def vae_loss(
@@ -366,10 +422,67 @@ def vae_nn_loss(  # noqa: PLR0917 - the positional order is the documented API
     """
     reconstruction_loss = vae_loss(model, x_sm, training, beta)
     mse, kld = per_event_losses(model, x_mix, training)
-    p = tf.clip_by_value(classifier_score(model, mse, kld), BCE_EPSILON, 1.0 - BCE_EPSILON)
-    y = tf.cast(labels, p.dtype)
-    bce = -(y * tf.math.log(p) + (1.0 - y) * tf.math.log(1.0 - p))
+    bce = binary_cross_entropy(model, mse, kld, labels)
     return reconstruction_loss + bce_weight * _weighted_mean(bce, weights)
+
+
+def vae_loss_share(
+    model: Any, x_sm: Any, rows: NoiseRows, n_global: Any, *, beta: float, training: bool = True
+) -> Any:
+    """A rank's part of the `vae_loss` of a data-parallel global batch of SM events:
+    sum over its events of (mse + beta * kld), divided by the global batch's event count. The
+    parts of all ranks sum to `vae_loss` of the global batch, and so do their gradients.
+
+    Args:
+        model: a `VariationalAutoencoder`.
+        x_sm: this rank's SM events (n, n_features).
+        rows: (offset, total): x_sm is rows offset..offset+n-1 of the global batch of `total`
+            events (selects their sampling noise).
+        n_global: number of events of the global batch (float32 scalar).
+        beta: weight of the KL divergence.
+        training: sample z (True) or use z_mean (False).
+    """
+    mse, kld = per_event_losses(model, x_sm, training, noise_rows=rows)
+    return tf.reduce_sum(mse + beta * kld) / n_global
+
+
+def vae_nn_loss_share(
+    model: Any,
+    x_sm: Any,
+    sm_rows: NoiseRows,
+    n_sm: Any,
+    *,
+    mixed: tuple[Any, Any, Any],
+    mix_rows: NoiseRows,
+    mix_normaliser: Any,
+    beta: float,
+    bce_weight: float,
+    training: bool = True,
+) -> Any:
+    """A rank's part of the `vae_nn_loss` of a data-parallel global batch: its `vae_loss_share`
+    plus bce_weight times sum over its mixed events of w * bce divided by the GLOBAL mixed
+    batch's `weight_normaliser` (sum |w| over every rank's events: the class-balanced weights'
+    normalisation is per global batch, as in one process). The parts of all ranks sum to
+    `vae_nn_loss` of the global batches (the SM sampling noise is drawn before the mixed one,
+    as there).
+
+    Args:
+        model: a VAE+NN `VariationalAutoencoder`.
+        x_sm, sm_rows, n_sm: this rank's SM events, their rows in the global SM batch and its
+            event count (see `vae_loss_share`).
+        mixed: this rank's mixed events (inputs, labels, weights).
+        mix_rows: their rows (offset, total) in the global mixed batch.
+        mix_normaliser: `weight_normaliser` of the global mixed batch's weights.
+        beta: weight of the KL divergence.
+        bce_weight: weight of the binary cross-entropy.
+        training: sample z (True) or use z_mean (False).
+    """
+    x_mix, labels, weights = mixed
+    reconstruction = vae_loss_share(model, x_sm, sm_rows, n_sm, beta=beta, training=training)
+    mse, kld = per_event_losses(model, x_mix, training, noise_rows=mix_rows)
+    bce = binary_cross_entropy(model, mse, kld, labels)
+    w = tf.cast(weights, bce.dtype)
+    return reconstruction + bce_weight * (tf.reduce_sum(w * bce) / mix_normaliser)
 
 
 # --- inference, saving -----------------------------------------------------------------------

@@ -13,11 +13,22 @@ checkpoints every epoch, exact resume.
 - `history.csv`: one row per epoch run: epoch (1-based), train_loss, val_loss (dimensionless,
   the model's loss), seconds (wall time of the epoch, s), events_per_s;
 - `metrics.json`: best epoch and validation loss, epochs run, early stop, event counts,
-  validation means of the per-event mse and kld, throughput;
+  validation means of the per-event mse and kld, throughput (and, data parallel, the ranks and
+  the Allreduce time per step);
 - `manifest.json`, written last: the key (datasets by SHA-256, training settings, features,
   tool version) and every output file with its size and SHA-256.
 
-Every file is written atomically (temporary file, then rename).
+Every file is written atomically (temporary file, then rename). Equal trainings give equal
+weights bit for bit, and byte-identical `preprocessing.json` and `config.toml` (for the same
+config file); the other files record times: the model file its save time (Keras'
+`date_saved`, and the zip entry's time), `history.csv` the `seconds` and `events_per_s` of each
+epoch (its losses are reproducible), `metrics.json` the `train_events_per_s`, the manifest its
+provenance and durations.
+
+MPI (`vbsad_batch.models.parallel`). The models of a grid are trained round-robin over the
+ranks, each by one process as if alone (the same bits). With `[training] data_parallel = true`
+a model is instead trained by all ranks together (`comm`; `vbsad_batch.models.data_parallel`):
+the same training up to float rounding, rank 0 writing.
 
 Training. Hyperparameters come from `config.training`. The SM training events are shuffled every
 epoch by a permutation that is a pure function of (seed, epoch), cut into batches and fed
@@ -59,7 +70,8 @@ replaced atomically: all model variables (seed generator state included), all op
 variables (Adam moments, iteration count), the best weights so far, the epoch, the best
 validation loss, the early-stopping counter and the history. A run killed at any moment
 (SIGKILL, or SIGTERM through `vbsad`) and continued with `resume=True` ends with the same
-weights as an uninterrupted run: same checkpointed state, same permutations, same ops.
+weights as an uninterrupted run: same checkpointed state, same permutations, same ops. A
+data-parallel checkpoint records its number of ranks, and resumes under the same number only.
 
 Re-runs (the stage contract, `vbsad_batch.runtime.stage`). The datasets must be current for
 the config and unmodified (`vbsad_batch.weighting.datasets.current_datasets`), else a
@@ -76,6 +88,7 @@ is written.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import io
 import json
@@ -84,6 +97,7 @@ import math
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +110,12 @@ from vbsad_batch.models.checkpoints import (
     assign_variables,
     read_checkpoint,
     save_checkpoint,
+)
+from vbsad_batch.models.data_parallel import (
+    DataParallelEpochRunner,
+    TrainingRanks,
+    restore_snapshot,
+    snapshot,
 )
 from vbsad_batch.models.model_unit import model_key, model_training, model_unit, training_datasets
 from vbsad_batch.models.networks import build_model, save_model
@@ -112,6 +132,7 @@ from vbsad_batch.models.training_data import (
     TrainingData,
     chunks_per_epoch,
     load_training_data,
+    rank_training_pipeline,
     training_pipeline,
 )
 from vbsad_batch.models.training_step import (
@@ -120,6 +141,7 @@ from vbsad_batch.models.training_step import (
     make_optimizer,
     validation_function,
 )
+from vbsad_batch.runtime.mpi import Communicator
 from vbsad_batch.runtime.progress import ProgressCallback, ProgressEvent
 from vbsad_batch.runtime.stage import StageOutputs, StageResult
 from vbsad_batch.weighting.datasets import current_datasets
@@ -174,6 +196,9 @@ class _Training:
     best: list[np.ndarray]
     events_done: int = 0
     train_seconds: float = 0.0
+    ranks: int = 1  # data parallel: the number of ranks
+    # data parallel: per epoch of this run, (Allreduce calls, their wall time on this rank, s)
+    allreduce: list[tuple[int, float]] = dataclasses.field(default_factory=list)
 
 
 def _digest(value: Any) -> str:
@@ -194,18 +219,26 @@ def _history_csv(history: Sequence[dict[str, Any]]) -> str:
 
 
 def _checkpoint_to_resume(
-    path: Path, key_digest: str, resume: bool
+    path: Path, key_digest: str, resume: bool, ranks: int
 ) -> tuple[dict[str, Any], dict[str, list[np.ndarray]]] | None:
     """The checkpoint to continue, or None to start afresh (an old one is then discarded).
 
     Raises:
-        CheckpointMismatchError: `resume` with a checkpoint of another training.
+        CheckpointMismatchError: `resume` with a checkpoint of another training, or of a
+            data-parallel training on another number of ranks than `ranks`.
     """
     checkpoint = read_checkpoint(path) if resume else None
     if checkpoint is not None and checkpoint[0].get("key_digest") != key_digest:
         raise CheckpointMismatchError(
             f"{path}: checkpoint of another training (datasets or settings changed); "
             "delete it or run without --resume to start afresh"
+        )
+    made_on = int(checkpoint[0].get("ranks", 1)) if checkpoint is not None else ranks
+    if made_on != ranks:
+        raise CheckpointMismatchError(
+            f"{path}: checkpoint of a training on {made_on} rank(s), resumed on {ranks}: "
+            f"resume it under the same number of ranks (mpiexec -n {made_on}, [training] "
+            "data_parallel as then), or run without --resume to start afresh"
         )
     if checkpoint is None:
         if path.exists():
@@ -244,77 +277,148 @@ def _start(
     )
 
 
-def _fit(run: _Training, checkpoint_path: Path, key_digest: str, emit: ProgressCallback) -> None:
-    """Train epoch by epoch until early stopping or the epoch cap, checkpointing each epoch."""
-    training, data, state = run.training, run.data, run.state
-    run_epoch = EpochRunner(run.model, run.optimizer, run.spec.kind, training)
-    evaluate = validation_function(run.model, training)
-    seed, epochs = int(training.seed), int(training.epochs)
-    patience, batch_size = int(training.patience), int(training.batch_size)
-    chunks: Iterator[Any] = iter(
-        training_pipeline(data, seed, state.next_epoch, epochs, batch_size)
-    )
+def _fit(
+    run: _Training,
+    ranks: TrainingRanks,
+    checkpoint_path: Path | None,
+    key_digest: str,
+    emit: ProgressCallback,
+) -> None:
+    """Train epoch by epoch until early stopping or the epoch cap, checkpointing each epoch.
+
+    With several ranks (data parallel) every rank runs the steps on its share of each batch;
+    rank 0 alone validates, decides and checkpoints (`_end_epoch`), and the others continue
+    with the loop state it broadcasts."""
+    training, data = run.training, run.data
+    run_epoch: EpochRunner | DataParallelEpochRunner
+    if ranks.size == 1:
+        run_epoch = EpochRunner(run.model, run.optimizer, run.spec.kind, training)
+    else:
+        run_epoch = DataParallelEpochRunner(
+            run.model, run.optimizer, run.spec.kind, training, ranks.comm
+        )
+    evaluate = validation_function(run.model, training) if ranks.is_root else None
+    seed, epochs, batch_size = int(training.seed), int(training.epochs), int(training.batch_size)
+    first = run.state.next_epoch
+    if ranks.size == 1:
+        pipeline = training_pipeline(data, seed, first, epochs, batch_size)
+    else:
+        pipeline = rank_training_pipeline(
+            data, seed, first, epochs, batch_size, rank=ranks.rank, size=ranks.size
+        )
+    chunks: Iterator[Any] = iter(pipeline)
     n_chunks = chunks_per_epoch(len(data.x_train), batch_size)
-    while not state.finished and state.next_epoch < epochs:
-        epoch = state.next_epoch
+    run.ranks = ranks.size
+    while not run.state.finished and run.state.next_epoch < epochs:
         epoch_start = time.perf_counter()
         train_loss = run_epoch(chunks, n_chunks)
         seconds = time.perf_counter() - epoch_start
-        val_loss = evaluate(data)[0]
-        if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
-            raise ValueError(
-                f"{checkpoint_path.parent}: loss is not finite at epoch {epoch + 1} (train "
-                f"{train_loss}, validation {val_loss}); lower the learning rate"
-            )
-        run.events_done += len(data.x_train)
-        run.train_seconds += seconds
-        state.history.append(
-            {
-                "epoch": epoch + 1,
-                "train_loss": train_loss,
-                "val_loss": val_loss,
-                "seconds": round(seconds, 6),
-                "events_per_s": round(len(data.x_train) / seconds, 1),
-            }
-        )
-        if val_loss < state.best_val_loss:
-            state.best_val_loss = val_loss
-            state.best_epoch = epoch + 1
-            state.wait = 0
-            run.best = [v.numpy() for v in run.model.variables]
-        else:
-            state.wait += 1
-        state.next_epoch = epoch + 1
-        state.stopped_early = state.wait >= patience and state.next_epoch < epochs
-        state.finished = state.stopped_early or state.next_epoch >= epochs
-        save_checkpoint(
-            checkpoint_path,
+        if isinstance(run_epoch, DataParallelEpochRunner):
+            run.allreduce.append(run_epoch.take_allreduce_stats())
+        end = partial(
+            _end_epoch,
+            run,
+            evaluate=evaluate,
+            train_loss=train_loss,
+            seconds=seconds,
+            checkpoint_path=checkpoint_path,
             key_digest=key_digest,
-            state=state,
-            model=run.model,
-            optimizer=run.optimizer,
-            best=run.best,
+            emit=emit,
+            ranks=ranks.size,
         )
-        logger.info(
-            "%s: epoch %d/%d: loss %.6g, val_loss %.6g, %.0f events/s",
-            run.item,
-            epoch + 1,
-            epochs,
-            train_loss,
-            val_loss,
-            len(data.x_train) / seconds,
+        run.state = ranks.exchange("epoch", end)
+
+
+def _end_epoch(
+    run: _Training,
+    *,
+    evaluate: Any,
+    train_loss: float,
+    seconds: float,
+    checkpoint_path: Path | None,
+    key_digest: str,
+    emit: ProgressCallback,
+    ranks: int,
+) -> TrainingState:
+    """After an epoch (rank 0): validate, record, keep the best weights, decide on early
+    stopping, checkpoint, report; return the loop state."""
+    training, data, state = run.training, run.data, run.state
+    assert evaluate is not None  # rank 0 has both
+    assert checkpoint_path is not None
+    epoch, epochs, patience = state.next_epoch, int(training.epochs), int(training.patience)
+    val_loss = evaluate(data)[0]
+    if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
+        raise ValueError(
+            f"{checkpoint_path.parent}: loss is not finite at epoch {epoch + 1} (train "
+            f"{train_loss}, validation {val_loss}); lower the learning rate"
         )
-        emit(
-            ProgressEvent(
-                _STAGE,
-                "item_advanced",
-                item=run.item,
-                total_items=1,
-                events=run.events_done,
-                rows=epoch + 1,
-                message=f"epoch {epoch + 1}/{epochs} val_loss {val_loss:.6g}",
-            )
+    run.events_done += len(data.x_train)
+    run.train_seconds += seconds
+    state.history.append(
+        {
+            "epoch": epoch + 1,
+            "train_loss": train_loss,
+            "val_loss": val_loss,
+            "seconds": round(seconds, 6),
+            "events_per_s": round(len(data.x_train) / seconds, 1),
+        }
+    )
+    if val_loss < state.best_val_loss:
+        state.best_val_loss = val_loss
+        state.best_epoch = epoch + 1
+        state.wait = 0
+        run.best = [v.numpy() for v in run.model.variables]
+    else:
+        state.wait += 1
+    state.next_epoch = epoch + 1
+    state.stopped_early = state.wait >= patience and state.next_epoch < epochs
+    state.finished = state.stopped_early or state.next_epoch >= epochs
+    save_checkpoint(
+        checkpoint_path,
+        key_digest=key_digest,
+        state=state,
+        model=run.model,
+        optimizer=run.optimizer,
+        best=run.best,
+        ranks=ranks,
+    )
+    logger.info(
+        "%s: epoch %d/%d: loss %.6g, val_loss %.6g, %.0f events/s",
+        run.item,
+        epoch + 1,
+        epochs,
+        train_loss,
+        val_loss,
+        len(data.x_train) / seconds,
+    )
+    emit(
+        ProgressEvent(
+            _STAGE,
+            "item_advanced",
+            item=run.item,
+            total_items=1,
+            events=run.events_done,
+            rows=epoch + 1,
+            message=f"epoch {epoch + 1}/{epochs} val_loss {val_loss:.6g}",
         )
+    )
+    return state
+
+
+def _exchange_metrics(run: _Training) -> dict[str, Any]:
+    """How the gradient exchange of a data-parallel training did, as rank 0 saw it: ranks,
+    Allreduce calls (steps) per epoch, and the mean wall time per call (its waits for the
+    slower ranks included), s, over this run's epochs after its first (in which the ranks
+    trace their graphs at different speeds; all of them if there is one)."""
+    steady = run.allreduce[1:] or run.allreduce
+    calls = sum(c for c, _ in steady)
+    return {
+        "ranks": run.ranks,
+        "allreduce_calls_per_epoch": run.allreduce[0][0] if run.allreduce else 0,
+        "allreduce_seconds_per_call": (
+            round(sum(s for _, s in steady) / calls, 9) if calls else None
+        ),
+    }
 
 
 def _converged(state: TrainingState, training: TrainingConfig) -> bool:
@@ -362,6 +466,8 @@ def _write_model(run: _Training, out: StageOutputs) -> dict[str, Any]:
             round(run.events_done / run.train_seconds, 1) if run.train_seconds else None
         ),
     }
+    if run.ranks > 1:
+        metrics["data_parallel"] = _exchange_metrics(run)
     out.write_text(METRICS_NAME, json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     return metrics
 
@@ -376,10 +482,16 @@ def train(
     resume: bool = False,
     force: bool = False,
     progress: ProgressCallback | None = None,
+    comm: Communicator | None = None,
 ) -> TrainingResult:
     """Train a model on the datasets of `config` and write its model directory, through the
     stage contract (see the module docstring for the outputs, the training and the re-run
     rules).
+
+    With `comm` of N > 1 ranks and `[training] data_parallel = true`, a collective call: every
+    rank calls it with the same arguments, the model is trained data parallel on all of them
+    (`vbsad_batch.models.data_parallel`), rank 0 alone writes, and every rank returns rank 0's
+    result. Otherwise `comm` is not used: this process trains the model alone.
 
     Args:
         config: the analysis configuration; hyperparameters from `config.training`.
@@ -390,16 +502,62 @@ def train(
         resume: continue from the checkpoint of an interrupted run with the same key.
         force: retrain even when the model directory is up to date.
         progress: called with `ProgressEvent`s (stage "train", one item: the model directory;
-            "item_advanced" after each epoch with `events` = training events processed).
+            "item_advanced" after each epoch with `events` = training events processed); on
+            rank 0 only.
+        comm: the MPI communicator of a data-parallel training (see above).
 
     Raises:
         StaleInputError: the datasets are missing, incomplete, stale for the config or
             modified (run `vbsad datasets` again).
         ValueError: bad settings, empty datasets, or `resume` with a checkpoint of another
-            training (`CheckpointMismatchError`).
+            training or of another number of ranks (`CheckpointMismatchError`).
+        RankFailure: data parallel, on the ranks other than 0: rank 0 raised (its error).
     """
     spec = config.model_spec(kind, latent_dim, seed, training_operator)
     training = model_training(config, spec)
+    ranks = TrainingRanks(comm if training.data_parallel else None)
+    if not ranks.is_root:
+        return ranks.follow(partial(_follow, config, spec, training, ranks))
+    try:
+        result = _train_here(
+            config, spec, training, ranks, resume=resume, force=force, progress=progress
+        )
+    except BaseException as exc:
+        ranks.fail(exc)
+        raise
+    return ranks.finish(result)
+
+
+def _follow(
+    config: AnalysisConfig, spec: ModelSpec, training: TrainingConfig, ranks: TrainingRanks
+) -> TrainingResult:
+    """A rank other than 0 of a data-parallel training: start from rank 0's state, run the
+    steps on this rank's shares, follow rank 0's decisions; return rank 0's result."""
+    tag, message = ranks.receive("start", "done")
+    if tag == "done":  # up to date: rank 0 did not train
+        done: TrainingResult = message
+        return done
+    paths, values = message
+    directory = model_unit(config, spec).directory
+    run = _start(config, spec, training, directory=directory, paths=paths, checkpoint=None)
+    run.state = restore_snapshot(run.model, run.optimizer, values)
+    _fit(run, ranks, None, "", lambda event: None)
+    result: TrainingResult = ranks.receive("done")[1]
+    return result
+
+
+def _train_here(
+    config: AnalysisConfig,
+    spec: ModelSpec,
+    training: TrainingConfig,
+    ranks: TrainingRanks,
+    *,
+    resume: bool,
+    force: bool,
+    progress: ProgressCallback | None,
+) -> TrainingResult:
+    """`train` in this process, or on rank 0 of a data-parallel training: the stage contract,
+    the training, the outputs."""
     unit = model_unit(config, spec)
     datasets = current_datasets(config)
     key = model_key(config, spec, datasets)
@@ -409,7 +567,7 @@ def train(
 
     def write(out: StageOutputs, reason: str) -> dict[str, Any]:
         checkpoint_path = unit.directory / CHECKPOINT_NAME
-        checkpoint = _checkpoint_to_resume(checkpoint_path, key_digest, resume)
+        checkpoint = _checkpoint_to_resume(checkpoint_path, key_digest, resume, ranks.size)
         emit(ProgressEvent(_STAGE, "run_started", total_items=1))
         emit(ProgressEvent(_STAGE, "item_started", item=unit.name, total_items=1))
         start = time.monotonic()
@@ -419,8 +577,14 @@ def train(
         if checkpoint is not None:
             out.status = "resumed"
             out.reason = f"resumed after epoch {run.state.next_epoch}"
-        _fit(run, checkpoint_path, key_digest, emit)
+        if ranks.size > 1:  # every rank starts from this state
+            state = snapshot(run.model, run.optimizer, run.state)
+            ranks.exchange("start", lambda: (paths, state))
+            ranks.steps_started()
+        _fit(run, ranks, checkpoint_path, key_digest, emit)
+        ranks.steps_ended()
         metrics = _write_model(run, out)
+        out.manifest["data_parallel_ranks"] = ranks.size
         out.manifest["datasets"] = [
             {"name": name, "sha256": sha} for name, sha in key["datasets"].items()
         ]

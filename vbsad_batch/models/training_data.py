@@ -3,12 +3,16 @@ SM+EFT set) in memory, cut into the batches of each epoch and fed through one tf
 
 The data order of an epoch is a permutation that is a pure function of (seed, epoch), so that a
 resumed training needs no random-number-generator state to continue the same sequence.
+
+A rank of a data-parallel training (`vbsad_batch.models.data_parallel`) cuts the same global
+batches and keeps only its rows of each (`rank_epoch_chunks`, `rank_training_pipeline`), with
+where they sit in the global batch.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +23,7 @@ import tensorflow as tf
 
 from vbsad_batch.config import AnalysisConfig, ModelSpec
 from vbsad_batch.models.preprocessing import Preprocessing
+from vbsad_batch.runtime.mpi import shard
 from vbsad_batch.weighting.yields import YIELD_COLUMN
 
 __all__ = [
@@ -29,6 +34,8 @@ __all__ = [
     "epoch_chunks",
     "epoch_permutation",
     "load_training_data",
+    "rank_epoch_chunks",
+    "rank_training_pipeline",
     "training_pipeline",
 ]
 
@@ -114,6 +121,31 @@ def _chunked(batches: np.ndarray, steps_per_chunk: int) -> list[np.ndarray]:
     return [batches[i : i + steps_per_chunk] for i in range(0, len(batches), steps_per_chunk)]
 
 
+def _epoch_indices(
+    data: TrainingData, seed: int, epoch: int, batch_size: int
+) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
+    """The event indices of one epoch's chunks: SM (steps, batch) per chunk and, for "vae_nn",
+    the matching mixed (steps, mixed batch) per chunk (see `epoch_chunks`)."""
+    n = len(data.x_train)
+    steps = math.ceil(n / batch_size)
+    full = n // batch_size
+    chunk = max(1, STEP_CHUNK_EVENTS // batch_size)
+    order = epoch_permutation(n, seed, epoch, 0)
+    sm = _chunked(order[: full * batch_size].reshape(full, batch_size), chunk)
+    if full < steps:
+        sm.append(order[None, full * batch_size :])
+    if data.x_mix is None or data.labels is None or data.weights is None:
+        return sm, None
+    n_mix = len(data.x_mix)
+    mix_batch = math.ceil(n_mix / steps)
+    # As Dataset.repeat().batch(mix_batch): consecutive slices of the repeated permutation.
+    mix_order = epoch_permutation(n_mix, seed, epoch, 1)[np.arange(steps * mix_batch) % n_mix]
+    mixed = _chunked(mix_order.reshape(steps, mix_batch), chunk)
+    if full < steps and len(mixed[-1]) > 1:  # the last, smaller SM batch is alone in its chunk
+        mixed[-1:] = [mixed[-1][:-1], mixed[-1][-1:]]
+    return sm, mixed
+
+
 def epoch_chunks(data: TrainingData, seed: int, epoch: int, batch_size: int) -> list[Any]:
     """The batches of one epoch, grouped in chunks of steps.
 
@@ -123,28 +155,48 @@ def epoch_chunks(data: TrainingData, seed: int, epoch: int, batch_size: int) -> 
     slices, a smaller last one alone in its chunk), which avoids tf.data's per-event slicing.
     Every epoch has the same number of chunks (`chunks_per_epoch`).
     """
-    n = len(data.x_train)
-    steps = math.ceil(n / batch_size)
-    full = n // batch_size
-    chunk = max(1, STEP_CHUNK_EVENTS // batch_size)
-    x = data.x_train[epoch_permutation(n, seed, epoch, 0)]
-    sm = _chunked(x[: full * batch_size].reshape(full, batch_size, x.shape[1]), chunk)
-    if full < steps:
-        sm.append(x[None, full * batch_size :])
-    if data.x_mix is None or data.labels is None or data.weights is None:
-        return sm
-    n_mix = len(data.x_mix)
-    mix_batch = math.ceil(n_mix / steps)
-    # As Dataset.repeat().batch(mix_batch): consecutive slices of the repeated permutation.
-    order = epoch_permutation(n_mix, seed, epoch, 1)[np.arange(steps * mix_batch) % n_mix]
-    mixed = [
-        _chunked(a[order].reshape(steps, mix_batch, *a.shape[1:]), chunk)
-        for a in (data.x_mix, data.labels, data.weights)
+    sm, mixed = _epoch_indices(data, seed, epoch, batch_size)
+    xs = [data.x_train[index] for index in sm]
+    if mixed is None or data.x_mix is None or data.labels is None or data.weights is None:
+        return xs
+    return [
+        (x, (data.x_mix[index], data.labels[index], data.weights[index]))
+        for x, index in zip(xs, mixed, strict=True)
     ]
-    if full < steps:  # the last, smaller SM batch is alone in its chunk: split the mixed likewise
-        for m in mixed:
-            m[-1:] = [m[-1][:-1], m[-1][-1:]] if len(m[-1]) > 1 else m[-1:]
-    return [(s, (a, b, c)) for s, a, b, c in zip(sm, *mixed, strict=True)]
+
+
+def rank_epoch_chunks(
+    data: TrainingData, seed: int, epoch: int, batch_size: int, *, rank: int, size: int
+) -> list[Any]:
+    """The chunks of `epoch_chunks` as rank `rank` of `size` data-parallel ranks sees them: of
+    each global batch only its rows `shard(batch, rank, size)` are cut (a rank may get none),
+    with `rows` = (offset, global batch size) as int32 (equal for the steps of a chunk, whose
+    global batches have one size).
+
+    Each element is (x (steps, rows, features), rows); for "vae_nn" ((x, rows), (x_mix, labels,
+    weights, mix_rows, global_weights)) with the mixed batches likewise and the weights of the
+    whole global mixed batches (steps, mixed batch), whose sum |w| normalises every rank's part
+    of the cross-entropy.
+    """
+    sm, mixed = _epoch_indices(data, seed, epoch, batch_size)
+
+    def mine(index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        offset, count = shard(index.shape[1], rank, size)
+        rows = np.array([offset, index.shape[1]], dtype=np.int32)
+        return index[:, offset : offset + count], rows
+
+    xs = []
+    for index in sm:
+        own, rows = mine(index)
+        xs.append((data.x_train[own], rows))
+    if mixed is None or data.x_mix is None or data.labels is None or data.weights is None:
+        return xs
+    chunks = []
+    for x, index in zip(xs, mixed, strict=True):
+        own, rows = mine(index)
+        local = (data.x_mix[own], data.labels[own], data.weights[own])
+        chunks.append((x, (*local, rows, data.weights[index])))
+    return chunks
 
 
 def chunks_per_epoch(n: int, batch_size: int) -> int:
@@ -163,8 +215,7 @@ def training_pipeline(
     prefetch buffer holds up to one epoch, so that the next epoch's batches are cut while the
     current one trains or is validated.
     """
-    n_features = data.x_train.shape[1]
-    features = tf.TensorSpec((None, None, n_features), tf.float32)
+    features = tf.TensorSpec((None, None, data.x_train.shape[1]), tf.float32)
     per_event = tf.TensorSpec((None, None), tf.float32)
     signature: Any = features
     if data.x_mix is not None:
@@ -174,5 +225,36 @@ def training_pipeline(
         for epoch in range(first_epoch, epochs):
             yield from epoch_chunks(data, seed, epoch, batch_size)
 
+    return _pipeline(chunks, signature, chunks_per_epoch(len(data.x_train), batch_size))
+
+
+def rank_training_pipeline(
+    data: TrainingData,
+    seed: int,
+    first_epoch: int,
+    epochs: int,
+    batch_size: int,
+    *,
+    rank: int,
+    size: int,
+) -> tf.data.Dataset:
+    """`training_pipeline` of the `rank_epoch_chunks` of one data-parallel rank."""
+    features = tf.TensorSpec((None, None, data.x_train.shape[1]), tf.float32)
+    per_event = tf.TensorSpec((None, None), tf.float32)
+    rows = tf.TensorSpec((2,), tf.int32)
+    signature: Any = (features, rows)
+    if data.x_mix is not None:
+        signature = ((features, rows), (features, per_event, per_event, rows, per_event))
+
+    def chunks() -> Iterator[Any]:
+        for epoch in range(first_epoch, epochs):
+            yield from rank_epoch_chunks(data, seed, epoch, batch_size, rank=rank, size=size)
+
+    return _pipeline(chunks, signature, chunks_per_epoch(len(data.x_train), batch_size))
+
+
+def _pipeline(
+    chunks: Callable[[], Iterator[Any]], signature: Any, prefetch: int
+) -> tf.data.Dataset:
     pipeline = tf.data.Dataset.from_generator(chunks, output_signature=signature)
-    return pipeline.prefetch(chunks_per_epoch(len(data.x_train), batch_size))
+    return pipeline.prefetch(prefetch)

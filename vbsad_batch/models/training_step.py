@@ -25,6 +25,7 @@ __all__ = [
     "EpochRunner",
     "enable_determinism",
     "fused_adam",
+    "graph_loop",
     "make_optimizer",
     "validation_function",
 ]
@@ -97,7 +98,7 @@ def fused_adam(optimizer: Any) -> Any | None:
     return apply
 
 
-def _graph_loop(n: Any, body: Callable[[Any], None]) -> None:
+def graph_loop(n: Any, body: Callable[[Any], None]) -> None:
     """In a traced function: body(i) for i = 0..n-1, in order, as one `tf.while_loop` (the
     variable updates of each iteration are control dependencies of the next)."""
 
@@ -159,10 +160,10 @@ class EpochRunner:
             )
 
         def vae_steps(xs: Any) -> None:
-            _graph_loop(tf.shape(xs)[0], lambda i: vae_step(xs[i]))
+            graph_loop(tf.shape(xs)[0], lambda i: vae_step(xs[i]))
 
         def vae_nn_steps(xs: Any, xs_mix: Any, labels: Any, weights: Any) -> None:
-            _graph_loop(
+            graph_loop(
                 tf.shape(xs)[0], lambda i: vae_nn_step(xs[i], xs_mix[i], labels[i], weights[i])
             )
 

@@ -15,6 +15,11 @@ raises `RankFailure` naming the failing rank and item, so that all ranks exit no
 waits forever. `run_on_root(fn)` runs `fn` on rank 0 only and broadcasts its result, or its
 error, to every rank in the same way. Errors outside these two on a single rank cannot be made
 collective: callers end such a run with `abort(comm)` (MPI_Abort ends every rank).
+
+For data-parallel work (`vbsad_batch.models.data_parallel`): `shard(n, rank, size)` is a rank's
+contiguous share of n items, `allreduce_sum(buffer)` sums a NumPy buffer over the ranks in place
+with one MPI_Allreduce on the buffer (no pickling), and `ranks_on_node()` counts the ranks that
+share this node's cores (to size each rank's thread pools).
 """
 
 from __future__ import annotations
@@ -25,7 +30,10 @@ import pickle
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, NoReturn, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol, TypeVar, cast
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = [
     "LAUNCHER_ENV_VARS",
@@ -33,9 +41,12 @@ __all__ = [
     "RankFailure",
     "SingleProcess",
     "abort",
+    "allreduce_sum",
     "launched_by_mpi",
     "map_work",
+    "ranks_on_node",
     "run_on_root",
+    "shard",
     "world",
 ]
 
@@ -312,3 +323,48 @@ def run_on_root(fn: Callable[[], R], *, comm: Communicator | None = None) -> R:
         )
     result: R = value
     return result
+
+
+def shard(n: int, rank: int, size: int) -> tuple[int, int]:
+    """(offset, count): the contiguous share of rank `rank` of n items split over `size` ranks.
+
+    Items are split as evenly as possible in rank order: with n = q * size + r, ranks 0..r-1
+    take q + 1 items and the others q (a rank may get none when n < size); offsets follow
+    rank order, so the shares of ranks 0..size-1 concatenate to items 0..n-1.
+    """
+    if size < 1 or not 0 <= rank < size or n < 0:
+        raise ValueError(f"need 0 <= rank < size and n >= 0, got n={n}, rank={rank}, size={size}")
+    q, r = divmod(n, size)
+    return rank * q + min(rank, r), q + (1 if rank < r else 0)
+
+
+def allreduce_sum(buffer: np.ndarray, *, comm: Communicator | None = None) -> None:
+    """Replace `buffer` on every rank by the element-wise sum of the buffers of all ranks
+    (collective call): one MPI_Allreduce with MPI_SUM, in place, through mpi4py's buffer API
+    (`Comm.Allreduce` on the NumPy array's memory: no pickling). Nothing to do with one rank.
+
+    Args:
+        buffer: a C-contiguous, writable NumPy array of the same shape and dtype on every rank.
+        comm: the communicator (default `world()`).
+    """
+    comm = world() if comm is None else comm
+    if comm.size == 1:
+        return
+    from mpi4py import MPI  # noqa: PLC0415 - only under an MPI launcher
+
+    cast(Any, comm).Allreduce(MPI.IN_PLACE, buffer, op=MPI.SUM)
+
+
+def ranks_on_node(comm: Communicator | None = None) -> int:
+    """The number of ranks of `comm` on this node, this one included (collective call: every
+    rank must call it): the ranks that share this node's cores. 1 without MPI."""
+    comm = world() if comm is None else comm
+    if comm.size == 1:
+        return 1
+    from mpi4py import MPI  # noqa: PLC0415 - only under an MPI launcher
+
+    local = cast(Any, comm).Split_type(MPI.COMM_TYPE_SHARED)
+    try:
+        return int(local.size)
+    finally:
+        local.Free()
