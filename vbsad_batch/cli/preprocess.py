@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from rich.console import Console
 
+import glob
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,19 +34,57 @@ def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
             "weights as in the file, pb for MadGraph) plus <shard>.manifest.json (input "
             "SHA-256, metadata, options), and an index manifest.json for the directory. "
             "Shards that are already up to date (same input SHA-256, same options, same tool "
-            "version) are skipped, so an interrupted run can simply be started again."
+            "version) are skipped, so an interrupted run can simply be started again. For "
+            "samples of hundreds of files: --files-from LIST, and as a Slurm array "
+            "--task $SLURM_ARRAY_TASK_ID [--files-per-task K], each task converting its share "
+            "of the list into the same directory (or `vbsad submit`, jobs/preprocess.sbatch). "
+            "With --config instead of --output: the LHE inputs of an analysis, into the "
+            "config's output directory where `vbsad datasets` reads them."
         ),
-        epilog=f"example: {PROG} preprocess data/*.lhe.gz --output shards/ --jobs 4",
+        epilog=(
+            f"examples: {PROG} preprocess data/*.lhe.gz --output shards/ --jobs 4; "
+            f"{PROG} preprocess --files-from files.txt --task 3 --files-per-task 10 -o shards/"
+        ),
     )
     parser.add_argument(
         "inputs",
-        nargs="+",
+        nargs="*",
         type=Path,
         metavar="INPUT",
         help="LHE file (.lhe/.lhe.gz), or a directory: its *.lhe and *.lhe.gz files",
     )
     parser.add_argument(
-        "-o", "--output", required=True, type=Path, metavar="DIR", help="output directory"
+        "--files-from",
+        type=Path,
+        metavar="LIST",
+        help="a text file with one LHE file, directory or glob pattern per line (relative "
+        "paths are relative to LIST's directory; blank lines and lines starting with # are "
+        "ignored), after any INPUT",
+    )
+    target = parser.add_mutually_exclusive_group(required=True)
+    target.add_argument("-o", "--output", type=Path, metavar="DIR", help="output directory")
+    target.add_argument(
+        "--config",
+        type=Path,
+        metavar="CONFIG",
+        help="an analysis config: convert its LHE inputs (or, with INPUT/--files-from, those "
+        "of them given) into its output directory's shard cache, one directory per input, "
+        "where `vbsad datasets` reads them",
+    )
+    parser.add_argument(
+        "--task",
+        type=non_negative_int,
+        metavar="I",
+        help="convert only the I-th share of the inputs (an array task: inputs I*K to "
+        "I*K+K-1 of the list, K = --files-per-task); shard names are the same as for the "
+        "whole list",
+    )
+    parser.add_argument(
+        "--files-per-task",
+        type=positive_int,
+        default=1,
+        metavar="K",
+        help="inputs per --task (default: %(default)s)",
     )
     parser.add_argument(
         "-j",
@@ -98,6 +137,49 @@ def _expand_inputs(paths: Sequence[Path]) -> list[Path]:
     return files
 
 
+def _list_entries(list_file: Path) -> list[Path]:
+    """The paths of a --files-from list, globs expanded (sorted), relative to its directory."""
+    try:
+        lines = list_file.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise UsageError(f"--files-from: cannot read {list_file}: {exc.strerror}") from exc
+    entries: list[Path] = []
+    for number, raw in enumerate(lines, start=1):
+        text = raw.strip()
+        if not text or text.startswith("#"):
+            continue
+        path = Path(text).expanduser()
+        if not path.is_absolute():
+            path = list_file.parent / path
+        if any(c in text for c in "*?["):
+            matches = sorted(Path(m) for m in glob.glob(str(path), recursive=True))
+            if not matches:
+                raise UsageError(f"{list_file}:{number}: the pattern {text!r} matches no file")
+            entries.extend(matches)
+        elif not path.exists():
+            raise UsageError(f"{list_file}:{number}: no such file: {path}")
+        else:
+            entries.append(path)
+    if not entries:
+        raise UsageError(f"--files-from: {list_file} lists no file")
+    return entries
+
+
+def task_share(n_inputs: int, task: int, per_task: int) -> range:
+    """The indices of array task `task`'s inputs: `per_task` of them from `task * per_task`.
+
+    Raises:
+        UsageError: the task has no inputs.
+    """
+    n_tasks = -(-n_inputs // per_task)
+    if task >= n_tasks:
+        raise UsageError(
+            f"--task {task}: there are {n_inputs} input(s), {per_task} per task, so tasks "
+            f"0..{n_tasks - 1} (submit the array as --array=0-{n_tasks - 1})"
+        )
+    return range(task * per_task, min(n_inputs, (task + 1) * per_task))
+
+
 def _available_cpus() -> int:
     if hasattr(os, "sched_getaffinity"):  # respects the CPU set of a Slurm allocation
         return max(1, len(os.sched_getaffinity(0)))
@@ -109,7 +191,13 @@ def run(args: argparse.Namespace, console: Console | None) -> int:
     from vbsad_batch.ingest.preprocess import preprocess  # noqa: PLC0415
     from vbsad_batch.ingest.shards import INDEX_MANIFEST_NAME  # noqa: PLC0415
 
-    inputs = _expand_inputs(args.inputs)
+    given = list(args.inputs) + (_list_entries(args.files_from) if args.files_from else [])
+    if args.config is not None:
+        return _run_for_config(args, console, given)
+    if not given:
+        raise UsageError("no input: give INPUT files or --files-from LIST")
+    inputs = _expand_inputs(given)
+    subset = None if args.task is None else task_share(len(inputs), args.task, args.files_per_task)
     jobs = args.jobs or _available_cpus()
     try:
         with make_progress_reporter(quiet=args.quiet, console=console) as reporter:
@@ -121,6 +209,7 @@ def run(args: argparse.Namespace, console: Console | None) -> int:
                 batch_size=args.batch_size,
                 progress=reporter,
                 force=args.force,
+                subset=subset,
             )
     except ValueError as exc:
         if isinstance(exc, LheParseError):
@@ -144,4 +233,42 @@ def run(args: argparse.Namespace, console: Console | None) -> int:
             f"{len(results)} shard(s): {n_written} written, {len(results) - n_written} up to "
             f"date; index {args.output / INDEX_MANIFEST_NAME}"
         )
+    return EXIT_OK
+
+
+def _run_for_config(args: argparse.Namespace, console: Console | None, given: list[Path]) -> int:
+    """--config: the analysis's LHE inputs (or those of them given), each into its shard
+    directory under the config's output directory, one after the other."""
+    from vbsad_batch.config import load_config  # noqa: PLC0415 - polars only here
+    from vbsad_batch.ingest.samples import ingest_lhe, input_kind  # noqa: PLC0415
+
+    if args.on_error != "fail" or args.batch_size != DEFAULT_BATCH_SIZE:
+        raise UsageError(
+            "--config converts the inputs as `vbsad datasets` does: without --on-error or "
+            "--batch-size"
+        )
+    config = load_config(args.config)
+    lhe = [f for f in config.input_files() if input_kind(f) == "lhe"]
+    if given:
+        wanted = {p.resolve() for p in _expand_inputs(given)}
+        strangers = sorted(wanted - set(lhe))
+        if strangers:
+            raise UsageError(f"{strangers[0]}: not an LHE input of {config.path}")
+        lhe = [f for f in lhe if f in wanted]
+    if not lhe:
+        raise UsageError(f"{config.path}: no LHE inputs to convert")
+    chosen = (
+        range(len(lhe))
+        if args.task is None
+        else task_share(len(lhe), args.task, args.files_per_task)
+    )
+    results = []
+    with make_progress_reporter(quiet=args.quiet, console=console) as reporter:
+        for index in chosen:
+            results.append(
+                ingest_lhe(lhe[index], config.output_dir, progress=reporter, force=args.force)
+            )
+    if not args.quiet:
+        for r in results:
+            print(f"{r.status:<8} {r.input}  {r.n_rows} rows -> {r.shard}  ({r.reason})")
     return EXIT_OK

@@ -7,6 +7,10 @@ file that fails leaves no shard, the other files' shards stay. `--jobs N` runs N
 processes, each taking one whole file at a time; progress from the workers reaches the
 caller's callback in the calling thread. After the run, even a failed one, the index
 `manifest.json` lists every complete shard of the directory.
+
+An array job shares the inputs out: each task passes the whole list and its `subset` (the
+indices it converts), so that every task names the shards alike (`plan_shard_names` looks at
+all inputs); `shards_up_to_date` tells which inputs still need their task.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ if TYPE_CHECKING:
     from multiprocessing.queues import Queue as MpQueue
     from multiprocessing.synchronize import Event as MpEvent
 
-__all__ = ["preprocess"]
+__all__ = ["preprocess", "shards_up_to_date"]
 
 _STAGE = "preprocess"
 
@@ -204,6 +208,56 @@ def _run_pool(tasks: list[ShardTask], jobs: int, reporter: _Reporter) -> dict[st
     return results
 
 
+def _tasks(
+    inputs: Sequence[Path],
+    output_dir: Path,
+    *,
+    on_error: OnError,
+    batch_size: int,
+    force: bool,
+    subset: Sequence[int] | None,
+) -> list[ShardTask]:
+    """The work orders of the inputs of `subset` (all: None), shards named over all inputs."""
+    input_paths = [Path(p) for p in inputs]
+    names = plan_shard_names(input_paths)
+    chosen = range(len(input_paths)) if subset is None else sorted(set(subset))
+    for index in chosen:
+        if not 0 <= index < len(input_paths):
+            raise ValueError(f"input index {index} is out of range: {len(input_paths)} input(s)")
+    return [
+        ShardTask(
+            input=str(input_paths[i]),
+            shard=str(Path(output_dir) / names[i]),
+            on_error=on_error,
+            batch_size=batch_size,
+            force=force,
+            total_items=len(chosen),
+        )
+        for i in chosen
+    ]
+
+
+def shards_up_to_date(
+    inputs: Sequence[Path], output_dir: Path, *, on_error: OnError = "fail"
+) -> list[bool]:
+    """Per input, whether `preprocess(inputs, output_dir)` would skip it (its shard is up to
+    date by the cheap check: no input is hashed; a missing input counts as not done)."""
+    done = []
+    for task in _tasks(
+        inputs,
+        output_dir,
+        on_error=on_error,
+        batch_size=DEFAULT_BATCH_SIZE,
+        force=False,
+        subset=None,
+    ):
+        try:
+            done.append(skipped_without_hashing(task) is not None)
+        except FileNotFoundError:
+            done.append(False)
+    return done
+
+
 def preprocess(
     inputs: Sequence[Path],
     output_dir: Path,
@@ -213,6 +267,7 @@ def preprocess(
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: ProgressCallback | None = None,
     force: bool = False,
+    subset: Sequence[int] | None = None,
 ) -> list[ShardResult]:
     """Convert LHE files into Parquet shards of observables, one per input, in `output_dir`.
 
@@ -228,9 +283,11 @@ def preprocess(
         batch_size: events per record batch and Parquet row group (bounds memory use).
         progress: called with `ProgressEvent`s (in the calling thread).
         force: rewrite shards even when up to date.
+        subset: the indices of `inputs` to convert (an array task's share; None: all); the
+            shard names are planned over all `inputs`, and only the subset must exist.
 
     Returns:
-        One `ShardResult` per input, in input order.
+        One `ShardResult` per converted input, in input order.
 
     Raises:
         LheParseError: with on_error="fail", the first malformed input.
@@ -242,27 +299,17 @@ def preprocess(
         raise ValueError(f"jobs must be an int >= 1, got {jobs!r}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
-    input_paths = [Path(p) for p in inputs]
-    for path in input_paths:
+    output_dir = Path(output_dir)
+    tasks = _tasks(
+        inputs, output_dir, on_error=on_error, batch_size=batch_size, force=force, subset=subset
+    )
+    for task in tasks:
+        path = Path(task.input)
         if not path.is_file():
             if path.exists():
                 raise ValueError(f"not a file: {path}")
             raise FileNotFoundError(f"no such file: {path}")
-    names = plan_shard_names(input_paths)
-    output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-
-    tasks = [
-        ShardTask(
-            input=str(path),
-            shard=str(output_dir / name),
-            on_error=on_error,
-            batch_size=batch_size,
-            force=force,
-            total_items=len(input_paths),
-        )
-        for path, name in zip(input_paths, names, strict=True)
-    ]
     reporter = _Reporter(progress, len(tasks))
     reporter.run_event("run_started")
 

@@ -26,9 +26,18 @@ from typing import Literal
 import polars as pl
 
 from vbsad_batch.ingest.normalisation import FileNormalisation, root_table, shard_table
-from vbsad_batch.ingest.preprocess import preprocess
+from vbsad_batch.ingest.preprocess import preprocess, shards_up_to_date
+from vbsad_batch.ingest.shards import ShardResult
+from vbsad_batch.runtime.progress import ProgressCallback
 
-__all__ = ["InputKind", "event_table", "input_kind", "lhe_shard_dir"]
+__all__ = [
+    "InputKind",
+    "event_table",
+    "ingest_lhe",
+    "input_kind",
+    "lhe_ingested",
+    "lhe_shard_dir",
+]
 
 InputKind = Literal["lhe", "parquet", "root"]
 
@@ -58,6 +67,25 @@ def lhe_shard_dir(path: Path, work_dir: Path) -> Path:
             stem = stem[: -len(suffix)]
     digest = hashlib.sha256(str(resolved).encode()).hexdigest()[:12]
     return Path(work_dir) / "shards" / f"{stem or 'events'}-{digest}"
+
+
+def ingest_lhe(
+    path: Path,
+    work_dir: Path,
+    *,
+    progress: ProgressCallback | None = None,
+    force: bool = False,
+) -> ShardResult:
+    """Ingest one LHE input of an analysis into its shard directory under `work_dir` (what
+    `event_table` does first; a Slurm array task of `vbsad submit` does it ahead)."""
+    path = Path(path).resolve()
+    return preprocess([path], lhe_shard_dir(path, work_dir), progress=progress, force=force)[0]
+
+
+def lhe_ingested(path: Path, work_dir: Path) -> bool:
+    """Whether `ingest_lhe(path, work_dir)` would find the shard up to date (no hashing)."""
+    path = Path(path).resolve()
+    return shards_up_to_date([path], lhe_shard_dir(path, work_dir))[0]
 
 
 def event_table(
@@ -96,5 +124,5 @@ def event_table(
         return root_table(path, xsec_pb=xsec_pb, weight_ids=weight_ids)
     if kind == "parquet":
         return shard_table(path, source_path=path, xsec_pb=xsec_pb, weight_ids=weight_ids)
-    result = preprocess([path], lhe_shard_dir(path, work_dir))[0]
+    result = ingest_lhe(path, work_dir)
     return shard_table(result.shard, source_path=path, xsec_pb=xsec_pb, weight_ids=weight_ids)
