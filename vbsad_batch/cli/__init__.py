@@ -9,7 +9,7 @@ so `vbsad <cmd> --help` starts fast. Modules:
 - `output`: logging set-up, the terminal console, error lines, the sensitivity table;
 - one module per subcommand, each with `add_parser` and `run`: `run` (the main job),
   `preprocess`, `inspect_lhe`, `demo_data`, `yields`, `datasets`, `train`, `score`, `scan`,
-  `report`, `export_root`.
+  `report`, `submit` and `status` (the Slurm workflow), `export_root`.
 """
 
 from __future__ import annotations

@@ -25,6 +25,8 @@ from vbsad_batch.cli import (
     run,
     scan,
     score,
+    status,
+    submit,
     train,
     yields,
 )
@@ -62,6 +64,8 @@ COMMANDS = (
     score,
     scan,
     report,
+    submit,
+    status,
     export_root,
 )
 """The subcommand modules, in `--help` order; each has `add_parser(subparsers, common)` and
@@ -100,6 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911 - one exit 
     except SystemExit as exc:  # --help, --version, usage errors: argparse already printed
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
 
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # for provenance records
     console = stderr_console()
     configure_logging(args.verbose, args.quiet, console)
     if not args.verbose:

@@ -9,7 +9,13 @@ import signal
 from collections.abc import Callable
 from pathlib import Path
 
-from vbsad_batch.config.schema import LATENT_DIM_RANGE, MODEL_KINDS, AnalysisConfig, ModelSpec
+from vbsad_batch.config.schema import (
+    LATENT_DIM_RANGE,
+    MODEL_KINDS,
+    AnalysisConfig,
+    ModelKind,
+    ModelSpec,
+)
 from vbsad_batch.runtime.stage import PROGRAM
 
 __all__ = [
@@ -108,10 +114,10 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model",
         choices=MODEL_KINDS,
-        default="vae",
+        default=None,
         help="'vae': the VAE trained on SM events; 'vae_nn': the VAE plus the classifier on "
         "the per-event (MSE, KLD), trained with the mixed SM+EFT set of the config's "
-        "training_operator (default: %(default)s)",
+        "training_operator (default: vae)",
     )
     parser.add_argument(
         "--latent",
@@ -136,23 +142,55 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         help="vae_nn: the operator of the mixed training set (default: every one of the "
         "config's training_operator(s))",
     )
+    whole = parser.add_mutually_exclusive_group()
+    whole.add_argument(
+        "--all-models",
+        action="store_true",
+        help="every model of the config's grid, of both kinds (VAE, then VAE+NN)",
+    )
+    whole.add_argument(
+        "--task",
+        type=non_negative_int,
+        default=None,
+        metavar="I",
+        help="only the I-th model of the config's grid of both kinds, counted from 0 in the "
+        "order of --all-models: one Slurm array task per model ($SLURM_ARRAY_TASK_ID)",
+    )
 
 
 def selected_models(config: AnalysisConfig, args: argparse.Namespace) -> list[ModelSpec]:
-    """The models of the grid that `--model`, `--latent`, `--seed`, `--operator` select.
+    """The models of the grid that `--model`, `--latent`, `--seed`, `--operator` select, or
+    `--all-models` / `--task` (the whole grid of both kinds, or its I-th model).
 
     Raises:
-        UsageError: none (a VAE+NN without a training operator in the config).
+        UsageError: none (a VAE+NN without a training operator in the config), a --task
+            beyond the grid, or --all-models / --task with a selecting option.
     """
+    if args.all_models or args.task is not None:
+        names = ("model", "latent", "seed", "operator")
+        given = [f"--{n}" for n in names if getattr(args, n) is not None]
+        if given:
+            which = "--all-models" if args.all_models else "--task"
+            raise UsageError(f"{which} takes the config's whole grid: without {given[0]}")
+        grid = config.models()
+        if args.task is None:
+            return grid
+        if args.task >= len(grid):
+            raise UsageError(
+                f"--task {args.task}: the grid of {config.path} has {len(grid)} model(s), "
+                f"tasks 0..{len(grid) - 1}"
+            )
+        return [grid[args.task]]
+    kind: ModelKind = args.model or "vae"
     specs = config.models(
-        [args.model],
+        [kind],
         latent_dims=None if args.latent is None else [args.latent],
         seeds=None if args.seed is None else [args.seed],
         training_operators=None if args.operator is None else [args.operator],
     )
     if not specs:
         raise UsageError(
-            f"{config.path}: no {args.model} model to make: a vae_nn needs a training_operator"
+            f"{config.path}: no {kind} model to make: a vae_nn needs a training_operator"
         )
     return specs
 

@@ -33,8 +33,8 @@ def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
             "luminosity), the same with the Asimov significance, the expected 95% CL interval "
             "from a binned likelihood, and bootstrap uncertainties, with the settings of the "
             "config's [scan] section. The region is chosen on the validation split and the "
-            "limit quoted on the test split ([scan] region_from = \"validation\", the default; "
-            "\"test\" chooses and quotes on the test split, the paper's method, and the table "
+            'limit quoted on the test split ([scan] region_from = "validation", the default; '
+            '"test" chooses and quotes on the test split, the paper\'s method, and the table '
             "shows the other choice too). Every table has the best single cut (each observable "
             "of the config as the score, both directions) as a baseline, the ratio of each "
             "model to it, and for a grid of seeds the median limit over seeds with the seed "
