@@ -40,6 +40,36 @@ N_LHE_FILES = 18
 N_SSWW_FILES = 3
 
 
+REPO_DIR = TESTS_DIR.parent
+REAL_EXAMPLE = REPO_DIR / "examples" / "ssww_real.toml"
+
+
+def toml_without_table(text: str, table: str) -> str:
+    """TOML `text` without the table `[table]`: its header, its keys and the comment lines
+    just before it."""
+    kept: list[str] = []
+    inside = False
+    for line in text.splitlines(keepends=True):
+        if line.startswith("["):
+            inside = line.strip() == f"[{table}]"
+            if inside:
+                while kept and kept[-1].startswith("#"):
+                    kept.pop()
+        if not inside:
+            kept.append(line)
+    return "".join(kept)
+
+
+def real_example_text(*, without: tuple[str, ...] = ()) -> str:
+    """examples/ssww_real.toml with absolute paths to the shared samples, without the tables
+    `without` (a test's own [training] replaces the example's)."""
+    text = REAL_EXAMPLE.read_text(encoding="utf-8")
+    text = text.replace('"../../shared/testdata/ssww/', f'"{SSWW_DIR.as_posix()}/')
+    for table in without:
+        text = toml_without_table(text, table)
+    return text
+
+
 def run_vbsad(
     *args: object,
     cwd: Path | None = None,

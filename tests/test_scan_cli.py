@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import SSWW_DIR
+from conftest import real_example_text
 
 from vbsad_batch.cli import main
 from vbsad_batch.config import ScanConfig, load_config
@@ -34,7 +34,6 @@ from vbsad_batch.scan.tables import (
 )
 from vbsad_batch.scan.work import CONTOUR_ANGLES, CONTOUR_GRID_POINTS, SIGMA_CURVE_POINTS
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 OPERATORS = ("cW", "cHW")
 SCORES_SCHEMA = pa.schema(
     [
@@ -520,8 +519,7 @@ def test_scan_does_not_load_tensorflow(synthetic: Path) -> None:
 
 @pytest.mark.slow
 def test_real_pipeline_to_the_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    text = (EXAMPLES / "ssww_real.toml").read_text(encoding="utf-8")
-    text = text.replace("../../shared/testdata/ssww/", f"{SSWW_DIR.as_posix()}/")
+    text = real_example_text(without=("training",))
     text = text.replace('training_operator = "cW"', 'training_operator = "cW"\noutput_dir = "out"')
     text += "\n[training]\nepochs = 3\nbatch_size = 512\n"
     text += "\n[scan]\nbootstrap_replicas = 4\nmin_sm_mc_events = 5\nmin_sm_yield = 0.1\n"

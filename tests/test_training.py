@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-from conftest import SSWW_DIR
+from conftest import real_example_text
 
 from vbsad_batch.cli import main
 from vbsad_batch.config import AnalysisConfig, load_config
@@ -32,9 +32,6 @@ from vbsad_batch.models.networks import load_model, scores  # noqa: E402 - after
 from vbsad_batch.models.paths import CHECKPOINT_NAME, model_directory  # noqa: E402
 from vbsad_batch.models.preprocessing import Preprocessing  # noqa: E402
 from vbsad_batch.models.training import train  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
-EXAMPLE = REPO / "examples" / "ssww_real.toml"
 
 # Small and fast: ~30 ms per epoch; patience = epochs so that no run stops early by chance.
 TRAINING = """
@@ -57,10 +54,7 @@ def datasets_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _write_config(directory: Path, *, epochs: int, patience: int, seed: int = 0) -> Path:
-    text = EXAMPLE.read_text(encoding="utf-8").replace(
-        '"../../shared/testdata/ssww/', f'"{SSWW_DIR.as_posix()}/'
-    )
-    text = _without_table(text, "training")  # this module's own [training] replaces it
+    text = real_example_text(without=("training",))  # this module's [training] replaces it
     text = (
         'output_dir = "out"\n' + text + TRAINING.format(epochs=epochs, patience=patience, seed=seed)
     )
@@ -68,21 +62,6 @@ def _write_config(directory: Path, *, epochs: int, patience: int, seed: int = 0)
     path = directory / "ssww.toml"
     path.write_text(text, encoding="utf-8")
     return path
-
-
-def _without_table(text: str, table: str) -> str:
-    """`text` (TOML) without the table `[table]` (its header, keys and the comments before it)."""
-    kept: list[str] = []
-    inside = False
-    for line in text.splitlines(keepends=True):
-        if line.startswith("["):
-            inside = line.strip() == f"[{table}]"
-            if inside:
-                while kept and kept[-1].startswith("#"):
-                    kept.pop()
-        if not inside:
-            kept.append(line)
-    return "".join(kept)
 
 
 def _config(

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-from conftest import SSWW_DIR, run_vbsad
+from conftest import real_example_text, run_vbsad
 from test_scan_mpi import TIMEOUT_S, mpiexec
 
 from vbsad_batch.config import ConfigError, load_config
@@ -49,9 +49,6 @@ from vbsad_batch.models.networks import (  # noqa: E402
 )
 from vbsad_batch.models.training import train  # noqa: E402
 from vbsad_batch.weighting.datasets import current_datasets  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
-EXAMPLE = REPO / "examples" / "ssww_real.toml"
 
 TRAINING = """
 [training]
@@ -97,11 +94,7 @@ def _write_config(
     data_parallel: bool = False,
 ) -> Path:
     """examples/ssww_real.toml on the real samples with this module's [training] settings."""
-    text = EXAMPLE.read_text(encoding="utf-8").replace(
-        '"../../shared/testdata/ssww/', f'"{SSWW_DIR.as_posix()}/'
-    )
-    start, end = text.index("[training]"), text.index("[[samples]]")
-    text = text[:start] + text[end:]  # this module's own [training] replaces the example's
+    text = real_example_text(without=("training",))  # this module's [training] replaces it
     text = 'output_dir = "out"\n' + text
     text += TRAINING.format(
         seeds=list(seeds),
