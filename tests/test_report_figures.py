@@ -10,10 +10,12 @@ the figure, no overlapping tick labels.
 
 from __future__ import annotations
 
+import csv
 import itertools
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -376,12 +378,16 @@ def test_sigma_figures_have_a_colour_per_model_and_score(
 # --- training -----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("model", [VAE, VAE_NN])
-def test_training_figure_shows_the_loss_terms(
-    inputs: ReportInputs, tasks: dict[str, FigureTask], model: str
+def _history(stage_dir: Path) -> list[dict[str, float]]:
+    with (stage_dir / "history.csv").open(encoding="utf-8", newline="") as f:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def test_training_figure_of_a_vae_splits_the_kept_loss(
+    inputs: ReportInputs, tasks: dict[str, FigureTask]
 ) -> None:
-    task = tasks[f"training_{model}.png"]
-    stage = next(m for m in inputs.models if m.name == model)
+    task = tasks[f"training_{VAE}.png"]
+    stage = next(m for m in inputs.models if m.name == VAE)
     metrics = json.loads((stage.directory / "metrics.json").read_text(encoding="utf-8"))
     with _drawn(task) as fig:
         curves, terms = fig.axes
@@ -389,14 +395,32 @@ def test_training_figure_shows_the_loss_terms(
         lines = [line for line in curves.get_lines() if line.get_label() in labels]
         assert len(lines) == 2
         assert all(len(line.get_xdata()) == metrics["epochs_run"] for line in lines)
-        bars = [p for p in terms.patches if isinstance(p, Rectangle)]
-        widths = [bar.get_width() for bar in bars]
-        assert len(bars) == (3 if model == VAE_NN else 2)
+        widths = [p.get_width() for p in terms.patches if isinstance(p, Rectangle)]
+        assert len(widths) == 2
         assert widths[0] == pytest.approx(metrics["validation_mse_mean"])
         assert sum(widths) == pytest.approx(metrics["best_val_loss"], rel=1e-9)
-    if model == VAE_NN:
-        assert "binary cross-entropy" in task.caption
-        assert "mixed_validation_cW" in task.caption
-        assert "history.csv records only these totals" in task.caption
-    else:
-        assert "cross-entropy" not in task.caption
+    assert "cross-entropy" not in task.caption
+
+
+def test_training_figure_of_a_vae_nn_has_its_two_losses_per_epoch_on_own_panels(
+    inputs: ReportInputs, tasks: dict[str, FigureTask]
+) -> None:
+    """The VAE loss and the classifier's BCE term of every epoch, each on its own axes,
+    equal to history.csv, whose two terms add up to the validation loss."""
+    task = tasks[f"training_{VAE_NN}.png"]
+    stage = next(m for m in inputs.models if m.name == VAE_NN)
+    history = _history(stage.directory)
+    for row in history:
+        assert row["val_vae_loss"] + row["val_bce_term"] == pytest.approx(row["val_loss"])
+        assert row["val_bce_term"] > 0
+    with _drawn(task) as fig:
+        curves, vae, bce = fig.axes
+        (vae_line,) = [ln for ln in vae.get_lines() if ln.get_label() == "VAE loss"]
+        (bce_line,) = [ln for ln in bce.get_lines() if ln.get_label() == "BCE term"]
+        assert "KLD" in vae.get_ylabel()
+        assert "BCE" in bce.get_ylabel()
+        np.testing.assert_allclose(vae_line.get_ydata(), [r["val_vae_loss"] for r in history])
+        np.testing.assert_allclose(bce_line.get_ydata(), [r["val_bce_term"] for r in history])
+        assert len(curves.get_lines()) >= 2
+    assert "binary cross-entropy" in task.caption
+    assert "mixed_validation_cW" in task.caption

@@ -32,7 +32,7 @@ __all__ = [
     "training_datasets",
 ]
 
-TRAINING_FORMAT_VERSION = 3
+TRAINING_FORMAT_VERSION = 4
 """Version of the model directory layout and checkpoint; bump when either changes."""
 
 MODEL_MANIFEST_KIND = "vbsad_batch.model"

@@ -11,7 +11,9 @@ checkpoints every epoch, exact resume.
 - `preprocessing.json`: log10 features and min-max parameters fitted on `sm_train`;
 - `config.toml`: a copy of the analysis config file;
 - `history.csv`: one row per epoch run: epoch (1-based), train_loss, val_loss (dimensionless,
-  the model's loss), seconds (wall time of the epoch, s), events_per_s;
+  the model's loss), its two terms val_vae_loss (mse + beta kld of the SM validation events)
+  and val_bce_term (VAE+NN: bce_weight times the classifier's class-balanced BCE on the mixed
+  validation set; 0 for a VAE), seconds (wall time of the epoch, s), events_per_s;
 - `metrics.json`: best epoch and validation loss, epochs run, early stop, event counts,
   validation means of the per-event mse and kld, throughput (and, data parallel, the ranks and
   the Allreduce time per step);
@@ -150,7 +152,15 @@ __all__ = ["TrainingResult", "train"]
 
 logger = logging.getLogger(__name__)
 
-HISTORY_COLUMNS = ("epoch", "train_loss", "val_loss", "seconds", "events_per_s")
+HISTORY_COLUMNS = (
+    "epoch",
+    "train_loss",
+    "val_loss",
+    "val_vae_loss",
+    "val_bce_term",
+    "seconds",
+    "events_per_s",
+)
 
 _STAGE = "train"
 
@@ -346,7 +356,8 @@ def _end_epoch(
     assert evaluate is not None  # rank 0 has both
     assert checkpoint_path is not None
     epoch, epochs, patience = state.next_epoch, int(training.epochs), int(training.patience)
-    val_loss = evaluate(data)[0]
+    val_loss, val_mse, val_kld = evaluate(data)
+    val_vae_loss = val_mse + float(training.beta) * val_kld
     if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
         raise ValueError(
             f"{checkpoint_path.parent}: loss is not finite at epoch {epoch + 1} (train "
@@ -359,6 +370,8 @@ def _end_epoch(
             "epoch": epoch + 1,
             "train_loss": train_loss,
             "val_loss": val_loss,
+            "val_vae_loss": val_vae_loss,
+            "val_bce_term": val_loss - val_vae_loss,
             "seconds": round(seconds, 6),
             "events_per_s": round(len(data.x_train) / seconds, 1),
         }

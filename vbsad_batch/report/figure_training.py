@@ -1,11 +1,11 @@
-"""The figure of a model's training: its losses per epoch (history.csv) and the terms of the
-validation loss of the kept weights (metrics.json).
+"""The figure of a model's training: its losses per epoch (history.csv) and the terms of its
+validation loss.
 
-history.csv records, per epoch, only the total training and validation losses; for a VAE+NN
-these are the VAE loss plus `bce_weight` times the classifier's binary cross-entropy, with no
-record of either term per epoch. metrics.json records the mean MSE and KLD of the SM
-validation events at the kept weights, so the kept validation loss splits into MSE,
-beta * KLD and (VAE+NN) bce_weight * BCE, the rest.
+history.csv records per epoch the training and validation losses and the validation loss's
+two terms: the VAE loss (MSE + beta KLD of the SM validation events) and, for a VAE+NN,
+`bce_weight` times the classifier's binary cross-entropy on the mixed validation set. A
+VAE+NN's two terms get a panel each, per epoch; a VAE's kept validation loss is shown split
+into MSE and beta * KLD (metrics.json: their means at the kept weights).
 """
 
 from __future__ import annotations
@@ -32,15 +32,22 @@ LossTerm = tuple[str, float]
 """A term of the validation loss: its label and value (dimensionless)."""
 
 
+_TERM_COLUMNS = ("val_vae_loss", "val_bce_term")
+
+
 def read_history(model: StageOutput) -> dict[str, np.ndarray]:
-    """history.csv as columns: epoch, train_loss, val_loss."""
+    """history.csv as columns: epoch, train_loss, val_loss, and val_vae_loss and val_bce_term
+    when recorded."""
     with model.file(HISTORY_NAME).open(encoding="utf-8", newline="") as f:
         rows = list(csv.DictReader(f))
-    return {
+    columns = {
         "epoch": np.array([int(r["epoch"]) for r in rows]),
         "train_loss": np.array([float(r["train_loss"]) for r in rows]),
         "val_loss": np.array([float(r["val_loss"]) for r in rows]),
     }
+    if rows and all(rows[0].get(c) not in (None, "") for c in _TERM_COLUMNS):
+        columns |= {c: np.array([float(r[c]) for r in rows]) for c in _TERM_COLUMNS}
+    return columns
 
 
 def _metrics(model: StageOutput) -> dict[str, Any]:
@@ -82,16 +89,19 @@ def kept_loss_terms(model: StageOutput) -> list[LossTerm]:
 
 
 def training_figure(model: StageOutput) -> Figure:
-    """Left: training and validation loss per epoch. Right (when metrics.json has them): the
-    terms of the kept weights' validation loss."""
+    """Left: training and validation loss per epoch. Then, for a VAE+NN with the terms in its
+    history: the validation VAE loss and the validation BCE term per epoch, a panel each; else
+    (when metrics.json has them) the terms of the kept weights' validation loss."""
     history = read_history(model)
     best = _metrics(model).get("best_epoch")
-    terms = kept_loss_terms(model)
+    per_epoch = model.model_kind == "vae_nn" and all(c in history for c in _TERM_COLUMNS)
+    terms = [] if per_epoch else kept_loss_terms(model)
+    n_panels = 3 if per_epoch else (2 if terms else 1)
     fig, axes = plt.subplots(
         1,
-        2 if terms else 1,
-        figsize=(15, 6.5) if terms else (9, 6.5),
-        width_ratios=(3, 2) if terms else None,
+        n_panels,
+        figsize={1: (9, 6.5), 2: (15, 6.5), 3: (21, 6.5)}[n_panels],
+        width_ratios={1: None, 2: (3, 2), 3: (1, 1, 1)}[n_panels],
         layout="constrained",
         squeeze=False,
     )
@@ -99,20 +109,41 @@ def training_figure(model: StageOutput) -> Figure:
     epochs, train, val = history["epoch"], history["train_loss"], history["val_loss"]
     curves.plot(epochs, train, marker="o", markersize=5, label="training", color=COLORS[0])
     curves.plot(epochs, val, marker="s", markersize=5, label="validation", color=COLORS[2])
-    if isinstance(best, int) and best > 0:
-        curves.axvline(best, color="black", linestyle=":", label=f"kept: epoch {best}")
-    losses = np.concatenate([train, val])
-    if (losses > 0).all() and losses.max() > 10.0 * losses.min():
-        curves.set_yscale("log")
-    curves.xaxis.set_major_locator(MaxNLocator(integer=True))
-    curves.set_xlabel("epoch")
-    curves.set_ylabel("loss per event")
-    legend_above(curves)
-    if terms:
-        weight = _bce_weight(model) if model.model_kind == "vae_nn" else None
-        _terms_panel(axes[0][1], terms, weight)
+    _epoch_axis(curves, np.concatenate([train, val]), best, "loss per event")
+    if per_epoch:
+        weight = _bce_weight(model)
+        vae_ax, bce_ax = axes[0][1], axes[0][2]
+        vae_ax.plot(epochs, history["val_vae_loss"], marker="s", markersize=5, color=COLORS[1],
+                    label="VAE loss")  # fmt: skip
+        vae_label = r"validation: MSE + $\beta$ KLD (SM)"
+        _epoch_axis(vae_ax, history["val_vae_loss"], best, vae_label, name_best=False)
+        bce_ax.plot(epochs, history["val_bce_term"], marker="s", markersize=5, color=COLORS[3],
+                    label="BCE term")  # fmt: skip
+        label = "ln 2" if weight == 1.0 else f"{weight:g} ln 2"
+        bce_ax.axhline(weight * math.log(2.0), color="black", linestyle="--", linewidth=1.5,
+                       label=label)  # fmt: skip
+        bce_label = rf"validation: {weight:g} $\times$ BCE (mixed)"
+        _epoch_axis(bce_ax, history["val_bce_term"], best, bce_label, name_best=False)
+    elif terms:
+        _terms_panel(axes[0][1], terms, None)
     fig.suptitle(model.name, fontsize="medium")
     return fig
+
+
+def _epoch_axis(
+    ax: Any, losses: np.ndarray, best: object, ylabel: str, *, name_best: bool = True
+) -> None:
+    """Per-epoch axes: the kept epoch marked (named in the legend when `name_best`), log y
+    when the losses span a decade."""
+    if isinstance(best, int) and best > 0:
+        label = f"kept: epoch {best}" if name_best else "_nolegend_"
+        ax.axvline(best, color="black", linestyle=":", label=label)
+    if (losses > 0).all() and losses.max() > 10.0 * losses.min():
+        ax.set_yscale("log")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(ylabel)
+    legend_above(ax)
 
 
 def _terms_panel(ax: Any, terms: list[LossTerm], bce_weight: float | None) -> None:

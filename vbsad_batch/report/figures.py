@@ -170,10 +170,10 @@ def _training_caption(model: StageOutput) -> str:
             "times the classifier's class-balanced binary cross-entropy (BCE) on mixed SM + "
             f"EFT ({op}) events: training, the mean over the epoch's batches of sm_train and "
             f"mixed_train_{op} (training mode); validation, on sm_validation and "
-            f"mixed_validation_{op} (inference mode). history.csv records only these totals "
-            "per epoch, not the VAE and BCE terms. Right: the kept weights' validation loss "
-            "split into MSE, beta KLD and bce_weight BCE (metrics.json); the dashed line is "
-            "bce_weight ln 2, the BCE of a classifier that always answers 1/2 (balanced classes)."
+            f"mixed_validation_{op} (inference mode). Middle and right: the validation loss's "
+            "two terms per epoch, the VAE loss on sm_validation and bce_weight times the BCE "
+            f"on mixed_validation_{op}; the dashed line is bce_weight ln 2, the BCE of a "
+            "classifier that always answers 1/2 (balanced classes)."
         )
     else:
         meaning = (
