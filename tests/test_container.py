@@ -287,6 +287,56 @@ def test_mpi_scan_under_slurm_in_the_image(
     assert (scan_dir / "table.md").stat().st_uid == pwd.getpwnam(UNPRIVILEGED).pw_uid
 
 
+@pytest.mark.timeout(BUILD_TIMEOUT_S + 3 * RUN_TIMEOUT_S)
+def test_submit_runs_the_whole_workflow_in_the_image(
+    built_image: Path, slurm_cluster: LocalSlurm, tmp_path: Path
+) -> None:
+    """`vbsad submit --container`: every job of the quick demo runs vbsad in the squashfs
+    image under the local Slurm (the scan as two ch-run ranks joined in one MPI world), the
+    table equals the host's `vbsad run --quick`, and submission.json records the image. The
+    jobs run as root, owner of tmp_path (ch-run maps root to the files' owner: its user
+    namespace has no power over other users' files)."""
+    from vbsad_batch.demo.demo_config import DEMO_QUICK  # noqa: PLC0415
+    from vbsad_batch.demo.prepare import prepare_demo  # noqa: PLC0415
+
+    host = run_vbsad("run", "--quick", "--output", tmp_path / "host", "-q")
+    assert host.returncode == 0, host.stderr
+    config, _ = prepare_demo(tmp_path / "cluster", DEMO_QUICK)
+    image = IMAGE_DIR / "vbsad.sqfs"
+    submit = run_vbsad(
+        "submit",
+        config,
+        "--container",
+        image,
+        "--container-exec",
+        "ch-run {join} --set-env {image} -- vbsad",
+        "--resource",
+        "scan.ntasks=2",
+        env=slurm_cluster.env,
+    )
+    assert submit.returncode == 0, submit.stderr
+    out = config.parent
+    document = json.loads((out / "slurm" / "submission.json").read_text())
+    submission = document["submissions"][-1]
+    assert submission["container"] == {
+        "image": str(image),
+        "sha256": _sha256(image),
+        "exec": "ch-run {join} --set-env {image} -- vbsad",
+    }
+    for job in submission["jobs"]:
+        records = slurm_cluster.wait(job["job_id"], timeout=RUN_TIMEOUT_S)
+        logs = {p.name: p.read_text() for p in (out / "slurm" / "logs").iterdir()}
+        assert {r.state for r in records} == {"COMPLETED"}, (records, sorted(logs.items())[-1])
+    scan_log = next(text for name, text in logs.items() if name.startswith("vbsad-scan_"))
+    assert f"step: srun --mpi=pmi2 ch-run --join --set-env {image} -- vbsad scan" in scan_log
+    assert "on 2 rank(s)" in scan_log
+    train_log = next(text for name, text in logs.items() if name.startswith("vbsad-train_"))
+    assert f"step: ch-run --set-env {image} -- vbsad train" in train_log
+    for name in ("table.md", "table.csv"):
+        made_in_image = (out / "scan" / name).read_bytes()
+        assert made_in_image == (tmp_path / "host" / "scan" / name).read_bytes(), name
+
+
 # --- the builder's failure modes ----------------------------------------------------------------
 
 

@@ -91,11 +91,30 @@ ntasks = 4
         ("[slurm.trian]\ntime = '10'\n", r"slurm\.trian: unknown key \(did you mean 'train'"),
         ("[slurm.train]\njobs = 'mpi'\n", r"slurm\.train\.jobs: unknown key"),
         ("[slurm]\naccount = ''\n", r"slurm\.account: must not be empty"),
+        ("[slurm]\ncontainer_exec = 'ch-run x'\n", r"slurm\.container_exec: .* must contain"),
+        ("[slurm]\ncontainer_exec = '{img} x'\n", r"unknown placeholder \{img\}"),
     ],
 )
 def test_slurm_table_errors_name_the_key(tmp_path: Path, text: str, pattern: str) -> None:
     with pytest.raises(ConfigError, match=pattern):
         load_config(_analysis(tmp_path, text))
+
+
+def test_slurm_container_and_the_command_of_its_jobs(tmp_path: Path) -> None:
+    text = "[slurm]\ncontainer = 'images/vbsad.sif'\n"
+    config = load_config(_analysis(tmp_path, text))
+    image = (tmp_path / "images" / "vbsad.sif").resolve()
+    assert config.slurm.container == image  # relative to the config file
+    assert config.slurm.container_command(mpi=False) == f"apptainer exec {image} vbsad"
+    text += "container_exec = 'ch-run {join} --set-env {image} -- vbsad'\n"
+    config = load_config(_analysis(tmp_path, text))
+    assert config.slurm.container_command(mpi=True) == f"ch-run --join --set-env {image} -- vbsad"
+    assert config.slurm.container_command(mpi=False) == f"ch-run --set-env {image} -- vbsad"
+    text += "[slurm.scan]\nntasks = 2\n"
+    jobs = {j.stage: j for j in plan_submission(load_config(_analysis(tmp_path, text))).jobs}
+    assert jobs["scan"].script.command == f"ch-run --join --set-env {image} -- vbsad"
+    assert jobs["datasets"].script.command == f"ch-run --set-env {image} -- vbsad"
+    assert load_config(_analysis(tmp_path)).slurm.container_command(mpi=False) is None
 
 
 # --- scripts -----------------------------------------------------------------------------------

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from vbsad_batch.config import AnalysisConfig
+
 from vbsad_batch.cli.options import EXIT_OK, PROG, UsageError
 from vbsad_batch.config.slurm import RESOURCE_KEYS, SLURM_STAGES
 
@@ -66,6 +68,20 @@ def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
         metavar="CMD",
         help="how the jobs run vbsad on the compute nodes (default: this Python, "
         f"'{sys.executable} -m vbsad_batch'; e.g. 'apptainer exec vbsad.sif vbsad')",
+    )
+    parser.add_argument(
+        "--container",
+        type=Path,
+        metavar="IMAGE",
+        help="run every job in this image (a SIF, squashfs or directory; containers/README.md), "
+        "over the config's [slurm] container; its SHA-256 goes into submission.json",
+    )
+    parser.add_argument(
+        "--container-exec",
+        metavar="TEMPLATE",
+        help="how a job runs vbsad in the image: {image} is its path, {join} becomes --join in "
+        "MPI steps (default: the config's [slurm] container_exec, else 'apptainer exec "
+        "{image} vbsad'; Charliecloud: 'ch-run {join} --set-env {image} -- vbsad')",
     )
     parser.add_argument(
         "--force",
@@ -133,6 +149,7 @@ def run(args: argparse.Namespace, console: Console | None) -> int:
                 stages[stage] = own.over(stages.get(stage, SlurmResources()))
         slurm = dataclasses.replace(config.slurm, stages=stages)
         config = dataclasses.replace(config, slurm=slurm)
+    config = _with_container(config, args.container, args.container_exec)
     plan = plan_submission(
         config, only=args.only, overrides=everywhere, command=args.command, force=args.force
     )
@@ -160,3 +177,29 @@ def run(args: argparse.Namespace, console: Console | None) -> int:
     follow = f"{PROG} status {shlex.quote(str(config.path))}"
     print(f"scripts and logs in {directory}; follow with: {follow}")
     return EXIT_OK
+
+
+def _with_container(
+    config: AnalysisConfig, image: Path | None, template: str | None
+) -> AnalysisConfig:
+    """The config with --container / --container-exec over its [slurm] table.
+
+    Raises:
+        UsageError: a template without {image} or with another placeholder.
+    """
+    from vbsad_batch.config.schema import ConfigError  # noqa: PLC0415
+    from vbsad_batch.config.slurm_table import check_container_exec  # noqa: PLC0415
+    from vbsad_batch.config.toml_values import TomlValues  # noqa: PLC0415
+
+    changes: dict[str, Any] = {}
+    if image is not None:
+        changes["container"] = image.expanduser().resolve()
+    if template is not None:
+        try:
+            check_container_exec(TomlValues(config.path), template, "--container-exec")
+        except ConfigError as exc:
+            raise UsageError(str(exc).split(": ", 1)[-1]) from exc
+        changes["container_exec"] = template
+    if not changes:
+        return config
+    return dataclasses.replace(config, slurm=dataclasses.replace(config.slurm, **changes))

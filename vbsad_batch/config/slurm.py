@@ -21,6 +21,12 @@ partition, account, time and memory. Schema::
     files_per_task = 1              # preprocess: input files per array task
     jobs = "array"                  # train and score: one array task per model of the grid
                                     # ("array") or one MPI job over the grid ("mpi")
+    container = "vbsad.sif"         # run every job in this image (containers/README.md),
+                                    # relative to the config file; default: no container
+    container_exec = "apptainer exec {image} vbsad"
+                                    # how a job runs vbsad in the image; {image} is its path,
+                                    # {join} becomes "--join" in MPI steps ("" otherwise) for
+                                    # Charliecloud: "ch-run {join} --set-env {image} -- vbsad"
 
     [slurm.train]                   # per stage (preprocess, datasets, train, score, scan,
     time = "08:00:00"               # report): any resource key above, overriding the default
@@ -32,11 +38,15 @@ Command-line options of `vbsad submit` override both.
 from __future__ import annotations
 
 import dataclasses
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal, get_args
 
 __all__ = [
+    "CONTAINER_FIELDS",
+    "DEFAULT_CONTAINER_EXEC",
     "JOB_MODES",
     "RESOURCE_KEYS",
     "SLURM_STAGES",
@@ -92,6 +102,11 @@ class SlurmResources:
         return SlurmResources(**merged, extra=(*base.extra, *self.extra))
 
 
+DEFAULT_CONTAINER_EXEC = "apptainer exec {image} vbsad"
+"""How a job runs vbsad in its container by default (Apptainer; `{image}`: the image)."""
+CONTAINER_FIELDS = ("image", "join")
+"""The placeholders of `container_exec`."""
+
 RESOURCE_KEYS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(SlurmResources))
 """The keys of a resources table ([slurm] and [slurm.<stage>])."""
 
@@ -106,6 +121,8 @@ class SlurmConfig:
         grace_s: seconds between USR1 and the time limit.
         files_per_task: preprocess: input files per array task.
         jobs: train and score as one array task per model ("array") or one MPI job ("mpi").
+        container: the image every job runs in (None: the submitting Python's environment).
+        container_exec: the command that runs vbsad in the image (`{image}`, `{join}`).
     """
 
     defaults: SlurmResources = field(default_factory=SlurmResources)
@@ -113,6 +130,17 @@ class SlurmConfig:
     grace_s: int = 120
     files_per_task: int = 1
     jobs: JobMode = "array"
+    container: Path | None = None
+    container_exec: str = DEFAULT_CONTAINER_EXEC
+
+    def container_command(self, *, mpi: bool) -> str | None:
+        """How a job runs vbsad in the container (None without one): `container_exec` with
+        the image's path, and "--join" for `{join}` in an MPI step."""
+        if self.container is None:
+            return None
+        return self.container_exec.format(
+            image=shlex.quote(str(self.container)), join="--join" if mpi else ""
+        ).replace("  ", " ")
 
     def resources(self, stage: SlurmStage) -> SlurmResources:
         """The resources of `stage`'s job: its own table over the defaults."""

@@ -8,11 +8,15 @@ the site's business, and `sbatch` says so when it is not.
 from __future__ import annotations
 
 import re
+import string
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from vbsad_batch.config.near_miss import did_you_mean
 from vbsad_batch.config.slurm import (
+    CONTAINER_FIELDS,
+    DEFAULT_CONTAINER_EXEC,
     JOB_MODES,
     RESOURCE_KEYS,
     SLURM_STAGES,
@@ -22,12 +26,12 @@ from vbsad_batch.config.slurm import (
 )
 from vbsad_batch.config.toml_values import TomlValues
 
-__all__ = ["SLURM_TIME", "parse_resource", "slurm_table"]
+__all__ = ["SLURM_TIME", "check_container_exec", "parse_resource", "slurm_table"]
 
 SLURM_TIME = re.compile(r"^(\d+-)?\d+(:\d{1,2}){0,2}$|^\d+-\d+$|^UNLIMITED$|^INFINITE$")
 """Slurm's --time formats: M, M:S, H:M:S, D-H, D-H:M, D-H:M:S (and unlimited)."""
 _SLURM_MEM = re.compile(r"^\d+[KMGT]?$")
-_SETTINGS = ("grace_s", "files_per_task", "jobs")
+_SETTINGS = ("grace_s", "files_per_task", "jobs", "container", "container_exec")
 
 
 def parse_resource(ctx: TomlValues, key: str, value: object, where: str) -> Any:
@@ -74,10 +78,33 @@ def slurm_table(ctx: TomlValues, value: object) -> SlurmConfig:
             "slurm.jobs",
             f"{jobs!r} is not one of {', '.join(JOB_MODES)}{did_you_mean(jobs, JOB_MODES)}",
         )
+    container = None
+    if "container" in table:
+        image = Path(ctx.string(table["container"], "slurm.container")).expanduser()
+        container = image if image.is_absolute() else (ctx.base_dir / image).resolve()
+    container_exec = ctx.string(
+        table.get("container_exec", DEFAULT_CONTAINER_EXEC), "slurm.container_exec"
+    )
+    check_container_exec(ctx, container_exec, "slurm.container_exec")
     return SlurmConfig(
         defaults=_resources(ctx, table, "slurm"),
         stages=stages,
         grace_s=ctx.integer(table.get("grace_s", 120), "slurm.grace_s", 1),
         files_per_task=ctx.integer(table.get("files_per_task", 1), "slurm.files_per_task", 1),
         jobs=jobs,  # checked against JOB_MODES above
+        container=container,
+        container_exec=container_exec,
     )
+
+
+def check_container_exec(ctx: TomlValues, text: str, key: str) -> None:
+    """`container_exec` must name the image and no other placeholder than {image}, {join}."""
+    try:
+        fields = {name for _, name, _, _ in string.Formatter().parse(text) if name is not None}
+    except ValueError as exc:
+        ctx.fail(key, f"{text!r}: {exc}")
+    unknown = sorted(fields - set(CONTAINER_FIELDS))
+    if unknown:
+        ctx.fail(key, f"unknown placeholder {{{unknown[0]}}}: only {{image}} and {{join}}")
+    if "image" not in fields:
+        ctx.fail(key, f"{text!r} must contain {{image}}, the image's path")

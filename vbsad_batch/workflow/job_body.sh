@@ -6,6 +6,7 @@
 # and redoes only what is missing.
 : "${SLURM_JOB_ID:?this script runs under Slurm: submit it with sbatch}"
 : "${VBSAD_COMMAND:?set VBSAD_COMMAND to the vbsad command, e.g. 'vbsad' or 'python -m vbsad_batch'}"
+export USER="${USER:-$(id -un)}"  # container runtimes (ch-run) need it; batch shells may lack it
 task="${SLURM_ARRAY_TASK_ID:-0}"
 arguments=()
 for argument in "$@"; do

@@ -140,12 +140,15 @@ def _script(
     *,
     config: AnalysisConfig,
     resources: SlurmResources,
-    command: str,
+    command: str | None,
     tasks: tuple[int, ...] | None,
 ) -> JobScript:
     array = tasks is not None
     mpi_stage = stage == "scan" or (stage in ("train", "score") and not state.array)
     ranks = resources.ntasks or 1
+    mpi = mpi_stage and ranks > 1
+    if command is None:
+        command = config.slurm.container_command(mpi=mpi) or default_command()
     return JobScript(
         name=f"vbsad-{stage}",
         description=f"vbsad {stage} of {config.path} (vbsad submit)",
@@ -155,7 +158,7 @@ def _script(
         log_dir=str(slurm_directory(config) / LOGS_DIR_NAME),
         grace_s=config.slurm.grace_s,
         array=array_spec(tasks, resources.array_throttle) if tasks is not None else None,
-        mpi=MPI_LAUNCHER if mpi_stage and ranks > 1 else "",
+        mpi=MPI_LAUNCHER if mpi else "",
     )
 
 
@@ -173,7 +176,8 @@ def plan_submission(
         config: the analysis.
         only: submit only these stages (their dependencies on each other kept).
         overrides: resources from the command line, over the config's `[slurm]`.
-        command: how the jobs run vbsad (default: `default_command()`).
+        command: how the jobs run vbsad (default: in `[slurm] container` when the config
+            names one, else `default_command()`).
         force: submit every selected stage whole, done or not (the stages still skip what
             is current when they run; `vbsad <stage> --force` rewrites).
     """
@@ -211,7 +215,7 @@ def plan_submission(
             state,
             config=config,
             resources=resources,
-            command=command or default_command(),
+            command=command,
             tasks=tasks,
         )
         after = tuple(j.stage for j in jobs)[-1:]  # the previous submitted stage
@@ -245,6 +249,28 @@ def _git_revision() -> str | None:
     except (OSError, subprocess.TimeoutExpired):
         return None
     return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+def _container_record(config: AnalysisConfig) -> dict[str, Any] | None:
+    """The image the jobs run in: its path, SHA-256 (of a SIF or squashfs file; a directory
+    image has none) and the command that runs it.
+
+    Raises:
+        FileNotFoundError: the image does not exist.
+    """
+    image = config.slurm.container
+    if image is None:
+        return None
+    if not image.exists():
+        raise FileNotFoundError(
+            f"{config.path}: [slurm] container: no image {image} (containers/README.md says "
+            "how to build one: make image)"
+        )
+    return {
+        "image": str(image),
+        "sha256": sha256_file(image) if image.is_file() else None,
+        "exec": config.slurm.container_exec,
+    }
 
 
 def _still_queued(config: AnalysisConfig, env: Mapping[str, str] | None) -> list[str]:
@@ -290,6 +316,7 @@ def submit(
         "config": {"path": str(config.path), "sha256": sha256_file(config.path)},
         "tool_version": tool_version(),
         "git_revision": _git_revision(),
+        "container": _container_record(config),
         "done_before": dict(submission.done),
         "jobs": [],
     }
