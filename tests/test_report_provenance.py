@@ -107,7 +107,7 @@ def test_sample_table_names_the_source_and_points_to_the_warnings(
     assert set(rows) == set(SAMPLES)
     sm = rows["ssww_SM"]
     assert sm[1] == "sm"
-    assert sm[3] == f"`{SSWW_DIR / 'ssww_SM.lhe.gz'}`"
+    assert sm[3] == f"`{(SSWW_DIR / 'ssww_SM.lhe.gz').resolve()}`"
     assert sm[4] == "2,000"
     assert float(sm[5]) == WRONG_SM_XSEC_PB
     assert sm[7] == "the config's xsec_pb"

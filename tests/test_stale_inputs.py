@@ -172,7 +172,8 @@ def test_an_edited_shard_is_refused_by_datasets_and_remade_by_preprocess(analysi
     message = _error(refused)
     assert f"{shard}: SHA-256 differs from its manifest" in message
     assert "re-run `vbsad preprocess" in message
-    assert _vbsad("preprocess", lhe, "--output", shard.parent).returncode == 0
+    # The input's resolved path, as the datasets stage named it (the shard records it).
+    assert _vbsad("preprocess", lhe.resolve(), "--output", shard.parent).returncode == 0
     assert shard.read_bytes() == original
     assert pq.read_table(shard).num_rows > 0
 
