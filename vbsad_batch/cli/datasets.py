@@ -8,9 +8,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from rich.console import Console
 
-from pathlib import Path
 
-from vbsad_batch.cli.options import EXIT_OK, PROG
+from vbsad_batch.cli.options import EXIT_OK, PROG, config_file
 from vbsad_batch.runtime.progress import make_progress_reporter
 
 __all__ = ["add_parser", "run"]
@@ -33,7 +32,7 @@ def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
         ),
         epilog=f"example: {PROG} datasets examples/ssww_real.toml",
     )
-    parser.add_argument("config", type=Path, metavar="CONFIG", help="analysis config (TOML)")
+    parser.add_argument("config", type=config_file, metavar="CONFIG", help="analysis config (TOML)")
     parser.add_argument(
         "--training-coefficient",
         type=float,

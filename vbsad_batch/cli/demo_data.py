@@ -8,9 +8,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from rich.console import Console
 
-from pathlib import Path
 
-from vbsad_batch.cli.options import EXIT_OK, non_negative_int, positive_int
+from vbsad_batch.cli.options import EXIT_OK, non_negative_int, output_directory, positive_int
 
 __all__ = ["add_parser", "run"]
 
@@ -33,7 +32,12 @@ def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
         ),
     )
     parser.add_argument(
-        "-o", "--output", required=True, type=Path, metavar="DIR", help="output directory"
+        "-o",
+        "--output",
+        required=True,
+        type=output_directory,
+        metavar="DIR",
+        help="output directory",
     )
     parser.add_argument(
         "-n",

@@ -10,7 +10,7 @@ if TYPE_CHECKING:
 
 from pathlib import Path
 
-from vbsad_batch.cli.options import EXIT_OK, PROG, UsageError
+from vbsad_batch.cli.options import EXIT_OK, PROG, UsageError, output_directory
 
 __all__ = ["add_parser", "run"]
 
@@ -38,7 +38,12 @@ def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
         help="Parquet shard (with its .manifest.json), or a directory: its *.parquet shards",
     )
     parser.add_argument(
-        "-o", "--output", required=True, type=Path, metavar="DIR", help="output directory"
+        "-o",
+        "--output",
+        required=True,
+        type=output_directory,
+        metavar="DIR",
+        help="output directory",
     )
     parser.set_defaults(handler=run)
 

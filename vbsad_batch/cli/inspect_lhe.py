@@ -9,11 +9,10 @@ if TYPE_CHECKING:
     from rich.console import Console
 
 import json
-from pathlib import Path
 
 import pyarrow as pa
 
-from vbsad_batch.cli.options import EXIT_OK, UsageError, non_negative_int
+from vbsad_batch.cli.options import EXIT_OK, UsageError, existing_kind, non_negative_int
 from vbsad_batch.cli.output import finite_or_none
 from vbsad_batch.ingest.lhe import LheInfo, read_lhe
 
@@ -33,7 +32,9 @@ def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
             "weights; then the first rows of the observables table (GeV, radians)."
         ),
     )
-    parser.add_argument("file", type=Path, metavar="FILE", help="LHE file (.lhe or .lhe.gz)")
+    parser.add_argument(
+        "file", type=existing_kind("an LHE file"), metavar="FILE", help="LHE file (.lhe or .lhe.gz)"
+    )
     parser.add_argument(
         "--json",
         action="store_true",

@@ -120,10 +120,10 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911 - one exit 
         return EXIT_USAGE
     except LheParseError as exc:
         logger.debug("parse error", exc_info=True)
+        # Skipping helps only with a malformed event, not with the header or <init> block.
         hint = " (rerun with --on-error skip to drop malformed events)"
-        print_error(
-            format_parse_error(exc) + (hint if getattr(args, "on_error", "") == "fail" else "")
-        )
+        skippable = getattr(args, "on_error", "") == "fail" and exc.event is not None
+        print_error(format_parse_error(exc) + (hint if skippable else ""))
         return EXIT_DATA_ERROR
     except (OSError, RuntimeError, ValueError) as exc:
         logger.debug("error", exc_info=True)
@@ -135,6 +135,15 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911 - one exit 
     except Terminated:
         print_error("terminated (SIGTERM); finished outputs are kept, the rest is redone on re-run")
         return EXIT_TERMINATED
+    except BaseException as exc:
+        if type(exc).__name__ != "PanicException":  # pyo3's: a Rust library panicked
+            raise
+        logger.debug("panic", exc_info=True)
+        print_error(
+            f"a library failed ({' '.join(str(exc).split())[:300]}): an input is likely "
+            "damaged; rerun with -v for the details"
+        )
+        return EXIT_DATA_ERROR
     return code
 
 

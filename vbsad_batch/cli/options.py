@@ -4,6 +4,7 @@ command line's own errors and exit codes."""
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import math
 import signal
 from collections.abc import Callable
@@ -24,15 +25,20 @@ __all__ = [
     "EXIT_OK",
     "EXIT_TERMINATED",
     "EXIT_USAGE",
+    "EXTRA_MODULES",
     "PROG",
     "Terminated",
     "UsageError",
     "add_model_options",
     "coefficient",
+    "config_file",
+    "existing_kind",
     "int_at_least",
     "latent_dim",
     "non_negative_int",
+    "output_directory",
     "positive_int",
+    "require_extras",
     "selected_models",
     "verbosity_options",
 ]
@@ -101,6 +107,62 @@ def verbosity_options(*, suppress_defaults: bool) -> argparse.ArgumentParser:
     return parent
 
 
+def existing_kind(what: str) -> Callable[[str], Path]:
+    """An argparse type: a path that must not be a directory (`what` it is instead, e.g. "a
+    config file (TOML)"); whether it exists is the command's business (it names the file)."""
+
+    def parse(text: str) -> Path:
+        path = Path(text)
+        if path.is_dir():
+            raise argparse.ArgumentTypeError(f"{text} is a directory, not {what}")
+        return path
+
+    return parse
+
+
+config_file = existing_kind("a config file (TOML)")
+"""An argparse type: an analysis config file."""
+
+
+def output_directory(text: str) -> Path:
+    """An argparse type: a directory to write into (made if missing), not an existing file."""
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a file, not a directory")
+    return path
+
+
+EXTRA_MODULES: dict[str, tuple[str, ...]] = {
+    "train": ("tensorflow",),
+    "report": ("matplotlib", "mplhep"),
+    "mpi": ("mpi4py",),
+}
+"""The modules each optional extra of the package brings."""
+
+
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # ValueError: a module blocked as None in sys.modules
+        return False
+
+
+def require_extras(command: str, *extras: str) -> None:
+    """Before any work: the optional extras `command` needs are installed.
+
+    Raises:
+        UsageError: naming the missing extras and the pip command that installs them.
+    """
+    missing = [e for e in extras if not all(_importable(m) for m in EXTRA_MODULES[e])]
+    if missing:
+        modules = ", ".join(m for e in missing for m in EXTRA_MODULES[e])
+        spec = ",".join(missing)
+        raise UsageError(
+            f"`{PROG} {command}` needs {modules} (the {spec!r} extra), which is not installed: "
+            f"pip install 'vbsad_batch[{spec}]' (or 'vbsad_batch[all]')"
+        )
+
+
 def latent_dim(text: str) -> int:
     """An argparse type: a latent size in 3..7."""
     value = positive_int(text)
@@ -110,7 +172,7 @@ def latent_dim(text: str) -> int:
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("config", type=Path, metavar="CONFIG", help="analysis config (TOML)")
+    parser.add_argument("config", type=config_file, metavar="CONFIG", help="analysis config (TOML)")
     parser.add_argument(
         "--model",
         choices=MODEL_KINDS,

@@ -13,7 +13,14 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from vbsad_batch.cli.options import EXIT_OK, PROG, UsageError, non_negative_int, positive_int
+from vbsad_batch.cli.options import (
+    EXIT_OK,
+    PROG,
+    UsageError,
+    non_negative_int,
+    output_directory,
+    positive_int,
+)
 from vbsad_batch.cli.output import logger
 from vbsad_batch.errors import LheParseError
 from vbsad_batch.ingest.lhe import DEFAULT_BATCH_SIZE
@@ -62,7 +69,9 @@ def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
         "ignored), after any INPUT",
     )
     target = parser.add_mutually_exclusive_group(required=True)
-    target.add_argument("-o", "--output", type=Path, metavar="DIR", help="output directory")
+    target.add_argument(
+        "-o", "--output", type=output_directory, metavar="DIR", help="output directory"
+    )
     target.add_argument(
         "--config",
         type=Path,

@@ -8,9 +8,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from rich.console import Console
 
-from pathlib import Path
 
-from vbsad_batch.cli.options import EXIT_OK, PROG
+from vbsad_batch.cli.options import EXIT_OK, PROG, config_file, require_extras
 from vbsad_batch.runtime.progress import make_progress_reporter
 
 __all__ = ["add_parser", "run"]
@@ -34,7 +33,7 @@ def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
         ),
         epilog=f"example: {PROG} report examples/ssww_real.toml",
     )
-    parser.add_argument("config", type=Path, metavar="CONFIG", help="analysis config (TOML)")
+    parser.add_argument("config", type=config_file, metavar="CONFIG", help="analysis config (TOML)")
     parser.add_argument(
         "--force", action="store_true", help="rewrite even when the report is up to date"
     )
@@ -45,6 +44,7 @@ def run(args: argparse.Namespace, console: Console | None) -> int:
     from vbsad_batch.config import load_config  # noqa: PLC0415 - polars only for this command
     from vbsad_batch.report.writer import write_report  # noqa: PLC0415 - matplotlib only here
 
+    require_extras("report", "report", "train")  # train: the reconstruction figures
     config = load_config(args.config)
     with make_progress_reporter(quiet=args.quiet, console=console) as reporter:
         result = write_report(config, force=args.force, progress=reporter)

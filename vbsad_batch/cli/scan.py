@@ -10,9 +10,8 @@ if TYPE_CHECKING:
 
 import logging
 import sys
-from pathlib import Path
 
-from vbsad_batch.cli.options import EXIT_DATA_ERROR, EXIT_OK, PROG
+from vbsad_batch.cli.options import EXIT_DATA_ERROR, EXIT_OK, PROG, config_file
 from vbsad_batch.cli.output import print_error, print_proxy_table
 from vbsad_batch.runtime.progress import make_progress_reporter
 
@@ -49,7 +48,7 @@ def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
         ),
         epilog=f"example: mpiexec -n 4 {PROG} scan examples/ssww_real.toml",
     )
-    parser.add_argument("config", type=Path, metavar="CONFIG", help="analysis config (TOML)")
+    parser.add_argument("config", type=config_file, metavar="CONFIG", help="analysis config (TOML)")
     parser.add_argument(
         "--models",
         nargs="+",

@@ -11,7 +11,14 @@ if TYPE_CHECKING:
 
     from vbsad_batch.runtime.mpi import Communicator
 
-from vbsad_batch.cli.options import EXIT_OK, PROG, UsageError, add_model_options, selected_models
+from vbsad_batch.cli.options import (
+    EXIT_OK,
+    PROG,
+    UsageError,
+    add_model_options,
+    require_extras,
+    selected_models,
+)
 from vbsad_batch.cli.train import MPI_HELP, run_on_ranks
 from vbsad_batch.runtime.progress import make_progress_reporter
 
@@ -50,20 +57,16 @@ def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, console: Console | None) -> int:
     from vbsad_batch.runtime.mpi import world  # noqa: PLC0415
 
+    require_extras("score", "train")
     comm = world()
     return run_on_ranks(comm, partial(_score, args, console, comm))
 
 
 def _score(args: argparse.Namespace, console: Console | None, comm: Communicator) -> int:
     from vbsad_batch.config import load_config  # noqa: PLC0415 - polars only for this command
-    from vbsad_batch.models.parallel import (  # noqa: PLC0415 - TensorFlow only here
-        configure_threads,
-        score_models,
-    )
     from vbsad_batch.models.paths import MODELS_DIR_NAME  # noqa: PLC0415
 
-    configure_threads(comm)  # before TensorFlow runs anything
-    config = load_config(args.config)
+    config = load_config(args.config)  # its errors before TensorFlow's start-up
     model_dirs = []
     for spec in selected_models(config, args):  # the same answer on every rank
         model_dir = config.output_dir / MODELS_DIR_NAME / spec.name
@@ -73,6 +76,15 @@ def _score(args: argparse.Namespace, console: Console | None, comm: Communicator
                 f"{spec.kind}' first"
             )
         model_dirs.append(model_dir)
+    from vbsad_batch.models.tensorflow_import import import_tensorflow_quietly  # noqa: PLC0415
+
+    import_tensorflow_quietly()
+    from vbsad_batch.models.parallel import (  # noqa: PLC0415 - TensorFlow only here
+        configure_threads,
+        score_models,
+    )
+
+    configure_threads(comm)  # before TensorFlow runs anything
     with make_progress_reporter(quiet=args.quiet or comm.rank != 0, console=console) as reporter:
         results = score_models(config, model_dirs, comm=comm, progress=reporter)
     if results is None or args.quiet:  # only rank 0 prints

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-from vbsad_batch.cli.options import EXIT_DATA_ERROR, EXIT_OK, PROG
+from vbsad_batch.cli.options import EXIT_DATA_ERROR, EXIT_OK, PROG, config_file
 
 __all__ = ["add_parser", "run"]
 
@@ -32,7 +31,7 @@ def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
         ),
         epilog=f"example: {PROG} status ana.toml",
     )
-    parser.add_argument("config", type=Path, metavar="CONFIG", help="analysis config (TOML)")
+    parser.add_argument("config", type=config_file, metavar="CONFIG", help="analysis config (TOML)")
     parser.add_argument("--json", action="store_true", help="print the status as JSON")
     parser.set_defaults(handler=run)
 

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
     from vbsad_batch.config import AnalysisConfig
 
-from vbsad_batch.cli.options import EXIT_OK, PROG, UsageError
+from vbsad_batch.cli.options import EXIT_OK, PROG, UsageError, config_file
 from vbsad_batch.config.slurm import RESOURCE_KEYS, SLURM_STAGES
 
 __all__ = ["add_parser", "parse_resources", "run"]
@@ -45,7 +45,7 @@ def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
             "partition=short --resource train.time=04:00:00 --resource scan.ntasks=8"
         ),
     )
-    parser.add_argument("config", type=Path, metavar="CONFIG", help="analysis config (TOML)")
+    parser.add_argument("config", type=config_file, metavar="CONFIG", help="analysis config (TOML)")
     parser.add_argument(
         "--only",
         nargs="+",

@@ -28,6 +28,7 @@ from vbsad_batch.cli.options import (
     Terminated,
     UsageError,
     add_model_options,
+    require_extras,
     selected_models,
 )
 from vbsad_batch.cli.output import logger, print_error
@@ -92,20 +93,26 @@ def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, console: Console | None) -> int:
     from vbsad_batch.runtime.mpi import world  # noqa: PLC0415
 
+    require_extras("train", "train")
     comm = world()
     return run_on_ranks(comm, partial(_train, args, console, comm))
 
 
 def _train(args: argparse.Namespace, console: Console | None, comm: Communicator) -> int:
     from vbsad_batch.config import load_config  # noqa: PLC0415 - polars only for this command
+
+    # The config first: its errors in a second, not after TensorFlow's start-up.
+    config = load_config(args.config)
+    specs = selected_models(config, args)
+    from vbsad_batch.models.tensorflow_import import import_tensorflow_quietly  # noqa: PLC0415
+
+    import_tensorflow_quietly()
     from vbsad_batch.models.parallel import (  # noqa: PLC0415 - TensorFlow only for this command
         configure_threads,
         train_models,
     )
 
     configure_threads(comm)  # before TensorFlow runs anything
-    config = load_config(args.config)
-    specs = selected_models(config, args)
     try:
         with make_progress_reporter(
             quiet=args.quiet or comm.rank != 0, console=console

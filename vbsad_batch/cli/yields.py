@@ -11,7 +11,7 @@ if TYPE_CHECKING:
 import json
 from pathlib import Path
 
-from vbsad_batch.cli.options import EXIT_OK, PROG, UsageError, coefficient
+from vbsad_batch.cli.options import EXIT_OK, PROG, UsageError, coefficient, config_file
 from vbsad_batch.cli.output import finite_or_none
 
 __all__ = ["add_parser", "run"]
@@ -34,7 +34,7 @@ def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
         ),
         epilog=f"example: {PROG} yields examples/ssww_real.toml --op cW=0.3 --csv yields.csv",
     )
-    parser.add_argument("config", type=Path, metavar="CONFIG", help="analysis config (TOML)")
+    parser.add_argument("config", type=config_file, metavar="CONFIG", help="analysis config (TOML)")
     parser.add_argument(
         "--op",
         action="append",
@@ -146,6 +146,6 @@ def run(args: argparse.Namespace, console: Console | None) -> int:
         }
         text = json.dumps(finite_or_none(document), indent=2, allow_nan=False) + "\n"
         write_text_atomic(args.json, text)
-    if not args.quiet:
+    if not args.quiet or not (args.csv or args.json):  # -q does not hide the only output
         _print_yields(rows, config.luminosity_fb, config.selection)
     return EXIT_OK

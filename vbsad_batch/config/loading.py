@@ -38,7 +38,7 @@ from vbsad_batch.config.toml_values import TomlValues, check_declared, type_name
 
 __all__ = ["load_config"]
 
-_OPERATOR_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.+-]*$")
+_OPERATOR_RE = re.compile(r"[A-Za-z][A-Za-z0-9_.+-]*")
 
 
 # --- sections ----------------------------------------------------------------------------------
@@ -70,8 +70,12 @@ def _operator_list(ctx: TomlValues, value: object) -> tuple[str, ...]:
     names = ctx.string_list(value, "operators")
     seen: set[str] = set()
     for i, name in enumerate(names):
-        if not _OPERATOR_RE.match(name):
-            ctx.fail(f"operators[{i}]", f"invalid operator name {name!r}")
+        if not _OPERATOR_RE.fullmatch(name):
+            ctx.fail(
+                f"operators[{i}]",
+                f"invalid operator name {name!r}: letters, digits and _ . + -, starting with a "
+                "letter (it names files: no path separator, space or control character)",
+            )
         if name in seen:
             ctx.fail(f"operators[{i}]", f"{name!r} is declared twice")
         seen.add(name)
@@ -366,6 +370,8 @@ def load_config(path: Path, *, check_files: bool = True) -> AnalysisConfig:
         data = tomllib.loads(resolved.read_text(encoding="utf-8"))
     except FileNotFoundError:
         ctx.fail("", "config file not found")
+    except IsADirectoryError:
+        ctx.fail("", "is a directory, not a config file (TOML)")
     except (OSError, UnicodeDecodeError) as exc:
         ctx.fail("", f"cannot read the config file: {exc}")
     except tomllib.TOMLDecodeError as exc:

@@ -7,6 +7,7 @@ source for EFT samples, every declared operator provided, distinct names and fil
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import get_args
@@ -30,6 +31,24 @@ _REWEIGHTED_KEYS = (
     "k",
 )
 _POINT_KEYS = ("plus", "minus", "k")
+
+
+_SAMPLE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
+
+
+def _sample_name(ctx: TomlValues, value: object, key: str) -> str:
+    """A sample's name: it names files and table rows, so letters, digits and _ . + - only,
+    starting with a letter or digit (no path separator, no control character)."""
+    name = ctx.string(value, key)
+    if not name:
+        ctx.fail(key, "must not be empty")
+    if not _SAMPLE_NAME.fullmatch(name):
+        ctx.fail(
+            key,
+            f"invalid sample name {name!r}: use letters, digits and _ . + - (starting with a "
+            "letter or digit; no path separator, space or control character)",
+        )
+    return name
 
 
 def sample_table(
@@ -67,9 +86,7 @@ def sample_table(
         ctx.fail(ops_key, f"a 'mix' sample needs two different operators, got {ops[0]!r} twice")
     operators = tuple(sorted(ops))
     name_default = "_".join((component, *operators))
-    name = ctx.string(table.get("name", name_default), f"{where}.name")
-    if not name:
-        ctx.fail(f"{where}.name", "must not be empty")
+    name = _sample_name(ctx, table.get("name", name_default), f"{where}.name")
     if "files" not in table:
         ctx.fail(f"{where}.files", "missing")
     files = ctx.files(table["files"], f"{where}.files", check=check_files)
@@ -99,9 +116,7 @@ def reweighted_table(
     where = f"reweighted[{index}]"
     table = ctx.table(value, where)
     ctx.check_keys(table, _REWEIGHTED_KEYS, where)
-    name = ctx.string(table.get("name", f"reweighted{index}"), f"{where}.name")
-    if not name:
-        ctx.fail(f"{where}.name", "must not be empty")
+    name = _sample_name(ctx, table.get("name", f"reweighted{index}"), f"{where}.name")
     if "files" not in table:
         ctx.fail(f"{where}.files", "missing")
     files = ctx.files(table["files"], f"{where}.files", check=check_files)

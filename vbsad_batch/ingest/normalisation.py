@@ -43,6 +43,7 @@ from vbsad_batch.errors import StaleInputError
 from vbsad_batch.ingest.lhe import OBSERVABLE_COLUMNS, LheInfo
 from vbsad_batch.ingest.root_ntuple import read_ntuple
 from vbsad_batch.ingest.shards import shard_manifest_path
+from vbsad_batch.runtime.file_errors import reading
 from vbsad_batch.runtime.provenance import read_manifest, sha256_file
 from vbsad_batch.runtime.stage import FileRecord, command, fingerprint
 
@@ -56,10 +57,14 @@ __all__ = [
     "normalisation_summary",
     "root_table",
     "shard_normalisation",
+    "shard_remake",
     "shard_table",
 ]
 
 logger = logging.getLogger(__name__)
+
+_NO_MANIFEST_REMAKE = "vbsad preprocess <its LHE file> --output <its directory>"
+"""How a shard without a manifest is made again (its input is not recorded anywhere)."""
 
 XsecSource = Literal["config", "mg_banner", "init", "root_nums"]
 
@@ -258,7 +263,8 @@ def _shard_metadata(shard: Path) -> tuple[LheInfo, str]:
                 remake=remake,
             )
         return info, sha
-    footer = pq.read_metadata(shard).metadata or {}
+    with reading(shard, what="Parquet shard", remake=_NO_MANIFEST_REMAKE):
+        footer = pq.read_metadata(shard).metadata or {}
     info_json = footer.get(b"vbsad_batch.lhe_info")
     sha_bytes = footer.get(b"vbsad_batch.input_sha256")
     if info_json is None or sha_bytes is None:
@@ -304,6 +310,12 @@ def shard_table(
     info, sha = _shard_metadata(shard)
     _check_weight_ids(source_path, info, weight_ids)
     frame = pl.scan_parquet(shard)
+    if not shard_manifest_path(shard).is_file():
+        # No manifest, so no checksum vouches for the rows: read them once here, where the
+        # file can be named, rather than fail in a later collect over many files; with
+        # pyarrow, which reports a damaged file as an error (polars' reader may panic).
+        with reading(shard, what="Parquet shard", remake=_NO_MANIFEST_REMAKE):
+            frame = _from_arrow(pq.read_table(shard)).lazy()
     xsec, error, source, warnings = check_cross_section(
         source_path, info, _lhe_stats(frame, info), xsec_config=xsec_pb
     )
@@ -320,6 +332,20 @@ def shard_table(
         warnings=(*info.warnings, *warnings),
     )
     return frame, norm
+
+
+def _from_arrow(table: Any) -> pl.DataFrame:
+    frame = pl.from_arrow(table)
+    assert isinstance(frame, pl.DataFrame)  # a Table gives a DataFrame
+    return frame
+
+
+def shard_remake(shard: Path) -> str:
+    """The command that makes `shard` again: from its manifest's input, else a template."""
+    manifest = read_manifest(shard_manifest_path(shard)) or {}
+    recorded = manifest.get("input")
+    given = recorded.get("given_path") if isinstance(recorded, dict) else None
+    return command("preprocess", given, "--output", shard.parent) if given else _NO_MANIFEST_REMAKE
 
 
 def shard_normalisation(shard: Path) -> FileNormalisation:

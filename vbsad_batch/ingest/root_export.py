@@ -7,9 +7,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import polars as pl
+import pyarrow.parquet as pq
 
-from vbsad_batch.ingest.normalisation import shard_normalisation
+from vbsad_batch.ingest.normalisation import shard_normalisation, shard_remake
 from vbsad_batch.ingest.root_ntuple import ntuple_path, write_ntuple
+from vbsad_batch.runtime.file_errors import reading
 from vbsad_batch.runtime.provenance import runtime_provenance, sha256_file, write_manifest
 
 __all__ = ["export_shards"]
@@ -45,8 +47,11 @@ def export_shards(shards: Sequence[Path], output_dir: Path) -> list[Path]:
         norm = shard_normalisation(shard)
         sample = shard.name.removesuffix(".parquet")
         target = ntuple_path(output_dir, sample)
+        with reading(shard, what="Parquet shard", remake=shard_remake(shard)):
+            events = pl.from_arrow(pq.read_table(shard))  # pyarrow: errors, not panics
+        assert isinstance(events, pl.DataFrame)
         write_ntuple(
-            pl.read_parquet(shard),
+            events,
             target,
             sample=sample,
             xsec_pb=norm.xsec_pb,

@@ -50,6 +50,7 @@ from vbsad_batch.models.paths import (
     PREPROCESSING_FILE_NAME,
 )
 from vbsad_batch.models.preprocessing import Preprocessing
+from vbsad_batch.runtime.file_errors import reading
 from vbsad_batch.runtime.progress import ProgressCallback, ProgressEvent
 from vbsad_batch.runtime.provenance import MANIFEST_NAME, sha256_file, tool_version
 from vbsad_batch.runtime.stage import StageOutputs, StageResult, StageUnit, command
@@ -212,12 +213,15 @@ def _score_one(
     emit: ProgressCallback,
     name: str,
     n_items: int,
+    remake: str,
 ) -> int:
-    """Score one dataset into the output `<name>.parquet`; return the number of rows."""
+    """Score one dataset into the output `<name>.parquet`; return the number of rows (a
+    dataset that cannot be read: an error naming it and `remake`, the command that makes it)."""
     from vbsad_batch.models.networks import scores  # noqa: PLC0415 - TensorFlow only when scoring
 
-    source = pq.ParquetFile(dataset)
-    have = source.schema_arrow
+    with reading(dataset, what="dataset (Parquet)", remake=remake):
+        source = pq.ParquetFile(dataset)
+        have = source.schema_arrow
     missing = [c for c in (*preprocessing.features, *ID_COLUMNS) if c not in have.names]
     if missing:
         raise ValueError(f"{dataset}: column(s) {', '.join(missing)} missing")
@@ -231,7 +235,12 @@ def _score_one(
         pq.ParquetWriter(tmp, schema, compression="zstd") as writer,
     ):
         columns = list(dict.fromkeys([*preprocessing.features, *ID_COLUMNS]))
-        for batch in source.iter_batches(batch_size=batch_rows, columns=columns):
+        batches = source.iter_batches(batch_size=batch_rows, columns=columns)
+        while True:
+            with reading(dataset, what="dataset (Parquet)", remake=remake):
+                batch = next(batches, None)
+            if batch is None:
+                break
             frame = pl.from_arrow(batch)
             assert isinstance(frame, pl.DataFrame)
             result = scores(model, preprocessing.transform(frame))
@@ -298,10 +307,12 @@ def score_datasets(
     def write(out: StageOutputs, reason: str) -> str:
         from vbsad_batch.models.networks import load_model  # noqa: PLC0415 - TensorFlow here
 
-        model = load_model(model_dir)
-        preprocessing = Preprocessing.from_json(
-            (model_dir / PREPROCESSING_FILE_NAME).read_text(encoding="utf-8")
-        )
+        model_remake = command("train", config.path)
+        with reading(model_dir / MODEL_FILE_NAME, what="Keras model", remake=model_remake):
+            model = load_model(model_dir)
+        preprocessing_file = model_dir / PREPROCESSING_FILE_NAME
+        with reading(preprocessing_file, what="preprocessing (JSON)", remake=model_remake):
+            preprocessing = Preprocessing.from_json(preprocessing_file.read_text(encoding="utf-8"))
         emit(ProgressEvent(_STAGE, "run_started", total_items=len(datasets)))
         for dataset in datasets:
             item_start = time.monotonic()
@@ -317,6 +328,7 @@ def score_datasets(
                 emit=emit,
                 name=dataset.name,
                 n_items=len(datasets),
+                remake=command("datasets", config.path),
             )
             emit(
                 ProgressEvent(

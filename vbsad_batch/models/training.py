@@ -107,11 +107,14 @@ import numpy as np
 
 from vbsad_batch.config import AnalysisConfig, ModelKind, ModelSpec, TrainingConfig
 from vbsad_batch.models.checkpoints import (
+    CheckpointCorruptError,
     CheckpointMismatchError,
     TrainingState,
     assign_variables,
     read_checkpoint,
     save_checkpoint,
+    set_aside,
+    variables_mismatch,
 )
 from vbsad_batch.models.data_parallel import (
     DataParallelEpochRunner,
@@ -237,7 +240,11 @@ def _checkpoint_to_resume(
         CheckpointMismatchError: `resume` with a checkpoint of another training, or of a
             data-parallel training on another number of ranks than `ranks`.
     """
-    checkpoint = read_checkpoint(path) if resume else None
+    try:
+        checkpoint = read_checkpoint(path) if resume else None
+    except CheckpointCorruptError as exc:
+        _unusable_checkpoint(exc)
+        checkpoint = None
     if checkpoint is not None and checkpoint[0].get("key_digest") != key_digest:
         raise CheckpointMismatchError(
             f"{path}: checkpoint of another training (datasets or settings changed); "
@@ -255,6 +262,12 @@ def _checkpoint_to_resume(
             logger.info("%s: discarding the checkpoint of an earlier run", path)
         path.unlink(missing_ok=True)
     return checkpoint
+
+
+def _unusable_checkpoint(exc: CheckpointCorruptError) -> None:
+    """Move an unusable checkpoint aside, loudly: the training starts afresh."""
+    aside = set_aside(exc.path)
+    logger.warning("%s; moved aside to %s, training starts afresh", exc, aside.name)
 
 
 def _start(
@@ -275,6 +288,16 @@ def _start(
     optimizer.build(model.trainable_variables)
     state = TrainingState()
     best: list[np.ndarray] = [v.numpy() for v in model.variables]
+    if checkpoint is not None:
+        meta, groups = checkpoint
+        problem = (
+            variables_mismatch(model.variables, groups["model"])
+            or variables_mismatch(optimizer.variables, groups["optimizer"])
+            or variables_mismatch(model.variables, groups["best"])
+        )
+        if problem is not None:
+            _unusable_checkpoint(CheckpointCorruptError(directory / CHECKPOINT_NAME, problem))
+            checkpoint = None
     if checkpoint is not None:
         meta, groups = checkpoint
         state = TrainingState(**meta["state"])

@@ -23,7 +23,9 @@ import tensorflow as tf
 
 from vbsad_batch.config import AnalysisConfig, ModelSpec
 from vbsad_batch.models.preprocessing import Preprocessing
+from vbsad_batch.runtime.file_errors import reading
 from vbsad_batch.runtime.mpi import shard
+from vbsad_batch.runtime.stage import command
 from vbsad_batch.weighting.yields import YIELD_COLUMN
 
 __all__ = [
@@ -87,27 +89,39 @@ def load_training_data(
 ) -> tuple[Preprocessing, TrainingData]:
     """The preprocessing fitted on `sm_train` and the model inputs of the model `spec`, from
     the datasets `paths` (name -> file)."""
-    sm_train = pl.read_parquet(paths["sm_train"])
-    sm_val = pl.read_parquet(paths["sm_validation"])
-    if sm_train.height == 0 or sm_val.height == 0:
+    remake = command("datasets", config.path)
+    sm_train = _read(paths["sm_train"], remake)
+    sm_val = _read(paths["sm_validation"], remake)
+    batch = int(config.training.batch_size)
+    if sm_train.height < batch or sm_val.height == 0:
         raise ValueError(
-            f"empty SM training ({sm_train.height} events) or validation ({sm_val.height} "
-            "events) set: nothing to train on"
+            f"{paths['sm_train'].parent}: the selection {config.selection!r} leaves "
+            f"{sm_train.height} SM training and {sm_val.height} SM validation events, fewer than "
+            f"one batch ([training] batch_size = {batch}) or none: loosen the selection, add "
+            "SM events, or lower batch_size"
         )
     prep = Preprocessing.fit(sm_train, config.features, config.log_features)
     data = TrainingData(prep.transform(sm_train), prep.transform(sm_val), None, None, None)
     if spec.training_operator is not None:
         mixed = [
-            _mixed_set(paths[f"mixed_{split}_{spec.training_operator}"], prep)
+            _mixed_set(paths[f"mixed_{split}_{spec.training_operator}"], prep, remake)
             for split in ("train", "validation")
         ]
         data = TrainingData(data.x_train, data.x_val, *mixed[0], *mixed[1])
     return prep, data
 
 
-def _mixed_set(path: Path, prep: Preprocessing) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _read(path: Path, remake: str) -> pl.DataFrame:
+    """A dataset, or an error naming it and the command that remakes it."""
+    with reading(path, what="dataset (Parquet)", remake=remake):
+        return pl.read_parquet(path)
+
+
+def _mixed_set(
+    path: Path, prep: Preprocessing, remake: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(model inputs, labels, class-balanced weights) of a mixed SM+EFT dataset."""
-    mixed = pl.read_parquet(path)
+    mixed = _read(path, remake)
     labels = mixed[LABEL_COLUMN].to_numpy().astype(np.float32)
     try:
         weights = _balanced_weights(labels, mixed[YIELD_COLUMN].to_numpy())

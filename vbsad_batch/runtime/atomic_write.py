@@ -19,6 +19,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any, Literal
 
+from vbsad_batch.runtime.file_errors import DiskFullError, is_disk_full
+
 __all__ = [
     "TEMP_PREFIX",
     "atomic_open",
@@ -83,14 +85,21 @@ def atomic_path(dest: str | os.PathLike[str]) -> Iterator[Path]:
     """
     dest_path = Path(dest)
     tmp = _temp_path_for(dest_path)
-    _create_exclusive(tmp)
+    try:
+        _create_exclusive(tmp)
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise DiskFullError(dest_path, exc) from exc
+        raise
     try:
         yield tmp
         _fsync_path(tmp)
         os.replace(tmp, dest_path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+        if is_disk_full(exc) and not isinstance(exc, DiskFullError):
+            raise DiskFullError(dest_path, exc) from exc
         raise
     _fsync_directory(dest_path.parent)
 

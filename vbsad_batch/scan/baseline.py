@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
+from vbsad_batch.runtime.file_errors import reading
 from vbsad_batch.scan.statistics import (
     Admissibility,
     CoefficientLimit,
@@ -67,7 +68,10 @@ def observable_samples(
 ) -> dict[str, tuple[ScoreSample, ...]]:
     """Per observable, ScoreSamples (score = the observable) of the datasets `paths` (SM, LIN,
     QUAD, in that order), read once each."""
-    tables = [pq.read_table(path, columns=[*features, "yield"]) for path in paths]
+    tables = []
+    for path in paths:
+        with reading(path, what="dataset (Parquet)"):
+            tables.append(pq.read_table(path, columns=[*features, "yield"]))
     out: dict[str, tuple[ScoreSample, ...]] = {}
     for name in features:
         out[name] = tuple(

@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 
 from vbsad_batch.config import AnalysisConfig
 from vbsad_batch.models.scoring import MANIFEST_KIND as SCORES_MANIFEST_KIND, SCORES_DIR_NAME
+from vbsad_batch.runtime.file_errors import reading
 from vbsad_batch.runtime.provenance import MANIFEST_NAME, read_manifest
 from vbsad_batch.scan.statistics import ScoreSample
 
@@ -135,13 +136,16 @@ class ScoreColumns:
 _EVENT_BITS = 40  # event numbers below 2^40 (10^12); the input file's code above
 
 
-def load_columns(path: Path, column: str) -> ScoreColumns:
-    """One score column, the yields (events) and the event identities of a score file."""
-    schema = pq.read_schema(path)
+def load_columns(path: Path, column: str, *, remake: str = "") -> ScoreColumns:
+    """One score column, the yields (events) and the event identities of a score file (one
+    that cannot be read: an error naming it and `remake`, the command that makes it)."""
+    with reading(path, what="score file (Parquet)", remake=remake):
+        schema = pq.read_schema(path)
     for name in ("yield", "event", "input_sha256", column):
         if name not in schema.names:
             raise ValueError(f"{path}: column {name!r} missing (columns: {schema.names})")
-    table = pq.read_table(path, columns=["yield", "event", "input_sha256", column])
+    with reading(path, what="score file (Parquet)", remake=remake):
+        table = pq.read_table(path, columns=["yield", "event", "input_sha256", column])
     score = table.column(column).to_numpy().astype(np.float64)
     weights = table.column("yield").to_numpy().astype(np.float64)
     for name, values in ((column, score), ("yield", weights)):

@@ -254,16 +254,27 @@ def split_scales(
     """Per component, the factors that make each split's yields add up, per sign of the weight,
     to the component's whole selected yield (see the module docstring); one streaming pass.
     A split with no events of one sign while the component has some cannot keep that part of
-    the total: said in `warnings` (and the log)."""
+    the total: said in `warnings` (and the log).
+
+    Raises:
+        ValueError: the selection leaves no event of a component (naming the selection, the
+            components and their event counts before and after it).
+    """
     y = pl.col(YIELD_COLUMN)
     queries = [
         _selected(comp, config)
         .group_by(SPLIT_COLUMN)
-        .agg(y.filter(y >= 0).sum().alias("pos"), y.filter(y < 0).sum().alias("neg"))
+        .agg(
+            y.filter(y >= 0).sum().alias("pos"),
+            y.filter(y < 0).sum().alias("neg"),
+            pl.len().alias("n"),
+        )
         for comp in comps
     ]
+    results = pl.collect_all(queries, engine="streaming")
+    _require_selected_events(config, comps, [int(r["n"].sum()) for r in results])
     out: list[SplitScales] = []
-    for comp, sums in zip(comps, pl.collect_all(queries, engine="streaming"), strict=True):
+    for comp, sums in zip(comps, results, strict=True):
         by_split = {
             row[SPLIT_COLUMN]: (row["pos"], row["neg"]) for row in sums.iter_rows(named=True)
         }
@@ -292,6 +303,24 @@ def split_scales(
             scales[split] = (factors[0], factors[1])
         out.append(scales)
     return out
+
+
+def _require_selected_events(
+    config: AnalysisConfig, comps: Sequence[ComponentFrame], selected: Sequence[int]
+) -> None:
+    """Every component keeps at least one event after the selection (else: ValueError)."""
+    empty = [comp for comp, n in zip(comps, selected, strict=True) if n == 0]
+    if not empty:
+        return
+    counts = pl.collect_all([comp.frame.select(pl.len()) for comp in empty])
+    named = ", ".join(
+        f"{comp.sample!r} ({comp.component} {comp.operator_label}: 0 of {int(n.item())} events)"
+        for comp, n in zip(empty, counts, strict=True)
+    )
+    raise ValueError(
+        f"{config.path}: the selection {config.selection!r} leaves no event of {named}; "
+        "loosen the selection or check the samples"
+    )
 
 
 def _part(
