@@ -43,6 +43,18 @@ impl fmt::Display for ParseError {
     }
 }
 
+/// Where the text of a file ends, or stops being readable, before `</LesHouchesEvents>`:
+/// the events after that point are missing. With [`crate::OnError::Fail`] this is an
+/// error; with [`crate::OnError::Skip`] the reading keeps what came before and the file's
+/// summary says so (`truncated`, and a warning), apart from the skipped events.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Truncation {
+    /// 1-based line of the (decompressed) text where it ends or cannot be read further.
+    pub line: u64,
+    /// One line for a person: file, line, where in the events the text ends.
+    pub message: String,
+}
+
 impl LheError {
     pub(crate) fn parse(
         path: &str,

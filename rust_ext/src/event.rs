@@ -24,6 +24,13 @@ pub struct Particle {
 }
 
 impl Particle {
+    /// Whether the momentum, energy and mass are all finite (no NaN, no infinity).
+    pub(crate) fn kinematics_finite(&self) -> bool {
+        [self.px, self.py, self.pz, self.e, self.m]
+            .iter()
+            .all(|v| v.is_finite())
+    }
+
     /// The particle of a line's six integer columns (IDUP, ISTUP, MOTHUP, ICOLUP) and
     /// seven float columns (PUP, VTIMUP, SPINUP), in file order.
     #[inline(always)]

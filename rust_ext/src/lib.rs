@@ -13,7 +13,9 @@
 //!   its summary alone.
 //! - [`FileSummary`] embeds the header metadata [`FileHeader`] (with [`Beams`],
 //!   [`Process`], [`Generator`], [`MgGenerationInfo`], [`WeightDecl`]).
-//! - Errors: [`LheError`] (I/O or [`ParseError`], which names file, line and event).
+//! - Errors: [`LheError`] (I/O or [`ParseError`], which names file, line and event). A
+//!   file whose text ends early is an error, or with [`OnError::Skip`] a [`Truncation`] in
+//!   its summary.
 //!
 //! Inside: `reader/` (the state machine, the event body, the weights, the header),
 //! `fields/` (the field cursor and number parsers with their SSE2 helpers),
@@ -32,7 +34,7 @@ mod summary;
 mod py;
 
 pub use batches::{scan_summary, LheBatches, View};
-pub use error::{LheError, ParseError};
+pub use error::{LheError, ParseError, Truncation};
 pub use reader::{
     Beams, FileHeader, Generator, LheReader, MgGenerationInfo, OnError, Process, WeightDecl,
 };

@@ -1,11 +1,12 @@
 //! Per-file metadata gathered while streaming: header facts, event counts, sums of weights
-//! over ALL events (before any selection), rejections by reason and skipped events.
+//! over ALL events (before any selection), rejections by reason, skipped events and
+//! whether the file is truncated.
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::error::ParseError;
+use crate::error::{ParseError, Truncation};
 use crate::event::Event;
 use crate::observables::Rejection;
 use crate::reader::{FileHeader, LheReader, WeightDecl};
@@ -16,20 +17,26 @@ pub struct FileSummary {
     pub gzip: bool,
     /// What the file says about itself before its events, its keys at the top level of
     /// the JSON. Its `weights` are the named weights in column order, with their
-    /// descriptions (those declared, then any the first event added).
+    /// descriptions (those declared, then any the first event added); its `warnings` end
+    /// with the truncation's message if the file is truncated.
     #[serde(flatten)]
     pub header: FileHeader,
     /// Events read (good ones; skipped events are counted in `n_skipped`).
     pub n_events: u64,
     /// Events with a row in the observables table.
     pub n_rows: u64,
-    /// Sum over all events of the nominal weight (key "w") and of each named weight.
+    /// Sum over all events of the nominal weight (key "w") and of each named weight;
+    /// always finite numbers (an event with a weight that is not is malformed).
     pub sum_weights: BTreeMap<String, f64>,
     /// Events lacking a named weight, per weight id (only ids with at least one).
     pub missing_weights: BTreeMap<String, u64>,
     pub rejected: BTreeMap<String, u64>,
     pub n_skipped: u64,
     pub skipped: Vec<ParseError>,
+    /// Where the text ends, or stops being readable, before `</LesHouchesEvents>` (with
+    /// [`crate::OnError::Skip`]; with `Fail` that is an error). `None`: not truncated, or
+    /// not read that far yet.
+    pub truncated: Option<Truncation>,
     /// Bytes of (decompressed) LHE text read.
     pub bytes_read: u64,
     /// The whole file was read (false while streaming or after an error).
@@ -128,6 +135,10 @@ impl SummaryBuilder {
             .iter()
             .filter(|e| e.event.is_some())
             .count() as u64;
+        s.truncated = reader.truncation().cloned();
+        if let Some(truncation) = &s.truncated {
+            s.header.warnings.push(truncation.message.clone());
+        }
         s.bytes_read = reader.bytes_read();
         s.complete = complete;
         s

@@ -108,8 +108,10 @@ def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
         "--on-error",
         choices=("fail", "skip"),
         default="fail",
-        help="malformed event: 'fail' stops with file:line (no shard for that file), 'skip' "
-        "drops the event and lists it in the manifest (default: %(default)s)",
+        help="malformed event (including a NaN or infinite weight or momentum) or a file "
+        "that ends early: 'fail' stops with file:line (no shard for that file), 'skip' drops "
+        "the event and lists it in the manifest, and keeps the events before an early end "
+        "with a warning (default: %(default)s)",
     )
     parser.add_argument(
         "--batch-size",

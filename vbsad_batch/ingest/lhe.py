@@ -10,9 +10,10 @@ Units: momenta, energies and masses in GeV, angles in radians, cross sections in
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 from typing import Any, Literal, TypedDict, get_args
 
 import pyarrow as pa
@@ -29,6 +30,7 @@ __all__ = [
     "OnError",
     "ProcessInfo",
     "SkippedEvent",
+    "Truncation",
     "WeightInfo",
     "check_on_error",
     "lhe_info",
@@ -47,6 +49,8 @@ OBSERVABLE_COLUMNS: tuple[str, ...] = _native.OBSERVABLE_NAMES
 """Kinematic columns of `read_lhe`, in table order (after `event`, before `w` and `w_<id>`)."""
 
 PathLike = str | os.PathLike[str]
+
+logger = logging.getLogger(__name__)
 
 
 class GeneratorInfo(TypedDict):
@@ -91,6 +95,14 @@ class SkippedEvent(TypedDict):
     message: str
 
 
+class Truncation(TypedDict):
+    """Where a file's text ends, or stops being readable, before `</LesHouchesEvents>`: the
+    events after that point are missing (read with `on_error="skip"`; "fail" raises)."""
+
+    line: int  # 1-based line of the decompressed text
+    message: str  # "<path>:<line>: truncated file: ...", also in `LheInfo.warnings`
+
+
 class WeightInfo(TypedDict):
     """A named weight declared in `<initrwgt>` (column `w_<id>`)."""
 
@@ -115,7 +127,8 @@ class LheInfo:
             skipped as malformed are counted in `n_skipped` instead).
         n_rows: events accepted as rows of the observables table.
         sum_weights: sum over ALL events of the nominal weight (key "w") and of each named
-            weight (key = weight id), in the file's weight unit (pb for MadGraph).
+            weight (key = weight id), in the file's weight unit (pb for MadGraph). Always
+            finite: an event with a NaN or infinite weight is malformed (an error, or skipped).
         rejected: events that are not rows, by reason ("fewer_than_two_charged_leptons",
             "fewer_than_two_jets").
         n_skipped: malformed events skipped with `on_error="skip"`.
@@ -123,8 +136,12 @@ class LheInfo:
         weights: named weights (id, description, group), in document order.
         missing_weights: per weight id, the number of events lacking it (ids with none omitted).
         warnings: oddities of the file that did not stop the reading (for example an `<init>`
-            block that declares more processes than it lists).
+            block that declares more processes than it lists, or a truncation).
         complete: the whole file was read.
+        truncated: with `on_error="skip"`, where the file's text ends (or stops being
+            readable) before `</LesHouchesEvents>`: the events after that line are missing and
+            the sums of weights cover only those before. None: not truncated (or not read that
+            far yet). Its message is also the last entry of `warnings`.
     """
 
     path: str
@@ -143,19 +160,22 @@ class LheInfo:
     missing_weights: dict[str, int]
     warnings: list[str]
     complete: bool
+    truncated: Truncation | None = None
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> LheInfo:
-        """Build from a mapping with exactly the field names as keys (extra keys ignored).
+        """Build from a mapping with the field names as keys (extra keys ignored; `truncated`
+        may be absent, as in metadata written before it existed).
 
         Raises:
             ValueError: a field is missing.
         """
         names = [f.name for f in fields(cls)]
-        missing = [name for name in names if name not in data]
+        optional = {f.name for f in fields(cls) if f.default is not MISSING}
+        missing = [name for name in names if name not in data and name not in optional]
         if missing:
             raise ValueError(f"LHE metadata lacks field(s): {', '.join(missing)}")
-        return cls(**{name: data[name] for name in names})
+        return cls(**{name: data[name] for name in names if name in data})
 
     @classmethod
     def from_json(cls, text: str | bytes) -> LheInfo:
@@ -226,14 +246,17 @@ class LheStream(Iterator[pa.RecordBatch]):
     - `info()` is complete once the stream is exhausted; before that it describes what has
       been read so far.
 
-    Errors in the file raise `LheParseError` from the iteration (with `on_error="fail"`).
+    Errors in the file raise `LheParseError` from the iteration (with `on_error="fail"`). With
+    "skip", a truncated file is logged as a warning when the iteration ends (and described by
+    `info().truncated`).
     """
 
-    __slots__ = ("_native", "_path")
+    __slots__ = ("_ended", "_native", "_path")
 
     def __init__(self, native: _native.LheStream, path: str) -> None:
         self._native = native
         self._path = path
+        self._ended = False
 
     @property
     def path(self) -> str:
@@ -246,7 +269,13 @@ class LheStream(Iterator[pa.RecordBatch]):
         return pa.schema(self._native.schema)
 
     def __next__(self) -> pa.RecordBatch:
-        return pa.record_batch(next(self._native))
+        try:
+            return pa.record_batch(next(self._native))
+        except StopIteration:
+            if not self._ended:
+                self._ended = True
+                _warn_if_truncated(self.info())
+            raise
 
     def __iter__(self) -> LheStream:
         return self
@@ -321,9 +350,20 @@ def read_lhe_particles(
 def lhe_info(path: PathLike, *, on_error: OnError = "fail") -> LheInfo:
     """Read a whole LHE file and return its metadata (no table is kept).
 
+    With `on_error="skip"`, a truncated file is logged as a warning (and described by
+    `LheInfo.truncated`).
+
     Raises:
         FileNotFoundError: the file does not exist.
         LheParseError: the file is malformed (with `on_error="fail"`).
     """
     skip = check_on_error(on_error)
-    return LheInfo.from_json(_native.scan_info_json(_path_str(path), skip))
+    info = LheInfo.from_json(_native.scan_info_json(_path_str(path), skip))
+    _warn_if_truncated(info)
+    return info
+
+
+def _warn_if_truncated(info: LheInfo) -> None:
+    """A truncated file is always its own warning, apart from the skipped events."""
+    if info.truncated is not None:
+        logger.warning("%s", info.truncated["message"])

@@ -11,8 +11,9 @@ For each input `<dir>/<name>.lhe[.gz]` the output directory gets
   `vbsad_batch.tool_version`, `vbsad_batch.schema_version`;
 - `<name>.manifest.json`: written last, atomically; its presence marks the shard complete. It
   records the input (absolute path, size in bytes, mtime, SHA-256), the file's `LheInfo`
-  metadata (including skipped events), the options, the tool and shard-format versions, and the
-  shard's size, SHA-256 and row count;
+  metadata (including skipped events and, for a truncated input, `lhe_info.truncated` and its
+  warning), the options, the tool and shard-format versions, and the shard's size, SHA-256 and
+  row count;
 
 and the directory gets an index `manifest.json` listing every complete shard in it (rebuilt at
 the end of each run, so it also covers shards written by other runs, e.g. Slurm array tasks;
@@ -21,7 +22,8 @@ concurrent rebuilds are serialised with `flock` on the empty file `.vbsad-index.
 Each shard is one unit of the stage contract (`vbsad_batch.runtime.stage`), so re-runs are
 incremental: a shard is up to date when its manifest exists, was written by the same tool and
 shard-format version from the same input path with the same SHA-256, with compatible options
-(same `on_error`, or no event was skipped), and the shard file still has its recorded SHA-256.
+(same `on_error`, or no event was skipped and the input is not truncated), and the shard file
+still has its recorded SHA-256.
 To avoid re-hashing large inputs on every run, an input whose size and mtime equal the recorded
 ones is taken as unchanged without hashing; if only the mtime differs, the input is hashed and,
 when the hash is unchanged, the manifest's mtime is refreshed and the shard kept. A different
@@ -78,8 +80,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-SHARD_FORMAT_VERSION = 2
-"""Version of the shard layout and manifest format; bump when either changes."""
+SHARD_FORMAT_VERSION = 3
+"""Version of the shard layout and manifest format; bump when either changes (3: `lhe_info`
+records `truncated`)."""
 
 SHARD_SUFFIX = ".parquet"
 MANIFEST_SUFFIX = ".manifest.json"
@@ -205,7 +208,8 @@ def _key(input_record: FileRecord, on_error: OnError) -> dict[str, Any]:
 
 def _compare(manifest: Mapping[str, Any], key: Mapping[str, Any]) -> str | None:
     """What makes an old shard differ from the one `key` asks for, or None: one reason each.
-    A shard made with another `on_error` is still good when no event was skipped."""
+    A shard made with another `on_error` is still good when nothing was skipped (no event, no
+    truncated end: "fail" would have stopped there)."""
     old = manifest["key"]
     if old["format_version"] != key["format_version"]:
         return "shard format version changed"
@@ -215,7 +219,8 @@ def _compare(manifest: Mapping[str, Any], key: Mapping[str, Any]) -> str | None:
         return "shard was made from another input"
     if old["input"]["sha256"] != key["input"]["sha256"]:
         return "input changed"
-    if old["on_error"] != key["on_error"] and manifest["lhe_info"]["n_skipped"] != 0:
+    info = manifest["lhe_info"]
+    if old["on_error"] != key["on_error"] and (info["skipped"] or info.get("truncated")):
         return "options changed"
     return None
 
@@ -240,6 +245,10 @@ def _result(
 ) -> ShardResult:
     shard = Path(task.shard)
     info = manifest["lhe_info"]
+    truncated = info.get("truncated")
+    if truncated and not written:
+        # Reading the input warned when the shard was written; a kept shard warns again.
+        logger.warning("%s (shard %s, kept)", truncated["message"], shard)
     return ShardResult(
         stage=_STAGE,
         name=unit.name,
@@ -449,6 +458,7 @@ def write_index(output_dir: Path) -> Path:
                         "input_sha256": manifest["input"]["sha256"],
                         "n_events": info["n_events"],
                         "n_skipped": info["n_skipped"],
+                        "truncated": info.get("truncated"),
                         "sum_weights": info["sum_weights"],
                     }
                 )

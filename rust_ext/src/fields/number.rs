@@ -1,7 +1,9 @@
 //! One number field on its own: floats in every dialect generators write, and integers.
 //!
 //! Generators write floats in every dialect Fortran and C allow: `1.0E+03`, Fortran's
-//! `1.0D+03`, a leading dot `.5`, an explicit plus `+1.0`, no exponent, `NaN`, `Inf`.
+//! `1.0D+03`, a leading dot `.5`, an explicit plus `+1.0`, no exponent, `NaN`, `Inf`. NaN
+//! and infinities are numbers here; the reader refuses them where a value must be finite
+//! (weights, momenta, energies and masses).
 
 /// Parses a float field; `None` if the bytes are not a number.
 #[inline]

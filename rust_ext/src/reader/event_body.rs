@@ -2,8 +2,8 @@
 //! up to `</event>` (handed to [`super::weights`]).
 
 use super::event_lines::{
-    content_line_from_current, event_line, fail, next_content_line, tag_line_resync, EventFailure,
-    Resync,
+    content_line_from_current, event_line, fail, next_content_line, not_finite, tag_line_resync,
+    EventFailure, Resync,
 };
 use super::header::lossy;
 use super::particle_layout::ParticleLayouts;
@@ -50,65 +50,24 @@ impl EventBody {
             );
         }
         let (line, window) = lines.current_padded();
-        if let Some((nup, idprup, info)) = parse_info_line(line, window) {
-            self.event.idprup = idprup;
-            self.event.xwgtup = info[0];
-            self.event.scalup = info[1];
-            self.event.aqedup = info[2];
-            self.event.aqcdup = info[3];
-            return self.parse_particles_and_tail(lines, nup);
-        }
-        let mut f = fields(line);
-        let mut info = [0.0f64; 6];
-        let mut nup = 0i64;
-        let mut idprup = 0i64;
-        for (k, name) in EVENT_INFO_FIELD_NAMES.iter().enumerate() {
-            let Some(field) = f.next() else {
-                return fail(
-                    n,
-                    Resync::SkipToEventEnd,
-                    format!("event information line has {k} fields, expected 6"),
-                );
-            };
-            let ok = match k {
-                0 => parse_i64(field).map(|v| nup = v).is_some(),
-                1 => parse_i64(field).map(|v| idprup = v).is_some(),
-                _ => parse_f64(field).map(|v| info[k] = v).is_some(),
-            };
-            if !ok {
-                return fail(
-                    n,
-                    Resync::SkipToEventEnd,
-                    format!(
-                        "event information field {} ({name}) is not a number: {:?}",
-                        k + 1,
-                        lossy(field)
-                    ),
-                );
-            }
-        }
-        if let Some(extra) = f.next() {
+        let (nup, idprup, info) = match parse_info_line(line, window) {
+            Some(parsed) => parsed,
+            None => parse_info_line_general(n, line)?,
+        };
+        // Both readers of the line end here: a weight that is NaN or infinite would make
+        // every sum of weights NaN, so the event is malformed.
+        if !info[0].is_finite() {
             return fail(
                 n,
                 Resync::SkipToEventEnd,
-                format!(
-                    "event information line has more than 6 fields (extra {:?})",
-                    lossy(extra)
-                ),
-            );
-        }
-        if !(0..=MAX_PARTICLES).contains(&nup) {
-            return fail(
-                n,
-                Resync::SkipToEventEnd,
-                format!("NUP = {nup} is not a particle count"),
+                not_finite("event information field 3 (XWGTUP)", fields(line).nth(2)),
             );
         }
         self.event.idprup = idprup;
-        self.event.xwgtup = info[2];
-        self.event.scalup = info[3];
-        self.event.aqedup = info[4];
-        self.event.aqcdup = info[5];
+        self.event.xwgtup = info[0];
+        self.event.scalup = info[1];
+        self.event.aqedup = info[2];
+        self.event.aqcdup = info[3];
         self.parse_particles_and_tail(lines, nup)
     }
 
@@ -121,7 +80,9 @@ impl EventBody {
             let (n, line, window) = event_line(lines)?;
             // A line that a layout reads is a particle line, neither blank nor a `#` line
             // nor a comment, and no comment is open before it: take it without those checks.
+            // Its numbers are digits in a fixed layout: finite, as the general path requires.
             if let Some(particle) = self.particle_layouts.read(line, window) {
+                debug_assert!(particle.kinematics_finite());
                 self.event.particles.push(particle);
                 continue;
             }
@@ -169,6 +130,59 @@ fn parse_info_line(line: &[u8], window: &[u8]) -> Option<(i64, i64, [f64; 4])> {
     (cursor.at_end() && (0..=MAX_PARTICLES).contains(&nup)).then_some((nup, idprup, info))
 }
 
+/// The event information line read field by field: the same values as
+/// [`parse_info_line`], or the failure that says what is wrong with it.
+#[cold]
+fn parse_info_line_general(n: u64, line: &[u8]) -> Result<(i64, i64, [f64; 4]), EventFailure> {
+    let mut f = fields(line);
+    let mut info = [0.0f64; 6];
+    let mut nup = 0i64;
+    let mut idprup = 0i64;
+    for (k, name) in EVENT_INFO_FIELD_NAMES.iter().enumerate() {
+        let Some(field) = f.next() else {
+            return fail(
+                n,
+                Resync::SkipToEventEnd,
+                format!("event information line has {k} fields, expected 6"),
+            );
+        };
+        let ok = match k {
+            0 => parse_i64(field).map(|v| nup = v).is_some(),
+            1 => parse_i64(field).map(|v| idprup = v).is_some(),
+            _ => parse_f64(field).map(|v| info[k] = v).is_some(),
+        };
+        if !ok {
+            return fail(
+                n,
+                Resync::SkipToEventEnd,
+                format!(
+                    "event information field {} ({name}) is not a number: {:?}",
+                    k + 1,
+                    lossy(field)
+                ),
+            );
+        }
+    }
+    if let Some(extra) = f.next() {
+        return fail(
+            n,
+            Resync::SkipToEventEnd,
+            format!(
+                "event information line has more than 6 fields (extra {:?})",
+                lossy(extra)
+            ),
+        );
+    }
+    if !(0..=MAX_PARTICLES).contains(&nup) {
+        return fail(
+            n,
+            Resync::SkipToEventEnd,
+            format!("NUP = {nup} is not a particle count"),
+        );
+    }
+    Ok((nup, idprup, [info[2], info[3], info[4], info[5]]))
+}
+
 #[cold]
 fn parse_particle(line: &[u8]) -> Result<Particle, String> {
     let mut cursor = FieldCursor::new(line);
@@ -181,6 +195,12 @@ fn parse_particle(line: &[u8]) -> Result<Particle, String> {
         *slot = cursor
             .f64()
             .map_err(|e| field_error(6 + k, e, "a number"))?;
+        // A NaN or infinite momentum, energy or mass would make the observables NaN;
+        // VTIMUP and SPINUP (k = 5, 6) are kept as written.
+        if k < 5 && !slot.is_finite() {
+            let text = fields(line).nth(6 + k).unwrap_or_default();
+            return Err(bad_field(6 + k, text, "a finite number"));
+        }
     }
     let extra = cursor.count_rest();
     if extra > 0 {

@@ -2,6 +2,7 @@
 //! line cursor stands after an error, so that skipping a bad event resumes in the right
 //! place.
 
+use super::header::lossy;
 use super::markup::{comment_state_after, is_open_tag};
 use super::xml_scan::find_closing;
 use crate::line_source::{LineSource, PaddedLine};
@@ -18,8 +19,10 @@ pub(super) enum Resync {
     AtNextEvent,
     /// `</LesHouchesEvents>` has been read.
     AtRootEnd,
-    /// The text cannot be read further.
+    /// The text ends here.
     AtEof,
+    /// The text cannot be read further (a corrupt or truncated gzip stream, an I/O error).
+    Unreadable,
 }
 
 pub(super) struct EventFailure {
@@ -40,6 +43,16 @@ pub(super) fn fail<T>(
     })
 }
 
+/// "`what` is not a finite number: `text`": NaN, an infinity, or a number too large for
+/// a double, where a value must be finite.
+#[cold]
+pub(super) fn not_finite(what: &str, text: Option<&[u8]>) -> String {
+    format!(
+        "{what} is not a finite number: {:?}",
+        lossy(text.unwrap_or_default())
+    )
+}
+
 /// The next line inside an event: its number, the line and its padded window (see
 /// [`LineSource::next_line_padded`]); the end of the text here is an unterminated event.
 /// A function of the line source alone, so that the line may be held while other parts
@@ -56,7 +69,7 @@ pub(super) fn event_line(lines: &mut LineSource) -> Result<PaddedLine<'_>, Event
         ),
         Err(e) => fail(
             line_no + 1,
-            Resync::AtEof,
+            Resync::Unreadable,
             format!("cannot read further (truncated or corrupt file?): {e}"),
         ),
     }

@@ -13,7 +13,7 @@ use super::header::{lossy, parse_init_numbers, scan_declarations, FileHeader};
 use super::markup::{comment_state_after, is_open_tag};
 use super::weights::{undeclared_weight, usable_weight_id};
 use super::xml_scan::{attr, find_closing, next_tag};
-use crate::error::{LheError, ParseError, Result};
+use crate::error::{LheError, ParseError, Result, Truncation};
 use crate::event::Event;
 use crate::line_source::{open_text, LineSource};
 
@@ -43,6 +43,8 @@ pub struct LheReader {
     /// `self.body.event` holds a parsed event not yet handed out.
     buffered: bool,
     skipped: Vec<ParseError>,
+    /// Where the text ended or stopped being readable before `</LesHouchesEvents>`.
+    truncation: Option<Truncation>,
     is_gzip: bool,
 }
 
@@ -66,6 +68,7 @@ impl LheReader {
             finished: false,
             buffered: false,
             skipped: Vec::new(),
+            truncation: None,
             is_gzip,
         };
         reader.read_preamble()?;
@@ -95,6 +98,12 @@ impl LheReader {
     /// Events skipped (with [`OnError::Skip`]) and other recorded problems, in file order.
     pub(crate) fn skipped(&self) -> &[ParseError] {
         &self.skipped
+    }
+
+    /// Where the text ended, or stopped being readable, before `</LesHouchesEvents>`
+    /// (known once the reading got there).
+    pub(crate) fn truncation(&self) -> Option<&Truncation> {
+        self.truncation.as_ref()
     }
 
     /// Bytes of (decompressed) text read so far.
@@ -307,8 +316,14 @@ impl LheReader {
                         event: Some(index),
                         message: failure.message,
                     };
-                    if failure.resync == Resync::AtEof || failure.resync == Resync::AtRootEnd {
-                        self.finished = true;
+                    match failure.resync {
+                        Resync::AtEof | Resync::Unreadable => {
+                            self.finished = true;
+                            let unreadable = failure.resync == Resync::Unreadable;
+                            self.note_truncation(failure.line, Some(index), unreadable);
+                        }
+                        Resync::AtRootEnd => self.finished = true,
+                        _ => {}
                     }
                     match self.on_error {
                         OnError::Fail => {
@@ -336,6 +351,7 @@ impl LheReader {
                 Ok(Some(l)) => l,
                 Ok(None) => {
                     self.finished = true;
+                    self.note_truncation(self.lines.line_no(), None, false);
                     let error = ParseError {
                         path: self.path.clone(),
                         line: self.lines.line_no(),
@@ -352,6 +368,7 @@ impl LheReader {
                     let LheError::Parse(error) = self.read_failure(None, &e) else {
                         unreachable!()
                     };
+                    self.note_truncation(error.line, None, true);
                     return self.record_or_fail(error).map(|()| false);
                 }
             };
@@ -371,6 +388,39 @@ impl LheReader {
         }
     }
 
+    /// Records that the text ends (or, if `unreadable`, cannot be read further) at `line`,
+    /// inside event `inside` or else after the events begun so far; the first place where
+    /// that was noticed is kept.
+    #[cold]
+    fn note_truncation(&mut self, line: u64, inside: Option<u64>, unreadable: bool) {
+        if self.truncation.is_some() {
+            return;
+        }
+        let n = self.next_index;
+        let what = match (unreadable, inside) {
+            (false, Some(index)) => format!(
+                "truncated file: the text ends inside event {index}, before \
+                 </LesHouchesEvents>: that event is cut off and any later ones are missing"
+            ),
+            (false, None) => format!(
+                "truncated file: the text ends after {n} events, before </LesHouchesEvents>: \
+                 any later events are missing"
+            ),
+            (true, Some(index)) => format!(
+                "truncated or corrupt file: the text cannot be read past this line, inside \
+                 event {index}: that event is cut off and any later ones are missing"
+            ),
+            (true, None) => format!(
+                "truncated or corrupt file: the text cannot be read past this line, after {n} \
+                 events: any later events are missing"
+            ),
+        };
+        self.truncation = Some(Truncation {
+            line,
+            message: format!("{}:{line}: {what}", self.path),
+        });
+    }
+
     fn record_or_fail(&mut self, error: ParseError) -> Result<()> {
         match self.on_error {
             OnError::Fail => Err(LheError::Parse(error)),
@@ -383,7 +433,7 @@ impl LheReader {
 
     fn resync(&mut self, resync: Resync) -> Result<()> {
         match resync {
-            Resync::AtEventEnd | Resync::AtEof | Resync::AtRootEnd => Ok(()),
+            Resync::AtEventEnd | Resync::AtEof | Resync::Unreadable | Resync::AtRootEnd => Ok(()),
             Resync::AtNextEvent => {
                 self.pending_event_start = true;
                 Ok(())
@@ -391,8 +441,17 @@ impl LheReader {
             Resync::SkipToEventEnd => loop {
                 let line = match self.lines.next_line() {
                     Ok(Some((_, l))) => l,
-                    // find_event_start reports the end of the text on the next call.
-                    Ok(None) | Err(_) => return Ok(()),
+                    // The bad event is cut off: find_event_start reports the end of the text
+                    // on the next call, the truncation is noted here where it is known.
+                    end => {
+                        let (line, unreadable) = match end {
+                            Err(_) => (self.lines.line_no() + 1, true),
+                            _ => (self.lines.line_no(), false),
+                        };
+                        let index = self.next_index - 1;
+                        self.note_truncation(line, Some(index), unreadable);
+                        return Ok(());
+                    }
                 };
                 if find_closing(line, b"</event>").is_some() {
                     return Ok(());

@@ -367,7 +367,13 @@ mod tests {
             swap(ZMLM.len() - 3, "+-"),       // two signs
             ZMLM.replace("E+02", "D+02"),     // Fortran D: the general parser reads it
             ZMLM.replace("0.  1.", "0. 1.0"), // more fraction digits than the column
-        ] {
+        ]
+        .into_iter()
+        // Not a number or not finite, in the column's width: the general reader refuses it.
+        .chain(
+            ["nan", "-Inf", "Infinity", "1.0E+999"]
+                .map(|text| ZMLM.replacen(" 0.10358873558E+02", &format!("{text:>18}"), 1)),
+        ) {
             assert_eq!(line.len(), ZMLM.len(), "{line}");
             assert!(read(&layout, line.as_bytes()).is_none(), "{line}");
         }

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use super::event_lines::{event_line, fail, EventFailure, Resync};
+use super::event_lines::{event_line, fail, not_finite, EventFailure, Resync};
 use super::header::lossy;
 use super::markup::is_open_tag;
 use super::wgt_lines::{simple_wgt_line, WgtLine, WgtLineShape};
@@ -75,7 +75,10 @@ impl EventWeights {
             if !tail_has_comment {
                 // The line of the weight that usually comes next, written as before.
                 if let Some(value) = self.columns.shaped_value(expected_slot, line, window) {
-                    set_weight(row, expected_slot, value);
+                    if set_weight(row, expected_slot, value).is_err() {
+                        let id = self.columns.ids[expected_slot].as_bytes();
+                        return fail(n, Resync::SkipToEventEnd, wgt_line_not_finite(id, line));
+                    }
                     expected_slot += 1;
                     continue;
                 }
@@ -84,8 +87,11 @@ impl EventWeights {
                     else {
                         return fail(n, Resync::SkipToEventEnd, undeclared_weight(wgt.id));
                     };
+                    if set_weight(row, slot, wgt.value).is_err() {
+                        let text = &line[wgt.value_start..wgt.value_end];
+                        return fail(n, Resync::SkipToEventEnd, weight_not_finite(wgt.id, text));
+                    }
                     self.columns.learn_shape(slot, line, &wgt);
-                    set_weight(row, slot, wgt.value);
                     continue;
                 }
             }
@@ -193,7 +199,13 @@ impl EventWeights {
                             undeclared_weight(id),
                         );
                     };
-                    set_weight(row, slot, value);
+                    if set_weight(row, slot, value).is_err() {
+                        return fail(
+                            line_at(tag.start),
+                            Resync::AtEventEnd,
+                            weight_not_finite(id, body.trim_ascii()),
+                        );
+                    }
                     expected_slot = slot + 1;
                 }
                 b"weights" => {
@@ -216,7 +228,7 @@ impl EventWeights {
                                 ),
                             );
                         };
-                        let Some(value) = parse_f64(field) else {
+                        let Some(value) = parse_f64(field).map(finite_weight) else {
                             return fail(
                                 line_at(tag.start),
                                 Resync::AtEventEnd,
@@ -225,6 +237,13 @@ impl EventWeights {
                                     k + 1,
                                     lossy(field)
                                 ),
+                            );
+                        };
+                        let Ok(value) = value else {
+                            return fail(
+                                line_at(tag.start),
+                                Resync::AtEventEnd,
+                                not_finite(&format!("<weights> value {}", k + 1), Some(field)),
                             );
                         };
                         // Explicit <wgt id> values win over positional ones, in either order.
@@ -289,13 +308,52 @@ impl WeightColumns {
     }
 }
 
-/// Stores a weight value, growing the row when the first event added a column.
+/// A weight value that is NaN or infinite: it would make the sum of its column NaN, so
+/// the event that has it is malformed.
+#[derive(Debug)]
+struct NotFinite;
+
+/// Every weight value read is checked here before it is stored.
+#[inline(always)]
+fn finite_weight(value: f64) -> Result<f64, NotFinite> {
+    if value.is_finite() {
+        Ok(value)
+    } else {
+        Err(NotFinite)
+    }
+}
+
+/// Stores a weight value, growing the row when the first event added a column; refuses a
+/// value that is not finite.
 #[inline]
-fn set_weight(weights: &mut Vec<Option<f64>>, slot: usize, value: f64) {
+fn set_weight(weights: &mut Vec<Option<f64>>, slot: usize, value: f64) -> Result<(), NotFinite> {
+    let value = finite_weight(value)?;
     if slot >= weights.len() {
         weights.resize(slot + 1, None);
     }
     weights[slot] = Some(value);
+    Ok(())
+}
+
+#[cold]
+fn weight_not_finite(id: &[u8], text: &[u8]) -> String {
+    not_finite(&format!("weight {:?}", lossy(id)), Some(text))
+}
+
+/// [`weight_not_finite`] for a `<wgt>` line read through its shape (whose numbers are
+/// always finite; kept so that every reader of a weight refuses the same values).
+#[cold]
+fn wgt_line_not_finite(id: &[u8], line: &[u8]) -> String {
+    let text = line
+        .iter()
+        .position(|&b| b == b'>')
+        .and_then(|open| {
+            let rest = &line[open + 1..];
+            let close = memchr::memmem::find(rest, b"</wgt>")?;
+            Some(rest[..close].trim_ascii())
+        })
+        .unwrap_or(line.trim_ascii());
+    weight_not_finite(id, text)
 }
 
 /// A weight id becomes a column name `w_<id>`: no control characters (Arrow refuses a
