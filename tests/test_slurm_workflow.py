@@ -18,8 +18,10 @@ import pytest
 from conftest import SSWW_DIR, run_vbsad
 from local_slurm import LocalSlurm
 
+from vbsad_batch.config.loading import load_config
 from vbsad_batch.demo.demo_config import DEMO_QUICK
 from vbsad_batch.demo.prepare import prepare_demo
+from vbsad_batch.workflow.analysis_state import lhe_task_files
 
 pytestmark = pytest.mark.slow
 
@@ -125,8 +127,10 @@ def test_a_failed_array_task_holds_back_its_dependents_and_is_rerun_alone(
     assert jobs["preprocess"]["array_tasks"] == [0, 1, 2, 3]
     records = slurm_cluster.wait(jobs["preprocess"]["job_id"], timeout=JOB_TIMEOUT_S)
     by_task = {r.array_task_id: r.state for r in records}
-    # Inputs in sorted order: more_sm.lhe (tmp_path/data) sorts before the shared files.
-    assert by_task == {0: "FAILED", 1: "COMPLETED", 2: "COMPLETED", 3: "COMPLETED"}
+    # The task order follows the sorted input paths, which depend on where the checkout is.
+    shares = lhe_task_files(load_config(config))
+    bad = next(i for i, files in enumerate(shares) if [f.name for f in files] == [corrupt.name])
+    assert by_task == {i: "FAILED" if i == bad else "COMPLETED" for i in range(4)}
     for stage in ("datasets", "train", "score", "scan", "report"):
         records = slurm_cluster.wait(jobs[stage]["job_id"], timeout=60)
         assert {r.state for r in records} == {"CANCELLED"}, (stage, records)
@@ -137,8 +141,8 @@ def test_a_failed_array_task_holds_back_its_dependents_and_is_rerun_alone(
     preprocess = next(line for line in lines if line.startswith("preprocess"))
     assert "failed" in preprocess
     assert "3/4 done" in preprocess
-    log = out / "slurm" / "logs" / f"vbsad-preprocess_{jobs['preprocess']['job_id']}_0.out"
-    assert f"task 0 (more_sm.lhe): FAILED 1:0; log {log}" in status.stdout
+    log = out / "slurm" / "logs" / f"vbsad-preprocess_{jobs['preprocess']['job_id']}_{bad}.out"
+    assert f"task {bad} (more_sm.lhe): FAILED 1:0; log {log}" in status.stdout
     assert "more_sm.lhe" in log.read_text()
     assert "vbsad: error:" in log.read_text()
     datasets = next(line for line in lines if line.startswith("datasets"))
@@ -149,7 +153,7 @@ def test_a_failed_array_task_holds_back_its_dependents_and_is_rerun_alone(
     proc = run_vbsad("submit", config, "--only", "preprocess", env=slurm_cluster.env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     (rerun,) = _submission(out)["jobs"]
-    assert (rerun["stage"], rerun["array_tasks"]) == ("preprocess", [0])
+    assert (rerun["stage"], rerun["array_tasks"]) == ("preprocess", [bad])
     (record,) = slurm_cluster.wait(rerun["job_id"], timeout=JOB_TIMEOUT_S)
     assert record.state == "COMPLETED"
     status = run_vbsad("status", config, env=slurm_cluster.env)
