@@ -8,26 +8,56 @@ stages that made them and skips itself when its outputs are current, so a second
 run after a preemption) redoes only what is missing. Without a config the embedded demo is
 generated first (`vbsad_batch.demo.prepare`).
 
+One run per output directory: a run holds the lock ``<output_dir>/.vbsad-run.lock``
+(`analysis_lock`, `vbsad_batch.runtime.output_lock`) from its first stage to its last, on top
+of each stage's own lock on the unit it writes. So a second `vbsad run` of the same analysis
+(with `--force` or not) stops before any work, naming the run that holds it, or with
+``VBSAD_LOCK_WAIT`` set queues behind it and then finds its stages up to date; it does not
+interleave with the first one, stage by stage. A single stage's command (`vbsad train`, ...)
+takes only its unit's lock: Slurm array tasks of one analysis write side by side.
+
 No argument parsing and no printing here: progress goes to a `ProgressCallback`, and each
 finished stage to `on_stage(label, result)` as its typed `StageResult`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from vbsad_batch.config import MODEL_KINDS, AnalysisConfig, ModelKind, ModelSpec, load_config
+from vbsad_batch.runtime.output_lock import hold
 from vbsad_batch.runtime.progress import ProgressCallback
 from vbsad_batch.runtime.stage import StageResult
 
-__all__ = ["StageCallback", "run_analysis"]
+__all__ = ["RUN_LOCK_NAME", "StageCallback", "analysis_lock", "run_analysis"]
 
 logger = logging.getLogger(__name__)
 
 StageCallback = Callable[[str, StageResult], None]
 """Called with a label ("datasets", "train vae", ...) and the result of each finished stage."""
+
+RUN_LOCK_NAME = ".vbsad-run.lock"
+"""The lock file of a whole run, in the analysis' output directory."""
+
+
+def analysis_lock(
+    output_dir: Path, *, wait: float | None = None
+) -> contextlib.AbstractContextManager[None]:
+    """Hold the lock of a whole run on `output_dir` for the block (re-entrant in one thread:
+    `vbsad run` holds it over the demo's preparation and `run_analysis`).
+
+    Args:
+        output_dir: the analysis' output directory (created if missing).
+        wait: how long to wait for another run, s; default: ``VBSAD_LOCK_WAIT`` (unset: stop
+            at once).
+
+    Raises:
+        OutputBusyError: another run holds it (still, after `wait`).
+    """
+    return hold(Path(output_dir) / RUN_LOCK_NAME, target=str(output_dir), wait=wait)
 
 
 def _label(stage: str, spec: ModelSpec, grid: bool) -> str:
@@ -46,7 +76,11 @@ def run_analysis(
     """Run datasets -> train -> score -> scan -> report for ``config``; return the results.
 
     Every stage skips itself when its outputs are up to date (``force`` redoes them all).
-    ``models`` are trained and scored in order; the scan covers the models scored here.
+    ``models`` are trained and scored in order; the scan covers the models scored here. The
+    whole run holds `analysis_lock` on the config's output directory.
+
+    Raises:
+        OutputBusyError: another run (or a stage's command) writes these outputs.
     """
     cfg = load_config(config) if isinstance(config, Path) else config
     if not models:
@@ -54,6 +88,19 @@ def run_analysis(
     unknown = [m for m in models if m not in MODEL_KINDS]
     if unknown:
         raise ValueError(f"unknown model kind(s) {unknown}: use {', '.join(MODEL_KINDS)}")
+    with analysis_lock(cfg.output_dir):
+        return _run_stages(cfg, models, force=force, progress=progress, on_stage=on_stage)
+
+
+def _run_stages(
+    cfg: AnalysisConfig,
+    models: Sequence[ModelKind],
+    *,
+    force: bool,
+    progress: ProgressCallback | None,
+    on_stage: StageCallback | None,
+) -> list[StageResult]:
+    """The stages of `run_analysis`, in order."""
     results: list[StageResult] = []
 
     def finished(label: str, result: StageResult) -> None:

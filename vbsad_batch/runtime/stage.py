@@ -9,14 +9,30 @@ one Parquet shard of an LHE file. For a unit, every stage does the same, here an
    every setting that changes a byte of the outputs, the format and tool versions;
 2. **up to date?** (`StageUnit.check`): the manifest exists, is of the unit's kind, was made
    for an equal key, and every output it lists still has its recorded SHA-256;
-3. if not (or forced): **drop the manifest** (a run that fails from here on leaves no claim
-   of completeness) and the **temporary files** of killed writers;
+3. if not (or forced): **lock the unit** (one writer at a time, see below) and check again
+   under the lock (another writer may have finished it meanwhile), then **drop the manifest**
+   (a run that fails from here on leaves no claim of completeness) and the **temporary
+   files** of killed writers;
 4. **write the outputs atomically** (`StageOutputs`: a temporary file, then a rename), each
    recorded with its size, mtime and SHA-256;
-5. **write the manifest last**: kind, key, outputs, inputs, provenance, timings;
+5. **write the manifest last**: kind, key, outputs, inputs, provenance, timings; unlock;
 6. return **one typed result**: a `StageResult` (status "written", "skipped" or "resumed",
    the outputs, the seconds), subclassed by each stage with its own fields. Progress goes to
    the stage's `ProgressCallback`.
+
+One writer per unit: the whole write (the check under the lock, the outputs, the manifest)
+holds an exclusive lock (`StageUnit.lock`, `vbsad_batch.runtime.output_lock`) on a hidden file
+beside what the unit owns, named after it (`StageUnit.lock_path`): for a unit that owns its
+directory, ``.<directory name>.lock`` in the parent directory (``out/.datasets.lock``,
+``out/models/.vae_latent3.lock``), so that the unit's directory holds only its outputs and
+deleting it does not free the lock; for a unit that shares its directory with others
+(`temp_scope`: the shards of one folder), ``.<manifest name>.lock`` beside its manifest
+(``shards/.x.manifest.json.lock``). A second writer of the same unit stops at once with
+`OutputBusyError` naming the holder (host, PID, command, since when), or waits for it with
+``VBSAD_LOCK_WAIT`` set. Per unit, not per directory: the shards of one folder are written side
+by side, e.g. by Slurm array tasks. Readers take no lock: a unit found up to date is used as it
+is. A lock file is no output: no manifest lists it, no clean-up removes it, and one left behind
+is harmless.
 
 Inputs are verified against the manifests of the stages that made them
 (`StageUnit.require_current`): the producing unit must be complete, made for the key the
@@ -51,6 +67,7 @@ from vbsad_batch.runtime.atomic_write import (
     remove_stale_temp_files,
     write_bytes_atomic,
 )
+from vbsad_batch.runtime.output_lock import hold
 from vbsad_batch.runtime.progress import ProgressCallback, ProgressEvent
 from vbsad_batch.runtime.provenance import (
     MANIFEST_NAME,
@@ -434,6 +451,40 @@ class StageUnit:
         """The manifest file."""
         return self.directory / self.manifest_name
 
+    @property
+    def lock_path(self) -> Path:
+        """The lock file that one writer at a time holds, beside what the unit owns (see the
+        module docstring): ``<parent>/.<directory name>.lock`` for a unit that owns its
+        directory, ``<directory>/.<manifest name>.lock`` for one that shares it."""
+        if self.temp_scope is not None:
+            return self.directory / f".{self.manifest_name}.lock"
+        directory = self.directory if self.directory.name else self.directory.resolve()
+        return directory.parent / f".{directory.name}.lock"
+
+    @property
+    def target(self) -> str:
+        """The unit as messages name it: its directory, or for a unit in a directory shared
+        with other units (`temp_scope`), its file there (e.g. ``shards/x.parquet``)."""
+        return str(self.directory if self.temp_scope is None else self.directory / self.name)
+
+    def lock(self, *, wait: float | None = None) -> contextlib.AbstractContextManager[None]:
+        """Hold the unit's write lock (`lock_path`, created with its directory if missing) for
+        the block.
+
+        `writing` and `run` take it themselves; a stage that checks the unit before writing it
+        through `writing` holds it around both, so that the check is made under the lock.
+        Re-entrant in one thread.
+
+        Args:
+            wait: how long to wait for another writer, s (0: stop at once, inf: no limit);
+                default: the environment variable ``VBSAD_LOCK_WAIT`` (unset: stop at once).
+
+        Raises:
+            OutputBusyError: another process writes the unit (still, after `wait`).
+            LockFileError: the lock file is a symbolic link or not a regular file.
+        """
+        return hold(self.lock_path, target=self.target, wait=wait)
+
     def manifest(self) -> dict[str, Any] | None:
         """The manifest if it is there and of this unit's kind, else None."""
         content = read_manifest(self.manifest_path)
@@ -548,7 +599,8 @@ class StageUnit:
         previous: Mapping[str, Any] | None = None,
         provenance: Mapping[str, Any] | None = None,
     ) -> Iterator[StageOutputs]:
-        """Write the unit's outputs through the yielded `StageOutputs`.
+        """Write the unit's outputs through the yielded `StageOutputs`, holding the unit's lock
+        (`lock`) from before the manifest is dropped until after the new one is written.
 
         Before the block: the manifest is dropped and stale temporary files are removed. When
         the block ends without an error: outputs of the `previous` manifest that this run did
@@ -559,32 +611,33 @@ class StageUnit:
         always checked by content).
         """
         start = time.monotonic()
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self.manifest_path.unlink(missing_ok=True)
-        for sub in ("", *self.temp_dirs):
-            if self.temp_scope is None:
-                remove_stale_temp_files(self.directory / sub)
+        with self.lock():
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self.manifest_path.unlink(missing_ok=True)
+            for sub in ("", *self.temp_dirs):
+                if self.temp_scope is None:
+                    remove_stale_temp_files(self.directory / sub)
+                else:
+                    for name in (*self.temp_scope, self.manifest_name):
+                        remove_stale_temp_files(self.directory / sub, name)
+            out = StageOutputs(self, progress)
+            yield out
+            self._remove_dropped(previous, set(out.names()))
+            manifest: dict[str, Any] = {
+                **out.manifest,
+                "kind": self.kind,
+                "key": dict(key),
+                "status": out.status,
+                "outputs": out.entries(with_mtime=provenance is None),
+            }
+            if out.input_entries():
+                manifest["inputs"] = out.input_entries()
+            if provenance is None:
+                manifest["provenance"] = runtime_provenance()
+                manifest["seconds"] = round(time.monotonic() - start, 3)
             else:
-                for name in (*self.temp_scope, self.manifest_name):
-                    remove_stale_temp_files(self.directory / sub, name)
-        out = StageOutputs(self, progress)
-        yield out
-        self._remove_dropped(previous, set(out.names()))
-        manifest: dict[str, Any] = {
-            **out.manifest,
-            "kind": self.kind,
-            "key": dict(key),
-            "status": out.status,
-            "outputs": out.entries(with_mtime=provenance is None),
-        }
-        if out.input_entries():
-            manifest["inputs"] = out.input_entries()
-        if provenance is None:
-            manifest["provenance"] = runtime_provenance()
-            manifest["seconds"] = round(time.monotonic() - start, 3)
-        else:
-            manifest["provenance"] = dict(provenance)
-        write_manifest(self.manifest_path, manifest)
+                manifest["provenance"] = dict(provenance)
+            write_manifest(self.manifest_path, manifest)
 
     def _remove_dropped(self, previous: Mapping[str, Any] | None, written: set[str]) -> None:
         """Delete the outputs an earlier run listed that this one did not write (e.g. the
@@ -609,25 +662,44 @@ class StageUnit:
         force: bool = False,
         progress: ProgressCallback | None = None,
     ) -> StageRun[T]:
-        """The whole lifecycle: check, then, unless up to date and not `force`, write.
+        """The whole lifecycle: check, then, unless up to date and not `force`, lock, check
+        again and write.
+
+        Up to date, the unit is used without its lock (readers never wait). Otherwise the lock
+        is held for the check and the write; a writer that waited for another one (see
+        `lock`) finds the unit up to date, and skips it, when the other made it for the same
+        key.
 
         `write(outputs, reason)` writes the outputs (see `StageOutputs`) and returns the
         stage's own data, kept in `StageRun.value`.
+
+        Raises:
+            OutputBusyError: another process writes the unit.
         """
         started = time.monotonic()
         fresh = self.check(key)
         if fresh.up_to_date and not force and fresh.manifest is not None:
-            if progress is not None:
-                progress(ProgressEvent(self.stage, "run_finished", message="up to date"))
-            outputs = tuple(self.directory / r.path for r in self.output_records(fresh.manifest))
-            return StageRun(self, "skipped", "up to date", fresh.manifest, outputs, started, None)
-        reason = "forced" if force else fresh.reason
-        with self.writing(key, progress=progress, previous=fresh.manifest) as out:
-            value = write(out, reason)
-        manifest = read_manifest(self.manifest_path) or {}
+            return self._skipped(fresh.manifest, started, progress)
+        with self.lock():
+            fresh = self.check(key)
+            if fresh.up_to_date and not force and fresh.manifest is not None:
+                return self._skipped(fresh.manifest, started, progress)
+            reason = "forced" if force else fresh.reason
+            with self.writing(key, progress=progress, previous=fresh.manifest) as out:
+                value = write(out, reason)
+            manifest = read_manifest(self.manifest_path) or {}
         if progress is not None:
             progress(ProgressEvent(self.stage, "run_finished", message=out.summary))
         outputs = tuple(self.directory / name for name in out.names())
         return StageRun(
             self, out.status, out.reason or reason, manifest, outputs, started, value, out.summary
         )
+
+    def _skipped(
+        self, manifest: dict[str, Any], started: float, progress: ProgressCallback | None
+    ) -> StageRun[Any]:
+        """The `StageRun` of a unit found up to date (`manifest`: its manifest)."""
+        if progress is not None:
+            progress(ProgressEvent(self.stage, "run_finished", message="up to date"))
+        outputs = tuple(self.directory / r.path for r in self.output_records(manifest))
+        return StageRun(self, "skipped", "up to date", manifest, outputs, started, None)
