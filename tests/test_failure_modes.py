@@ -249,10 +249,11 @@ def _in_python(code: str, cwd: Path | None = None) -> subprocess.CompletedProces
     )
 
 
-@pytest.mark.parametrize("command", ["train", "score", "report"])
+@pytest.mark.parametrize("command", ["train", "score", "report", "run"])
 def test_a_missing_extra_is_named_before_any_work(tmp_path: Path, command: str) -> None:
     """Without TensorFlow (imports of it blocked: as if the 'train' extra were not
-    installed), the commands that need it say so and which extra to install, at once."""
+    installed), the commands that need it say so and which extra to install, at once (`run`:
+    before its first stage, not after two)."""
     config = _analysis(tmp_path)
     code = (
         _BLOCK_TENSORFLOW + "from vbsad_batch.cli import main; "

@@ -1,8 +1,16 @@
-"""`vbsad run`: the main job, the whole analysis end to end (the demo without a config)."""
+"""`vbsad run`: the main job, the whole analysis end to end (the demo without a config).
+
+One run per output directory (`vbsad_batch.pipeline.analysis_lock`): a second `vbsad run` on
+the same outputs stops at once, exit status 1, naming the run that holds them; with `--wait`
+it queues behind it instead (and then finds what the first one made up to date); with
+`--wait-timeout SECONDS`, for at most that long.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import math
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -11,8 +19,21 @@ if TYPE_CHECKING:
 import dataclasses
 from pathlib import Path
 
-from vbsad_batch.cli.options import EXIT_OK, PROG, UsageError
+from vbsad_batch.cli.options import (
+    EXIT_OK,
+    PROG,
+    UsageError,
+    config_file,
+    output_directory,
+    require_extras,
+)
 from vbsad_batch.cli.output import logger, print_proxy_table
+from vbsad_batch.runtime.output_lock import (
+    LOCK_WAIT_ENV,
+    OutputBusyError,
+    parse_wait,
+    waiting_for_writers,
+)
 from vbsad_batch.runtime.progress import make_progress_reporter
 
 if TYPE_CHECKING:
@@ -47,7 +68,7 @@ def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "config",
-        type=Path,
+        type=config_file,
         nargs="?",
         metavar="CONFIG",
         help="analysis config (TOML); default: the embedded demo",
@@ -55,7 +76,7 @@ def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-o",
         "--output",
-        type=Path,
+        type=output_directory,
         metavar="DIR",
         help="where the demo and its outputs go (default: vbsad-output/demo, or "
         "vbsad-output/demo-quick with --quick); with CONFIG its output_dir is used",
@@ -77,7 +98,29 @@ def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--force", action="store_true", help="redo every stage even when it is up to date"
     )
+    parser.add_argument(
+        "--wait",
+        action="store_true",
+        help="when another vbsad command is writing these outputs, queue behind it instead "
+        "of stopping at once with exit status 1",
+    )
+    parser.add_argument(
+        "--wait-timeout",
+        type=_wait_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="wait at most SECONDS for another writer (implies --wait; default: no limit); "
+        f"without either option the environment variable {LOCK_WAIT_ENV}=SECONDS decides",
+    )
     parser.set_defaults(handler=run)
+
+
+def _wait_seconds(text: str) -> float:
+    """An argparse type: seconds >= 0, or "inf"."""
+    try:
+        return parse_wait(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _quick_config(config: AnalysisConfig) -> AnalysisConfig:
@@ -93,10 +136,26 @@ def _quick_config(config: AnalysisConfig) -> AnalysisConfig:
 
 
 def run(args: argparse.Namespace, console: Console | None) -> int:
+    seconds = args.wait_timeout if args.wait_timeout is not None else math.inf
+    wait = args.wait or args.wait_timeout is not None
+    waiting = waiting_for_writers(seconds) if wait else contextlib.nullcontext()
+    try:
+        with waiting:
+            return _run(args, console)
+    except OutputBusyError as exc:  # advice in this command's own options
+        if exc.waited_s > 0:
+            hint = "wait longer (--wait-timeout SECONDS, or --wait for no limit) or stop it"
+        else:
+            hint = "wait for it or stop it (or queue behind it: vbsad run --wait)"
+        raise exc.with_hint(hint) from None
+
+
+def _run(args: argparse.Namespace, console: Console | None) -> int:
+    require_extras("run", "train", "report")  # before any work: train and report stages
     from vbsad_batch.config import load_config  # noqa: PLC0415 - polars only for this command
     from vbsad_batch.demo.demo_config import DEMO_DEFAULT, DEMO_QUICK  # noqa: PLC0415
     from vbsad_batch.demo.prepare import prepare_demo  # noqa: PLC0415
-    from vbsad_batch.pipeline import run_analysis  # noqa: PLC0415
+    from vbsad_batch.pipeline import analysis_lock, run_analysis  # noqa: PLC0415
 
     def report_stage(label: str, result: StageResult) -> None:
         where = str(result.directory)
@@ -105,11 +164,17 @@ def run(args: argparse.Namespace, console: Console | None) -> int:
             detail += f": {result.summary}"
         logger.info("%-13s %-7s %6.1f s  %s", label, result.status, result.seconds, detail)
 
-    with make_progress_reporter(quiet=args.quiet, console=console) as reporter:
+    with (
+        make_progress_reporter(quiet=args.quiet, console=console) as reporter,
+        contextlib.ExitStack() as locked,
+    ):
         if args.config is None:
             default_dir = "vbsad-output/demo-quick" if args.quick else "vbsad-output/demo"
             directory = args.output if args.output is not None else Path(default_dir)
             settings = DEMO_QUICK if args.quick else DEMO_DEFAULT
+            # The demo's samples and config are outputs of the run too: the run's lock (its
+            # output directory is the demo's) covers them.
+            locked.enter_context(analysis_lock(directory))
             logger.info("embedded demo (toy data, not physics) in %s", directory)
             config_path, demo_result = prepare_demo(
                 directory, settings, force=args.force, progress=reporter
