@@ -249,11 +249,12 @@ def _in_python(code: str, cwd: Path | None = None) -> subprocess.CompletedProces
     )
 
 
-@pytest.mark.parametrize("command", ["train", "score", "report", "run"])
+@pytest.mark.parametrize("command", ["train", "report", "run"])
 def test_a_missing_extra_is_named_before_any_work(tmp_path: Path, command: str) -> None:
     """Without TensorFlow (imports of it blocked: as if the 'train' extra were not
     installed), the commands that need it say so and which extra to install, at once (`run`:
-    before its first stage, not after two)."""
+    before its first stage, not after two). `score` needs no TensorFlow (see
+    `test_score_needs_no_tensorflow_and_gives_its_scores`)."""
     config = _analysis(tmp_path)
     code = (
         _BLOCK_TENSORFLOW + "from vbsad_batch.cli import main; "
@@ -265,6 +266,52 @@ def test_a_missing_extra_is_named_before_any_work(tmp_path: Path, command: str) 
     assert "pip install 'vbsad_batch[train]'" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "out").exists()  # nothing was done
+
+
+def _tensorflow_scores(model_dir: Path, dataset: Path) -> dict[str, np.ndarray]:
+    """The scores of the Keras model of `model_dir` on `dataset`, computed by TensorFlow."""
+    import polars as pl  # noqa: PLC0415
+
+    from vbsad_batch.models.networks import load_model, scores  # noqa: PLC0415 - TensorFlow
+    from vbsad_batch.models.preprocessing import Preprocessing  # noqa: PLC0415
+
+    prep = Preprocessing.from_json((model_dir / "preprocessing.json").read_text("utf-8"))
+    return scores(load_model(model_dir), prep.transform(pl.read_parquet(dataset)))
+
+
+def test_score_needs_no_tensorflow_and_gives_its_scores(tmp_path: Path) -> None:
+    """`vbsad score` with every import of TensorFlow and Keras blocked (as without the 'train'
+    extra) scores a model that `vbsad train` made, and its scores are TensorFlow's own, to
+    float32 rounding."""
+    import polars as pl  # noqa: PLC0415
+
+    config = _analysis(tmp_path, "epochs = 3\n")
+    assert run_vbsad("datasets", config, "-q").returncode == 0
+    for kind in ("vae", "vae_nn"):
+        proc = run_vbsad("train", config, "-q", "--model", kind)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        code = (
+            _BLOCK_TENSORFLOW + "from vbsad_batch.cli import main; "
+            f"code = main(['score', {str(config)!r}, '--model', {kind!r}, '-q']); "
+            "assert 'tensorflow' not in sys.modules or sys.modules['tensorflow'] is None; "
+            "raise SystemExit(code)"
+        )
+        proc = _in_python(code)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        out = config.parent / "out"
+        (model_dir,) = (out / "models").glob(f"{kind}_latent3*")
+        score_dir = out / "scores" / model_dir.name
+        names = sorted(p.stem for p in score_dir.glob("*.parquet"))
+        assert "sm_test" in names
+        assert any(n.startswith("quad_test_") for n in names)
+        for name in names:
+            ours = pl.read_parquet(score_dir / f"{name}.parquet")
+            theirs = _tensorflow_scores(model_dir, out / "datasets" / f"{name}.parquet")
+            assert set(ours.columns) - {"event", "input_sha256", "yield"} == set(theirs)
+            for column, values in theirs.items():
+                np.testing.assert_allclose(
+                    ours[column].to_numpy(), values, rtol=1e-5, err_msg=f"{name} {column}"
+                )
 
 
 def test_train_checks_the_config_before_tensorflow_and_hides_its_start_up(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ quoted next to each assertion.
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import math
 from collections.abc import Callable
@@ -37,6 +38,12 @@ from vbsad_batch.config import (
 )
 from vbsad_batch.demo.lhe_writer import generate_demo
 from vbsad_batch.models import scoring
+from vbsad_batch.models.network_export import (
+    NETWORK_FORMAT_VERSION,
+    network_bytes,
+    network_weights,
+    read_network,
+)
 from vbsad_batch.models.networks import (
     VariationalAutoencoder,
     build_model,
@@ -48,7 +55,8 @@ from vbsad_batch.models.networks import (
     vae_loss,
     vae_nn_loss,
 )
-from vbsad_batch.models.paths import MODEL_FILE_NAME, PREPROCESSING_FILE_NAME
+from vbsad_batch.models.numpy_networks import NumpyNetwork, load_network
+from vbsad_batch.models.paths import MODEL_FILE_NAME, NETWORK_FILE_NAME, PREPROCESSING_FILE_NAME
 from vbsad_batch.models.preprocessing import Preprocessing
 from vbsad_batch.models.scoring import score_datasets
 from vbsad_batch.runtime.progress import ProgressEvent
@@ -414,7 +422,8 @@ def test_save_and_load_give_identical_scores(kind: str, data: Data, tmp_path: Pa
     model = _trained_a_little(kind, data)
     path = save_model(model, tmp_path / "model_dir")
     assert path == tmp_path / "model_dir" / MODEL_FILE_NAME
-    assert [p.name for p in path.parent.iterdir()] == [MODEL_FILE_NAME]  # no temporaries
+    # the Keras model and its NumPy export, no temporaries
+    assert sorted(p.name for p in path.parent.iterdir()) == [MODEL_FILE_NAME, NETWORK_FILE_NAME]
     loaded = load_model(tmp_path / "model_dir")
     assert isinstance(loaded, VariationalAutoencoder)
     assert loaded.kind == kind
@@ -434,6 +443,110 @@ def test_save_and_load_give_identical_scores(kind: str, data: Data, tmp_path: Pa
     )
     with pytest.raises(FileNotFoundError, match="no model file"):
         load_model(tmp_path)
+
+
+# --- the NumPy evaluation of a trained network ---------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["vae", "vae_nn"])
+def test_the_numpy_network_computes_what_tensorflow_computes(
+    kind: str, data: Data, tmp_path: Path
+) -> None:
+    """A trained model evaluated in NumPy from its `network.npz` (as scoring and the report do)
+    equals the Keras model in inference mode: every output, on SM and on shifted EFT events,
+    to float32 rounding (max relative differences seen: ~1e-6)."""
+    model = _trained_a_little(kind, data)
+    save_model(model, tmp_path)
+    network = load_network(tmp_path)
+    assert (network.kind, network.n_features) == (kind, len(FEATURES))
+    for x in (data.sm_test, data.eft_test):
+        expected = {name: t.numpy() for name, t in model(x, training=False).items()}
+        ours = network.forward(x)
+        assert set(ours) == set(expected)
+        for name, values in expected.items():
+            assert ours[name].shape == values.shape, name
+            np.testing.assert_allclose(ours[name], values, rtol=1e-5, atol=1e-6, err_msg=name)
+        tf_scores = scores(model, x, batch_size=512)
+        np_scores = network.scores(x)
+        assert set(np_scores) == set(tf_scores) == set(network.score_names())
+        for name, values in tf_scores.items():
+            assert np_scores[name].dtype == np.float32
+            np.testing.assert_allclose(np_scores[name], values, rtol=1e-5, err_msg=name)
+        # a row's scores do not depend on the rest of its batch
+        small = network.scores(x, batch_size=7)
+        for name in np_scores:
+            assert np.array_equal(small[name], np_scores[name]), name
+    reconstruction = model(data.sm_test, training=False)["reconstruction"].numpy()
+    np.testing.assert_allclose(
+        network.reconstruct(data.sm_test), reconstruction, rtol=1e-5, atol=1e-6
+    )
+    with pytest.raises(ValueError, match=r"expected inputs of shape \(n, 14\)"):
+        network.scores(data.sm_test[:, :5])
+
+
+def test_the_network_file_holds_the_keras_weights_exactly(data: Data, tmp_path: Path) -> None:
+    model = _trained_a_little("vae_nn", data)
+    save_model(model, tmp_path)
+    weights = read_network(tmp_path / NETWORK_FILE_NAME)
+    layers = [layer for part in weights.parts().values() for layer in part]
+    assert [layer.name for layer in layers] == [
+        "encoder_dense_0",
+        "encoder_dense_1",
+        "encoder_dense_2",
+        "z_mean",
+        "z_log_var",
+        "decoder_dense_0",
+        "decoder_dense_1",
+        "decoder_dense_2",
+        "reconstruction",
+        "classifier_dense",
+        "classifier_output",
+    ]
+    for layer in layers:
+        kernel, bias = (w.numpy() for w in model.weights if w.path.split("/")[-2] == layer.name)
+        assert np.array_equal(layer.kernel, kernel), layer.name
+        assert np.array_equal(layer.bias, bias), layer.name
+    activations = [layer.activation for layer in layers]
+    assert activations == ["leaky_relu"] * 3 + ["linear"] * 2 + ["leaky_relu"] * 3 + [
+        "linear",
+        "linear",
+        "hard_sigmoid",
+    ]
+    assert weights.leaky_relu_alpha == model.leaky_relu_alpha
+    # the file is a plain .npz: no pickled objects; writing it again gives the same bytes
+    assert network_bytes(read_network(tmp_path / NETWORK_FILE_NAME)) == network_bytes(weights)
+    with np.load(tmp_path / NETWORK_FILE_NAME, allow_pickle=False) as npz:
+        assert json.loads(str(npz["spec"]))["format_version"] == NETWORK_FORMAT_VERSION
+
+
+def test_a_damaged_or_missing_network_file_is_named(data: Data, tmp_path: Path) -> None:
+    model = _trained_a_little("vae", data)
+    save_model(model, tmp_path)
+    path = tmp_path / NETWORK_FILE_NAME
+    good = path.read_bytes()
+    path.write_bytes(good[: len(good) // 2])
+    with pytest.raises(ValueError, match=rf"{path}: not a readable network file"):
+        load_network(tmp_path)
+    weights = network_weights(model)
+    with np.load(io.BytesIO(network_bytes(weights)), allow_pickle=False) as npz:
+        arrays = {name: npz[name] for name in npz.files}
+    spec = json.loads(str(arrays["spec"]))
+    spec["format_version"] = NETWORK_FORMAT_VERSION + 1
+    buffer = io.BytesIO()
+    np.savez(buffer, **{**arrays, "spec": np.array(json.dumps(spec))})
+    path.write_bytes(buffer.getvalue())
+    with pytest.raises(ValueError, match=r"not a valid network file.*format version"):
+        load_network(tmp_path)
+    del arrays["z_mean.bias"]
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    path.write_bytes(buffer.getvalue())
+    with pytest.raises(ValueError, match=r"not a valid network file.*z_mean\.bias"):
+        load_network(tmp_path)
+    path.unlink()
+    with pytest.raises(FileNotFoundError, match=r"network\.npz: missing"):
+        load_network(tmp_path)
+    assert isinstance(NumpyNetwork(weights), NumpyNetwork)
 
 
 # --- scoring the test datasets -------------------------------------------------------------------
@@ -467,7 +580,7 @@ def test_score_datasets_writes_every_test_dataset(tmp_path: Path) -> None:
     config = load_config(tmp_path / "ana.toml")
     datasets = build_datasets(config)
     model_dir, model, prep = _model_dir(config, "vae_nn", 0)
-    assert scoring._MODEL_FILES == (MODEL_FILE_NAME, PREPROCESSING_FILE_NAME)
+    assert scoring._MODEL_FILES == (NETWORK_FILE_NAME, PREPROCESSING_FILE_NAME)
 
     events: list[ProgressEvent] = []
     paths = list(score_datasets(config, model_dir, progress=events.append, batch_rows=200).outputs)
@@ -490,9 +603,10 @@ def test_score_datasets_writes_every_test_dataset(tmp_path: Path) -> None:
             source.select("event", "input_sha256", "yield")
         )
         assert result.schema["mse"] == pl.Float32
+        # TensorFlow's own scores: NumPy's float64 evaluation is within their float32 rounding
         reference = scores(model, prep.transform(source), batch_size=200)
         for column in ("mse", "kld", "score"):
-            np.testing.assert_allclose(result[column].to_numpy(), reference[column], rtol=1e-6)
+            np.testing.assert_allclose(result[column].to_numpy(), reference[column], rtol=1e-5)
 
     manifest = json.loads((out_dir / "manifest.json").read_text())
     assert manifest["kind"] == "vbsad_batch.scores"
@@ -517,7 +631,7 @@ def test_score_datasets_writes_every_test_dataset(tmp_path: Path) -> None:
     np.testing.assert_allclose(
         rescored,
         scores(other, prep.transform(pl.read_parquet(by_name["sm_test"].path)))["mse"],
-        rtol=1e-6,
+        rtol=1e-5,
     )
 
     # a plain VAE has no classifier score
@@ -534,3 +648,11 @@ def test_score_datasets_writes_every_test_dataset(tmp_path: Path) -> None:
     (vae_dir / PREPROCESSING_FILE_NAME).unlink()
     with pytest.raises(FileNotFoundError, match=r"preprocessing\.json: missing"):
         score_datasets(config, vae_dir)
+    # a model saved before the NumPy export: the error says how to make it again
+    (model_dir / NETWORK_FILE_NAME).unlink()
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"network\.npz: missing \(a model saved before scoring without TensorFlow "
+        r"existed\); train the model again: `vbsad train .*ana\.toml`",
+    ):
+        score_datasets(config, model_dir)

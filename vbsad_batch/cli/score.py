@@ -16,10 +16,9 @@ from vbsad_batch.cli.options import (
     PROG,
     UsageError,
     add_model_options,
-    require_extras,
     selected_models,
 )
-from vbsad_batch.cli.train import MPI_HELP, run_on_ranks
+from vbsad_batch.cli.train import run_on_ranks
 from vbsad_batch.runtime.progress import make_progress_reporter
 
 __all__ = ["add_parser", "run"]
@@ -42,8 +41,11 @@ def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
             "and, for vae_nn, score (classifier output in [0, 1]), plus a manifest. Scores "
             "every model of the config's grid of that kind unless --latent, --seed or "
             "--operator select some. "
-            + MPI_HELP
-            + " The models are spread round-robin over the ranks (the scores are the same)."
+            + "Needs no TensorFlow: the trained networks are evaluated in NumPy (network.npz "
+            "in the model directory). Runs alone or under MPI ('mpiexec -n N', or 'srun "
+            "--mpi=pmi2' under Slurm; mpi4py and an MPICH-ABI MPI, the 'mpi' extra): the models "
+            "are spread round-robin over the ranks (the scores are the same), and only rank 0 "
+            "prints."
         ),
         epilog=(
             f"examples: {PROG} score examples/ssww_real.toml --model vae_nn; "
@@ -57,8 +59,7 @@ def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, console: Console | None) -> int:
     from vbsad_batch.runtime.mpi import world  # noqa: PLC0415
 
-    require_extras("score", "train")
-    comm = world()
+    comm = world()  # no extra: the networks are evaluated in NumPy, without TensorFlow
     return run_on_ranks(comm, partial(_score, args, console, comm))
 
 
@@ -66,7 +67,7 @@ def _score(args: argparse.Namespace, console: Console | None, comm: Communicator
     from vbsad_batch.config import load_config  # noqa: PLC0415 - polars only for this command
     from vbsad_batch.models.paths import MODELS_DIR_NAME  # noqa: PLC0415
 
-    config = load_config(args.config)  # its errors before TensorFlow's start-up
+    config = load_config(args.config)
     model_dirs = []
     for spec in selected_models(config, args):  # the same answer on every rank
         model_dir = config.output_dir / MODELS_DIR_NAME / spec.name
@@ -76,15 +77,8 @@ def _score(args: argparse.Namespace, console: Console | None, comm: Communicator
                 f"{spec.kind}' first"
             )
         model_dirs.append(model_dir)
-    from vbsad_batch.models.tensorflow_import import import_tensorflow_quietly  # noqa: PLC0415
+    from vbsad_batch.models.scoring import score_models  # noqa: PLC0415 - NumPy, no TensorFlow
 
-    import_tensorflow_quietly()
-    from vbsad_batch.models.parallel import (  # noqa: PLC0415 - TensorFlow only here
-        configure_threads,
-        score_models,
-    )
-
-    configure_threads(comm)  # before TensorFlow runs anything
     with make_progress_reporter(quiet=args.quiet or comm.rank != 0, console=console) as reporter:
         results = score_models(config, model_dirs, comm=comm, progress=reporter)
     if results is None or args.quiet:  # only rank 0 prints

@@ -32,8 +32,9 @@ __all__ = [
     "training_datasets",
 ]
 
-TRAINING_FORMAT_VERSION = 4
-"""Version of the model directory layout and checkpoint; bump when either changes."""
+TRAINING_FORMAT_VERSION = 5
+"""Version of the model directory layout and checkpoint; bump when either changes (5: the
+network's NumPy export `network.npz`, which scoring and the report read)."""
 
 MODEL_MANIFEST_KIND = "vbsad_batch.model"
 

@@ -27,7 +27,9 @@ so that the parts of all ranks sum to `vae_loss` / `vae_nn_loss` of the whole ba
 
 The Keras layers and the model are registered for Keras serialisation (package "vbsad_batch"):
 `save_model` writes one `.keras` file that `load_model` reads back into a model with identical
-scores. Only this module and the stage modules that train or score import TensorFlow.
+scores, and beside it `network.npz`, the dense layers as arrays, which scoring and the report
+evaluate in NumPy (`vbsad_batch.models.numpy_networks`). Only this module and the modules that
+train import TensorFlow.
 """
 
 from __future__ import annotations
@@ -45,7 +47,8 @@ import numpy as np
 import tensorflow as tf
 
 from vbsad_batch.config import ModelKind
-from vbsad_batch.models.paths import MODEL_FILE_NAME
+from vbsad_batch.models.network_export import network_bytes, network_weights
+from vbsad_batch.models.paths import MODEL_FILE_NAME, NETWORK_FILE_NAME
 from vbsad_batch.runtime.atomic_write import write_bytes_atomic
 
 if TYPE_CHECKING:
@@ -535,9 +538,12 @@ def scores(model: Any, x: np.ndarray, *, batch_size: int = 65536) -> dict[str, n
 
 
 def save_model(model: Any, directory: Path) -> Path:
-    """Write `model` to `<directory>/model.keras` (atomically) and return that path."""
+    """Write `model` to `<directory>/model.keras` and its dense layers to
+    `<directory>/network.npz` (`vbsad_batch.models.network_export`: what scoring and the report
+    evaluate without TensorFlow), each atomically; return the path of the Keras file."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    write_bytes_atomic(directory / NETWORK_FILE_NAME, network_bytes(network_weights(model)))
     dest = directory / MODEL_FILE_NAME
     # Keras insists on a ".keras" file name; the model is small: write it to a scratch
     # directory, then move its bytes into place atomically.

@@ -8,7 +8,8 @@ models r, r + N, ...: static, not by timing), each trained by one process exactl
 that each model's outputs are those of a 1-rank run (the weights bit for bit; see
 `train_models`). Rank 0 gathers the results; a model that fails on any rank fails the call on
 every rank (`RankFailure`, naming the rank and the model), without a hang. Scoring is always
-task parallel: one model's scores per rank at a time.
+task parallel: one model's scores per rank at a time (`score_models`, defined in
+`vbsad_batch.models.scoring`, which does not import TensorFlow).
 
 Data parallel (`[training] data_parallel = true`, N > 1 ranks): the models are trained one
 after the other, each on all ranks (`vbsad_batch.models.data_parallel`).
@@ -26,10 +27,9 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
 from vbsad_batch.config import AnalysisConfig, ModelSpec
-from vbsad_batch.models.scoring import ScoringResult, score_datasets
+from vbsad_batch.models.scoring import score_models  # re-exported: scoring needs no TensorFlow
 from vbsad_batch.models.training import TrainingResult, train
 from vbsad_batch.runtime.mpi import Communicator, map_work, ranks_on_node, world
 from vbsad_batch.runtime.progress import ProgressCallback
@@ -134,32 +134,3 @@ def train_models(
         results = [one(spec, comm=comm) for spec in specs]
         return results if comm.rank == 0 else None
     return map_work(list(specs), one, comm=comm)
-
-
-def score_models(
-    config: AnalysisConfig,
-    model_dirs: Sequence[Path],
-    *,
-    comm: Communicator | None = None,
-    force: bool = False,
-    progress: ProgressCallback | None = None,
-) -> list[ScoringResult] | None:
-    """Score the models in `model_dirs` round-robin over the ranks of `comm` (collective call:
-    every rank calls it with the same arguments), each with `score_datasets`.
-
-    Returns:
-        on rank 0, the results in the order of `model_dirs`; None on the other ranks.
-
-    Raises:
-        RankFailure: on every rank, scoring failed on some rank (with one rank: the error
-            itself).
-    """
-    comm = world() if comm is None else comm
-    mine = progress if comm.rank == 0 else None
-
-    def one(model_dir: Path) -> ScoringResult:
-        return score_datasets(config, model_dir, progress=mine, force=force)
-
-    if comm.size == 1:  # alone: each model's own errors, unwrapped
-        return [one(model_dir) for model_dir in model_dirs]
-    return map_work(list(model_dirs), one, comm=comm)

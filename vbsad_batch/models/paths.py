@@ -1,6 +1,6 @@
 """Where the models of an analysis live: the names of their directories and files.
 
-Kept free of TensorFlow so that the pipeline and the report can name model directories
+Kept free of TensorFlow so that the pipeline, scoring and the report can name model directories
 without loading it; `vbsad_batch.models.training` writes into exactly these directories.
 """
 
@@ -17,6 +17,7 @@ __all__ = [
     "METRICS_NAME",
     "MODELS_DIR_NAME",
     "MODEL_FILE_NAME",
+    "NETWORK_FILE_NAME",
     "PREPROCESSING_FILE_NAME",
     "model_directory",
 ]
@@ -26,6 +27,9 @@ MODELS_DIR_NAME = "models"
 
 MODEL_FILE_NAME = "model.keras"
 """The Keras model inside a model directory (`vbsad_batch.models.networks.save_model`)."""
+NETWORK_FILE_NAME = "network.npz"
+"""The model's dense layers as arrays, written with the Keras model: what scoring and the report
+evaluate, in NumPy (`vbsad_batch.models.network_export`)."""
 PREPROCESSING_FILE_NAME = "preprocessing.json"
 """The preprocessing parameters inside a model directory (`Preprocessing.to_json`)."""
 CONFIG_COPY_NAME = "config.toml"

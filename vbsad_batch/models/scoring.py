@@ -1,8 +1,8 @@
 """Per-event anomaly scores of a trained model on every test and validation dataset, as Parquet
 with a manifest.
 
-`score_datasets(config, model_dir)` reads the model directory (`model.keras` and
-`preprocessing.json`, see `vbsad_batch.models.networks`) and the test and validation datasets of
+`score_datasets(config, model_dir)` reads the model directory (`network.npz`, the trained
+network's dense layers, and `preprocessing.json`) and the test and validation datasets of
 `vbsad datasets` (`sm_test`, `lin_test_<op>`, `quad_test_<op>`, `mix_test_<op1>_<op2>`, and the
 same `_validation_` ones: the scan may choose its regions on the validation events), and writes
 into `<config.output_dir>/scores/<model dir name>/`:
@@ -10,7 +10,8 @@ into `<config.output_dir>/scores/<model dir name>/`:
 - `<dataset>.parquet` per dataset, one row per event in the dataset's order, columns
   `event`, `input_sha256`, `yield` (copied: they identify the event and give its expected
   count at the config's luminosity) and the scores `mse`, `kld` (float32, see
-  `vbsad_batch.models.networks`) and, for a VAE+NN, `score` (classifier output in [0, 1]);
+  `vbsad_batch.models.numpy_networks`) and, for a VAE+NN, `score` (classifier output in
+  [0, 1]);
 - `manifest.json`, written last: the model files' SHA-256 and a checksum of the model
   directory, each dataset's SHA-256 (checked against the datasets manifest), and per output
   its rows and SHA-256.
@@ -18,8 +19,13 @@ into `<config.output_dir>/scores/<model dir name>/`:
 Datasets are read and scored in batches of `batch_rows` events, so memory does not grow with
 the dataset size; each output is written atomically. A re-run whose model, datasets and tool
 version equal the manifest's, and whose outputs are all still there with their recorded
-contents, does nothing (the stage contract). TensorFlow is imported only when something has
-to be scored.
+contents, does nothing (the stage contract).
+
+No TensorFlow: the network is evaluated in NumPy (`vbsad_batch.models.numpy_networks`), with
+TensorFlow's inference-mode scores to float32 rounding (relative differences ~1e-6). A model
+directory without `network.npz` (saved before the export existed) is an error that names the
+command that trains it again; for a model of `vbsad train` the stage contract already says so,
+its format version having changed.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ import pyarrow.parquet as pq
 from vbsad_batch.config import AnalysisConfig, ModelSpec
 from vbsad_batch.errors import StaleInputError
 from vbsad_batch.models.model_unit import current_model
+from vbsad_batch.models.numpy_networks import NumpyNetwork, load_network
 from vbsad_batch.models.paths import (
     CHECKPOINT_NAME,
     CONFIG_COPY_NAME,
@@ -47,10 +54,12 @@ from vbsad_batch.models.paths import (
     METRICS_NAME,
     MODEL_FILE_NAME,
     MODELS_DIR_NAME,
+    NETWORK_FILE_NAME,
     PREPROCESSING_FILE_NAME,
 )
 from vbsad_batch.models.preprocessing import Preprocessing
 from vbsad_batch.runtime.file_errors import reading
+from vbsad_batch.runtime.mpi import Communicator, map_work, world
 from vbsad_batch.runtime.progress import ProgressCallback, ProgressEvent
 from vbsad_batch.runtime.provenance import MANIFEST_NAME, sha256_file, tool_version
 from vbsad_batch.runtime.stage import StageOutputs, StageResult, StageUnit, command
@@ -66,6 +75,7 @@ __all__ = [
     "is_scored_dataset",
     "model_checksum",
     "score_datasets",
+    "score_models",
     "scores_directory",
     "scores_unit",
 ]
@@ -73,7 +83,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 SCORES_DIR_NAME = "scores"
-SCORES_FORMAT_VERSION = 2
+SCORES_FORMAT_VERSION = 3
 """Version of the scores layout and manifest; bump when either changes."""
 
 SCORE_BATCH_ROWS = 1 << 18
@@ -85,7 +95,7 @@ ID_COLUMNS: tuple[str, ...] = ("event", "input_sha256", "yield")
 MANIFEST_KIND = "vbsad_batch.scores"
 _STAGE = "score"
 _SCORED_DATASET = re.compile(r"sm_(test|validation)|(lin|quad|mix)_(test|validation)_.+")
-_MODEL_FILES = (MODEL_FILE_NAME, PREPROCESSING_FILE_NAME)  # the files that define the scores
+_MODEL_FILES = (NETWORK_FILE_NAME, PREPROCESSING_FILE_NAME)  # the files that define the scores
 _TRAIN_ONLY_FILES = (MANIFEST_NAME, CHECKPOINT_NAME, CONFIG_COPY_NAME, HISTORY_NAME, METRICS_NAME)
 
 
@@ -100,20 +110,29 @@ def scores_directory(config: AnalysisConfig, model_dir: Path) -> Path:
     return config.output_dir / SCORES_DIR_NAME / Path(model_dir).resolve().name
 
 
-def model_checksum(model_dir: Path) -> tuple[str, dict[str, str]]:
+def model_checksum(model_dir: Path, *, remake: str = "vbsad train") -> tuple[str, dict[str, str]]:
     """(checksum of the model directory, SHA-256 per model file).
 
     The checksum is the SHA-256 of the lines "<file name> <file SHA-256>" of the files that
-    define the scores (`model.keras`, `preprocessing.json`), in that order.
+    define the scores (`network.npz`, `preprocessing.json`), in that order.
+
+    Args:
+        model_dir: the model directory.
+        remake: the command that trains the model, for the error message.
 
     Raises:
-        FileNotFoundError: a model file is missing.
+        FileNotFoundError: a model file is missing (its message names `remake`).
     """
     files: dict[str, str] = {}
     for name in _MODEL_FILES:
         path = Path(model_dir) / name
         if not path.is_file():
-            raise FileNotFoundError(f"{path}: missing; train a model first (vbsad train)")
+            why = (
+                " (a model saved before scoring without TensorFlow existed)"
+                if name == NETWORK_FILE_NAME and (Path(model_dir) / MODEL_FILE_NAME).is_file()
+                else ""
+            )
+            raise FileNotFoundError(f"{path}: missing{why}; train the model again: `{remake}`")
         files[name] = sha256_file(path)
     text = "".join(f"{name} {digest}\n" for name, digest in files.items())
     return hashlib.sha256(text.encode()).hexdigest(), files
@@ -153,7 +172,8 @@ def _model_key(config: AnalysisConfig, model_dir: Path) -> dict[str, Any]:
     after checking, for a model of `vbsad train`, that it is complete and current."""
     if _trained_by_vbsad(model_dir):
         current_model(config, model_dir)
-    checksum, files = model_checksum(model_dir)
+    remake = command("train", config.path, *_model_options(model_dir.name))
+    checksum, files = model_checksum(model_dir, remake=remake)
     return {"checksum": checksum, "files": files}
 
 
@@ -207,8 +227,8 @@ def _score_one(
     dataset: Path,
     out: StageOutputs,
     *,
-    model: Any,
-    preprocessing: Any,
+    model: NumpyNetwork,
+    preprocessing: Preprocessing,
     batch_rows: int,
     emit: ProgressCallback,
     name: str,
@@ -217,15 +237,13 @@ def _score_one(
 ) -> int:
     """Score one dataset into the output `<name>.parquet`; return the number of rows (a
     dataset that cannot be read: an error naming it and `remake`, the command that makes it)."""
-    from vbsad_batch.models.networks import scores  # noqa: PLC0415 - TensorFlow only when scoring
-
     with reading(dataset, what="dataset (Parquet)", remake=remake):
         source = pq.ParquetFile(dataset)
         have = source.schema_arrow
     missing = [c for c in (*preprocessing.features, *ID_COLUMNS) if c not in have.names]
     if missing:
         raise ValueError(f"{dataset}: column(s) {', '.join(missing)} missing")
-    score_names = ["mse", "kld"] + (["score"] if model.kind == "vae_nn" else [])
+    score_names = model.score_names()
     schema = pa.schema(
         [have.field(c) for c in ID_COLUMNS] + [pa.field(n, pa.float32()) for n in score_names]
     )
@@ -243,7 +261,7 @@ def _score_one(
                 break
             frame = pl.from_arrow(batch)
             assert isinstance(frame, pl.DataFrame)
-            result = scores(model, preprocessing.transform(frame))
+            result = model.scores(preprocessing.transform(frame))
             arrays = [batch.column(c) for c in ID_COLUMNS]
             arrays += [pa.array(result[n], type=pa.float32()) for n in score_names]
             writer.write_table(pa.Table.from_arrays(arrays, schema=schema))
@@ -283,8 +301,9 @@ def score_datasets(
 
     Args:
         config: the analysis configuration (its output_dir holds the datasets).
-        model_dir: a model directory of `vbsad train` (or any directory with a `model.keras`
-            and its `preprocessing.json`).
+        model_dir: a model directory of `vbsad train` (or any directory with a `network.npz`
+            and its `preprocessing.json`, as `networks.save_model` and `Preprocessing.to_json`
+            write them).
         progress: called with `ProgressEvent`s (stage "score", one item per dataset).
         batch_rows: events per batch.
         force: rescore even when everything is up to date.
@@ -305,11 +324,9 @@ def score_datasets(
     unit = scores_unit(config, model_dir.name)
 
     def write(out: StageOutputs, reason: str) -> str:
-        from vbsad_batch.models.networks import load_model  # noqa: PLC0415 - TensorFlow here
-
         model_remake = command("train", config.path)
-        with reading(model_dir / MODEL_FILE_NAME, what="Keras model", remake=model_remake):
-            model = load_model(model_dir)
+        with reading(model_dir / NETWORK_FILE_NAME, what="network (NumPy)", remake=model_remake):
+            model = load_network(model_dir)
         preprocessing_file = model_dir / PREPROCESSING_FILE_NAME
         with reading(preprocessing_file, what="preprocessing (JSON)", remake=model_remake):
             preprocessing = Preprocessing.from_json(preprocessing_file.read_text(encoding="utf-8"))
@@ -357,3 +374,32 @@ def score_datasets(
     ran = unit.run(_key(model_files, datasets), write, force=force, progress=progress)
     kind = ran.value if ran.value is not None else str(ran.manifest.get("model_kind", ""))
     return ScoringResult(**ran.fields(f"{len(datasets)} dataset(s)"), model_kind=kind)
+
+
+def score_models(
+    config: AnalysisConfig,
+    model_dirs: Sequence[Path],
+    *,
+    comm: Communicator | None = None,
+    force: bool = False,
+    progress: ProgressCallback | None = None,
+) -> list[ScoringResult] | None:
+    """Score the models in `model_dirs` round-robin over the ranks of `comm` (collective call:
+    every rank calls it with the same arguments), each with `score_datasets`.
+
+    Returns:
+        on rank 0, the results in the order of `model_dirs`; None on the other ranks.
+
+    Raises:
+        RankFailure: on every rank, scoring failed on some rank (with one rank: the error
+            itself).
+    """
+    comm = world() if comm is None else comm
+    mine = progress if comm.rank == 0 else None
+
+    def one(model_dir: Path) -> ScoringResult:
+        return score_datasets(config, model_dir, progress=mine, force=force)
+
+    if comm.size == 1:  # alone: each model's own errors, unwrapped
+        return [one(model_dir) for model_dir in model_dirs]
+    return map_work(list(model_dirs), one, comm=comm)

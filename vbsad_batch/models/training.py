@@ -130,6 +130,7 @@ from vbsad_batch.models.paths import (
     HISTORY_NAME,
     METRICS_NAME,
     MODEL_FILE_NAME,
+    NETWORK_FILE_NAME,
     PREPROCESSING_FILE_NAME,
 )
 from vbsad_batch.models.preprocessing import Preprocessing
@@ -478,6 +479,7 @@ def _write_model(run: _Training, out: StageOutputs) -> dict[str, Any]:
     _, val_mse, val_kld = validation_function(run.model, run.training)(run.data)
     save_model(run.model, out.directory)
     out.add(MODEL_FILE_NAME)
+    out.add(NETWORK_FILE_NAME)  # written by save_model: the network for NumPy scoring
     out.write_text(PREPROCESSING_FILE_NAME, run.prep.to_json())
     out.write_bytes(CONFIG_COPY_NAME, run.config.path.read_bytes())
     out.write_text(HISTORY_NAME, _history_csv(run.state.history))
