@@ -18,19 +18,31 @@ FloatArray = npt.NDArray[np.float64]
 _EPS = float(np.finfo(np.float64).eps)
 
 
+def _g_and_slope(x: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """``g(x) = (1 + x) ln(1 + x) - x`` for x >= -1 (a series near 0, the limit 1 for x <= -1)
+    and its derivative ``g'(x) = ln(1 + x)``; elementwise (no value depends on the others)."""
+    shape = np.shape(x)
+    x = np.asarray(x, dtype=np.float64).reshape(-1)
+    with np.errstate(all="ignore"):
+        slope = np.log1p(x)
+        out = (1.0 + x) * slope - x
+        small = np.flatnonzero(np.abs(x) < 1e-2)
+        if small.size:
+            # sum_{n>=2} (-1)^n x^n / (n (n-1)): error < |x|^10 / 90 relative to x^2/2 at
+            # |x| < 1e-2; summed only where it is used
+            xs = x[small]
+            series = np.zeros_like(xs)
+            power = xs * xs
+            for n in range(2, 11):
+                series = series + (1.0 if n % 2 == 0 else -1.0) * power / (n * (n - 1))
+                power = power * xs
+            out[small] = series
+    return np.where(x <= -1.0, 1.0, out).reshape(shape), slope.reshape(shape)
+
+
 def _g(x: FloatArray) -> FloatArray:
     """``(1 + x) ln(1 + x) - x`` for x >= -1 (a series near 0, the limit 1 for x <= -1)."""
-    x = np.asarray(x, dtype=np.float64)
-    with np.errstate(all="ignore"):
-        direct = (1.0 + x) * np.log1p(x) - x
-        # sum_{n>=2} (-1)^n x^n / (n (n-1)): error < |x|^10 / 90 relative to x^2/2 at |x| < 1e-2
-        series = np.zeros_like(x)
-        power = x * x
-        for n in range(2, 11):
-            series = series + (1.0 if n % 2 == 0 else -1.0) * power / (n * (n - 1))
-            power = power * x
-    out = np.where(np.abs(x) < 1e-2, series, direct)
-    return np.where(x <= -1.0, 1.0, out)
+    return _g_and_slope(x)[0]
 
 
 def asimov_z(s: npt.ArrayLike, b: npt.ArrayLike) -> FloatArray:
@@ -52,29 +64,42 @@ def _solve_g(target: FloatArray, lo: FloatArray, hi: FloatArray) -> FloatArray:
     """x in the bracket [lo, hi] (either order) with ``g(x) = target``; g is monotone and convex
     on the bracket and g - target changes sign across it. Vectorized Newton steps from the end
     where g > target, replaced by bisection whenever a step would leave the current bracket
-    (e.g. at x = -1 where g' is infinite); to ~machine precision."""
-    lo = lo.copy()
-    hi = hi.copy()
+    (e.g. at x = -1 where g' is infinite); to ~machine precision.
+
+    Each element stops at its own convergence and only the elements not yet converged are
+    iterated, so an element's root does not depend on the others in the array (any chunking,
+    any subset gives the same bits) and the cost is the sum, not the maximum, of the
+    iterations."""
+    lo = np.array(lo, dtype=np.float64)
+    hi = np.array(hi, dtype=np.float64)
+    target = np.asarray(target, dtype=np.float64)
     f_lo = _g(lo) - target
     sign_lo = np.sign(f_lo)
     # start at the end where g > target: on a convex function Newton steps from there converge
     # monotonically (quadratically) without leaving the bracket
     x = np.where(f_lo >= 0, lo, hi)
+    out = x.copy()
+    active = np.arange(x.size)
     for _ in range(200):
-        f = _g(x) - target
+        g, slope = _g_and_slope(x)
+        f = g - target
         same = np.sign(f) == sign_lo
         lo = np.where(same, x, lo)
         hi = np.where(same, hi, x)
         with np.errstate(all="ignore"):
-            newton = x - f / np.log1p(x)
+            newton = x - f / slope
         low, high = np.minimum(lo, hi), np.maximum(lo, hi)
         inside = np.isfinite(newton) & (newton > low) & (newton < high)
         x_new = np.where(f == 0, x, np.where(inside, newton, 0.5 * (lo + hi)))
         done = (np.abs(x_new - x) <= 32 * _EPS * np.abs(x)) | ~np.isfinite(x_new)
-        x = x_new
+        out[active] = x_new
         if bool(np.all(done)):
             break
-    return x
+        going = ~done
+        active = active[going]
+        x, lo, hi = x_new[going], lo[going], hi[going]
+        target, sign_lo = target[going], sign_lo[going]
+    return out
 
 
 def asimov_signals(sm_yield: FloatArray, significance: float) -> tuple[FloatArray, FloatArray]:
