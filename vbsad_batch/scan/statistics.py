@@ -195,11 +195,22 @@ def _distinct_sorted(sorted_values: FloatArray) -> tuple[FloatArray, IntArray]:
     return sorted_values[starts], starts
 
 
-def _layout(sm: ScoreSample, lin: ScoreSample, quad: ScoreSample) -> _Layout:
+def _layout(
+    sm: ScoreSample,
+    lin: ScoreSample,
+    quad: ScoreSample,
+    sm_sorted: tuple[IntArray, FloatArray] | None = None,
+) -> _Layout:
+    """The sort orders and threshold positions of three samples; `sm_sorted`: the SM sample's
+    argsort and sorted scores when already known (the same arrays this would compute)."""
     samples = (sm, lin, quad)
     orders: list[IntArray] = []
     sorted_scores: list[FloatArray] = []
     for i, sample in enumerate(samples):
+        if i == 0 and sm_sorted is not None:
+            orders.append(sm_sorted[0])
+            sorted_scores.append(sm_sorted[1])
+            continue
         reuse = next(
             (
                 j
@@ -386,9 +397,15 @@ def threshold_coefficients(
     admissible: Admissibility,
     *,
     statistic: Statistic = "proxy",
+    signals: tuple[FloatArray, FloatArray] | None = None,
 ) -> tuple[FloatArray, FloatArray]:
     """Per threshold, (c_minus, c_plus): the first crossings of the significance on each side;
-    NaN where the region is inadmissible or the significance is never reached."""
+    NaN where the region is inadmissible or the significance is never reached.
+
+    `signals` (Asimov only): per threshold of `scan`, the signals (s_plus, s_minus) at which
+    the Asimov Z of its SM yield reaches `significance` (`asimov_signals` of ``scan.sm_yield``,
+    needed at the admissible thresholds only), when already known, e.g. from
+    `vbsad_batch.scan.sm_column.SMColumn`, which solves them once for every operator."""
     check_significance(significance)
     if statistic not in ("proxy", "asimov"):
         raise ValueError(f"unknown statistic {statistic!r}")
@@ -401,6 +418,8 @@ def threshold_coefficients(
         if statistic == "proxy":
             k = significance * np.sqrt(s)
             s_plus, s_minus = k, -k
+        elif signals is not None:
+            s_plus, s_minus = signals[0][rows], signals[1][rows]
         else:
             s_plus, s_minus = asimov_signals(s, significance)
         c_minus[rows], c_plus[rows] = first_crossings(
@@ -426,9 +445,15 @@ def _point(scan: ThresholdScan, values: FloatArray) -> LimitPoint | None:
 
 
 def _solve(
-    scan: ThresholdScan, significance: float, admissible: Admissibility, statistic: Statistic
+    scan: ThresholdScan,
+    significance: float,
+    admissible: Admissibility,
+    statistic: Statistic,
+    signals: tuple[FloatArray, FloatArray] | None = None,
 ) -> CoefficientLimit:
-    c_minus, c_plus = threshold_coefficients(scan, significance, admissible, statistic=statistic)
+    c_minus, c_plus = threshold_coefficients(
+        scan, significance, admissible, statistic=statistic, signals=signals
+    )
     return CoefficientLimit(
         minus=_point(scan, c_minus),
         plus=_point(scan, c_plus),
@@ -446,15 +471,32 @@ def solve_proxy(
 
 
 def solve_asimov(
-    scan: ThresholdScan, significance: float, admissible: Admissibility
+    scan: ThresholdScan,
+    significance: float,
+    admissible: Admissibility,
+    *,
+    signals: tuple[FloatArray, FloatArray] | None = None,
 ) -> CoefficientLimit:
     """As `solve_proxy` with the two-sided Asimov significance ``Z(c L + c^2 Q, S)``.
 
     Per threshold, ``Z = z`` is first solved for the signal s (both signs; exact brackets,
     vectorized bracketed Newton, see `vbsad_batch.scan.asimov.asimov_signals`), then
-    ``Q c^2 + L c = s`` exactly.
+    ``Q c^2 + L c = s`` exactly. `signals`: those s when already known (see
+    `threshold_coefficients`).
     """
-    return _solve(scan, significance, admissible, "asimov")
+    return _solve(scan, significance, admissible, "asimov", signals)
+
+
+def _rows(scan: ThresholdScan, index: IntArray) -> ThresholdScan:
+    """The thresholds `index` of `scan` alone."""
+    return ThresholdScan(
+        threshold=scan.threshold[index],
+        sm_yield=scan.sm_yield[index],
+        lin_yield=scan.lin_yield[index],
+        quad_yield=scan.quad_yield[index],
+        sm_mc_events=scan.sm_mc_events[index],
+        sm_efficiency=scan.sm_efficiency[index],
+    )
 
 
 def quote_limit(
@@ -468,31 +510,45 @@ def quote_limit(
     first crossing on that side, or not reached (region empty, inadmissible, or never reaching
     the significance on these events). The reported threshold is the chosen one; its index
     points into `scan` (the first threshold of `scan` at or above it: the same region).
+    Only those (at most two) regions are solved: every threshold's roots are independent of
+    the others', so this equals solving the whole scan and picking them.
     """
-    c_minus, c_plus = threshold_coefficients(
-        scan, chosen.significance, admissible, statistic=chosen.statistic
+    points = (chosen.minus, chosen.plus)
+    index = np.asarray(
+        [
+            len(scan)
+            if point is None
+            else int(np.searchsorted(scan.threshold, point.threshold, side="left"))
+            for point in points
+        ],
+        dtype=np.int64,
     )
+    present = index < len(scan)
+    c_minus, c_plus = threshold_coefficients(
+        _rows(scan, index[present]), chosen.significance, admissible, statistic=chosen.statistic
+    )
+    values = (np.full(2, np.nan), np.full(2, np.nan))
+    values[0][present], values[1][present] = c_minus, c_plus
 
-    def side(point: LimitPoint | None, values: FloatArray) -> LimitPoint | None:
-        if point is None:
-            return None
-        index = int(np.searchsorted(scan.threshold, point.threshold, side="left"))
-        if index >= len(scan) or not math.isfinite(float(values[index])):
+    def side(k: int) -> LimitPoint | None:
+        point, at = points[k], int(index[k])
+        value = float(values[k][k])
+        if point is None or at >= len(scan) or not math.isfinite(value):
             return None
         return LimitPoint(
-            c=float(values[index]),
+            c=value,
             threshold=point.threshold,
-            threshold_index=index,
-            sm_yield=float(scan.sm_yield[index]),
-            lin_yield=float(scan.lin_yield[index]),
-            quad_yield=float(scan.quad_yield[index]),
-            sm_mc_events=int(scan.sm_mc_events[index]),
-            sm_efficiency=float(scan.sm_efficiency[index]),
+            threshold_index=at,
+            sm_yield=float(scan.sm_yield[at]),
+            lin_yield=float(scan.lin_yield[at]),
+            quad_yield=float(scan.quad_yield[at]),
+            sm_mc_events=int(scan.sm_mc_events[at]),
+            sm_efficiency=float(scan.sm_efficiency[at]),
         )
 
     return CoefficientLimit(
-        minus=side(chosen.minus, c_minus),
-        plus=side(chosen.plus, c_plus),
+        minus=side(0),
+        plus=side(1),
         significance=chosen.significance,
         statistic=chosen.statistic,
     )

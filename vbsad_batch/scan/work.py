@@ -21,6 +21,7 @@ from vbsad_batch.scan.baseline import CUT_MODEL, best_single_cut, observable_sam
 from vbsad_batch.scan.contours import PairScan, contour_2d, pair_region, scan_pair, sigma_2d
 from vbsad_batch.scan.likelihood import interval_95cl
 from vbsad_batch.scan.scores import ModelScores, ScoreColumns, load_columns, score_samples
+from vbsad_batch.scan.sm_column import SMColumn
 from vbsad_batch.scan.statistics import (
     Admissibility,
     CoefficientLimit,
@@ -30,7 +31,6 @@ from vbsad_batch.scan.statistics import (
     ThresholdScan,
     bootstrap_limits,
     quote_limit,
-    scan_thresholds,
     sigma_curve,
     solve_asimov,
     solve_proxy,
@@ -161,6 +161,7 @@ class Worker:
         self._emit = emit
         self._n_items = n_items
         self._cache: dict[tuple[str, str, str], ScoreColumns] = {}
+        self._sm_columns: dict[tuple[str, str, str], SMColumn] = {}
 
     def _columns(self, model: str, dataset: str, column: str) -> ScoreColumns:
         key = (model, dataset, column)
@@ -168,6 +169,38 @@ class Worker:
             path, _ = self._models[model].files[dataset]
             self._cache[key] = load_columns(path, column)
         return self._cache[key]
+
+    def _sm_column(self, item: WorkItem, sm: ScoreSample, split: str) -> SMColumn:
+        """What depends on the SM events of the item's score column only (kept for the
+        operators that follow)."""
+        key = (item.model, f"sm_{split}", item.score)
+        if key not in self._sm_columns:
+            self._sm_columns[key] = SMColumn(sm)
+        return self._sm_columns[key]
+
+    def release(self, keep: WorkItem | None) -> None:
+        """Forget the score columns (and SM sides) that `keep` does not use: items come grouped
+        by model, score column and operator, so a rank holds one group's data at a time."""
+        if keep is None or keep.model == CUT_MODEL:
+            self._cache.clear()
+            self._sm_columns.clear()
+            return
+        needed = {
+            f"{kind}_{split}_{op}"
+            for kind in ("lin", "quad")
+            for split in ("test", "validation")
+            for op in (keep.operator, keep.partner)
+            if op is not None
+        }
+        needed |= {"sm_test", "sm_validation"}
+        if keep.partner is not None:
+            needed.add(mix_name(keep.operator, keep.partner))
+        for key in list(self._cache):
+            if key[0] != keep.model or key[2] != keep.score or key[1] not in needed:
+                del self._cache[key]
+        for key in list(self._sm_columns):
+            if key[0] != keep.model or key[2] != keep.score:
+                del self._sm_columns[key]
 
     def _samples(self, item: WorkItem, split: str) -> tuple[ScoreSample, ScoreSample, ScoreSample]:
         op = item.operator
@@ -178,6 +211,7 @@ class Worker:
     def __call__(self, item: WorkItem) -> PointResult | ContourResult | CutResult | np.ndarray:
         start_time = time.monotonic()  # for progress reports only, never in the outputs
         settings = self._settings
+        self.release(item)
         result: PointResult | ContourResult | CutResult | np.ndarray
         if item.model == CUT_MODEL:
             result = self._cut(item.operator)
@@ -236,20 +270,26 @@ class Worker:
     ) -> PointResult:
         settings = self._settings
         z, admissible = settings.significance, self._admissible
-        scan = scan_thresholds(*test)
+        test_sm = self._sm_column(item, test[0], "test")
+        tested = test_sm.scan(test[1], test[2])
+        scan = tested.scan
         on_test = solve_proxy(scan, z, admissible)
         other: CoefficientLimit | None = None
         if choice is None:
-            proxy, asimov = on_test, solve_asimov(scan, z, admissible)
+            signals = test_sm.asimov_signals(tested, z, admissible)
+            proxy, asimov = on_test, solve_asimov(scan, z, admissible, signals=signals)
             if self._has_validation(item):
                 validation = self._samples(item, "validation")
-                other = quote_limit(
-                    scan, solve_proxy(scan_thresholds(*validation), z, admissible), admissible
-                )
+                chosen = self._sm_column(item, validation[0], "validation").scan(*validation[1:])
+                other = quote_limit(scan, solve_proxy(chosen.scan, z, admissible), admissible)
         else:
-            chosen = scan_thresholds(*choice)
-            proxy = quote_limit(scan, solve_proxy(chosen, z, admissible), admissible)
-            asimov = quote_limit(scan, solve_asimov(chosen, z, admissible), admissible)
+            choice_sm = self._sm_column(item, choice[0], "validation")
+            chosen = choice_sm.scan(choice[1], choice[2])
+            signals = choice_sm.asimov_signals(chosen, z, admissible)
+            proxy = quote_limit(scan, solve_proxy(chosen.scan, z, admissible), admissible)
+            asimov = quote_limit(
+                scan, solve_asimov(chosen.scan, z, admissible, signals=signals), admissible
+            )
             other = on_test
         low, high = interval_95cl(*test, bins=settings.interval_bins)
         thresholds = np.asarray(scan.threshold, dtype=np.float64)

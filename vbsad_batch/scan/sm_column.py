@@ -1,0 +1,128 @@
+"""What depends only on the SM events of one score column, computed once for every operator.
+
+The SM sample of a score column is the same for every operator: its sort order, its suffix
+sums (the SM yield S above every threshold, events), its Monte Carlo counts and, above all, the
+Asimov signals s(S) at which the significance of S reaches z (a root solve per threshold) are
+functions of the SM events alone. `SMColumn` computes them once and scans each operator's LIN
+and QUAD samples against them. Every number equals what `scan_thresholds` and `solve_asimov`
+compute from scratch, bit for bit (the same operations on the same values).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from vbsad_batch.scan.asimov import asimov_signals
+from vbsad_batch.scan.statistics import (
+    Admissibility,
+    FloatArray,
+    IntArray,
+    ScoreSample,
+    ThresholdScan,
+    _distinct_sorted,
+    _layout,
+    sums_above,
+)
+
+__all__ = ["OperatorScan", "SMColumn"]
+
+
+class OperatorScan:
+    """The scan of one operator against an `SMColumn`.
+
+    Attributes:
+        scan: S, L, Q above every threshold (as `scan_thresholds` gives).
+        sm_position: per threshold, the number of SM events (sorted by score) below it: S is
+            the SM suffix sum from there.
+    """
+
+    __slots__ = ("scan", "sm_position")
+
+    def __init__(self, scan: ThresholdScan, sm_position: IntArray) -> None:
+        self.scan = scan
+        self.sm_position = sm_position
+
+
+class SMColumn:
+    """The SM events of one score column, sorted once, with their sums and Asimov signals."""
+
+    def __init__(self, sm: ScoreSample) -> None:
+        self.sample = sm
+        self._order = np.argsort(sm.score).astype(np.int64)
+        self._sorted = sm.score[self._order]
+        n = self._order.size
+        self._suffix = sums_above(sm.yield_[self._order], np.arange(n + 1, dtype=np.int64))
+        self._total = float(np.sum(sm.yield_))
+        self._threshold, self._starts = _distinct_sorted(self._sorted)
+        self._shared: tuple[FloatArray, IntArray, FloatArray] | None = None
+        # Asimov signals per SM position (n + 1 of them), solved on demand, per significance
+        self._signals: dict[float, tuple[FloatArray, FloatArray, np.ndarray]] = {}
+
+    def __len__(self) -> int:
+        return int(self._order.size)
+
+    def scan(self, lin: ScoreSample, quad: ScoreSample) -> OperatorScan:
+        """`scan_thresholds(sm, lin, quad)`, reusing the SM side."""
+        layout = _layout(self.sample, lin, quad, sm_sorted=(self._order, self._sorted))
+        position = layout.starts[0]
+        if layout.threshold.size == self._threshold.size and np.array_equal(
+            position, self._starts
+        ):  # the thresholds are the SM's own: S, counts and efficiency as for any operator
+            if self._shared is None:
+                self._shared = self._sm_side(self._starts)
+            threshold = self._threshold
+            sm_yield, mc_events, efficiency = self._shared
+        else:
+            threshold = layout.threshold
+            sm_yield, mc_events, efficiency = self._sm_side(position)
+        lin_yield = sums_above(lin.yield_[layout.orders[1]], layout.starts[1])
+        quad_yield = sums_above(quad.yield_[layout.orders[2]], layout.starts[2])
+        scan = ThresholdScan(
+            threshold=threshold,
+            sm_yield=sm_yield,
+            lin_yield=lin_yield,
+            quad_yield=quad_yield,
+            sm_mc_events=mc_events,
+            sm_efficiency=efficiency,
+        )
+        return OperatorScan(scan, position)
+
+    def _sm_side(self, position: IntArray) -> tuple[FloatArray, IntArray, FloatArray]:
+        """(S, SM Monte Carlo events, SM efficiency) above the thresholds at `position`."""
+        sm_yield = self._suffix[position]
+        mc_events = (self._order.size - position).astype(np.int64)
+        with np.errstate(all="ignore"):
+            efficiency = (
+                sm_yield / self._total if self._total > 0 else np.full(sm_yield.size, np.nan)
+            )
+        return sm_yield, mc_events, efficiency
+
+    def asimov_signals(
+        self, operator: OperatorScan, significance: float, admissible: Admissibility
+    ) -> tuple[FloatArray, FloatArray]:
+        """Per threshold of `operator`, (s_plus, s_minus): the signals (events) at which the
+        Asimov Z of its S reaches `significance` (as `asimov_signals`), at the admissible
+        thresholds (NaN elsewhere). Each SM position is solved once, whatever the operator."""
+        key = float(significance)
+        n = self._order.size
+        if key not in self._signals:
+            self._signals[key] = (
+                np.full(n + 1, np.nan),
+                np.full(n + 1, np.nan),
+                np.zeros(n + 1, dtype=bool),
+            )
+        s_plus, s_minus, solved = self._signals[key]
+        scan = operator.scan
+        ok = np.flatnonzero(scan.admissible(admissible))
+        wanted = operator.sm_position[ok]
+        missing = wanted[~solved[wanted]]  # ascending: thresholds are sorted
+        if missing.size > 1:  # merged thresholds may share an SM position
+            missing = missing[np.concatenate(([True], missing[1:] != missing[:-1]))]
+        if missing.size:
+            plus, minus = asimov_signals(self._suffix[missing], key)
+            s_plus[missing], s_minus[missing] = plus, minus
+            solved[missing] = True
+        out_plus = np.full(len(scan), np.nan)
+        out_minus = np.full(len(scan), np.nan)
+        out_plus[ok], out_minus[ok] = s_plus[wanted], s_minus[wanted]
+        return out_plus, out_minus
