@@ -13,8 +13,10 @@ import numpy as np
 import pytest
 from scipy import optimize, stats
 
+from vbsad_batch.scan.asimov import asimov_signals
 from vbsad_batch.scan.contours import PairScan, contour_2d, pair_region, scan_pair, sigma_2d
 from vbsad_batch.scan.likelihood import interval_95cl
+from vbsad_batch.scan.sm_column import SMColumn
 from vbsad_batch.scan.statistics import (
     Admissibility,
     ScoreSample,
@@ -670,3 +672,91 @@ def test_bootstrap_with_regions_chosen_on_other_events_resamples_both() -> None:
     # a replica is a function of (seed, replica) alone: any subset gives the same numbers
     part = bootstrap_limits(*test, **kwargs, regions_from=validation, replica_indices=[5, 2])  # type: ignore[arg-type]
     np.testing.assert_array_equal(part, chosen[[5, 2]])
+
+
+# --- the SM side computed once per score column ---------------------------------------------------
+
+
+def test_asimov_signals_against_brentq_and_independent_of_the_batch() -> None:
+    rng = np.random.default_rng(11)
+    b = np.concatenate([10 ** rng.uniform(-4, 7, 300), [4.5, 4.5 + 1e-9, 1.0, 1e-300]])
+    s_plus, s_minus = asimov_signals(b, 3.0)
+    for k in range(b.size):  # alone, each element gives the same bits as in the batch
+        alone = asimov_signals(b[k : k + 1], 3.0)
+        assert alone[0][0] == s_plus[k]
+        assert np.array_equal(alone[1][:1], s_minus[k : k + 1], equal_nan=True)
+    for k in rng.choice(b.size - 1, 40, replace=False):  # independent roots of the formula
+        bk = float(b[k])
+
+        def z_of(s: float, bk: float = bk) -> float:
+            # the formula with log1p (ln(n / b) loses the digits that matter at large b)
+            q0 = 2 * bk if s <= -bk else 2 * ((s + bk) * math.log1p(s / bk) - s)
+            return math.sqrt(max(q0, 0.0)) - 3.0
+
+        root = optimize.brentq(z_of, 0.0, 100 * (bk + 9), xtol=1e-300)
+        assert s_plus[k] == pytest.approx(root, rel=1e-12)
+        if bk > 4.5 * (1 + 1e-6):
+            root = optimize.brentq(z_of, -bk, 0.0, xtol=1e-300)
+            assert s_minus[k] == pytest.approx(root, rel=1e-12)
+        elif bk < 4.5:
+            assert math.isnan(s_minus[k])
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_sm_column_equals_scans_from_scratch_and_brute_force(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    sm, _, _ = random_toy(rng, 600)
+    column = SMColumn(sm)
+    adm = Admissibility(min_sm_mc_events=10, min_sm_yield=2.0)
+    operators = []
+    for k in range(3):  # separate LIN / QUAD events, with scores of their own
+        _, lin, quad = random_toy(rng, 300 + 50 * k)
+        operators.append((lin, quad))
+    for k in range(3):  # reweighted: the SM events with other yields
+        lin = ScoreSample(sm.score, rng.normal(0.1 * (k + 1) * sm.score, 0.3))
+        quad = ScoreSample(sm.score, rng.exponential(0.05, sm.score.size) * (0.2 + sm.score) ** 2)
+        operators.append((lin, quad))
+    for lin, quad in operators:
+        fresh = scan_thresholds(sm, lin, quad)
+        scanned = column.scan(lin, quad)
+        for name in ("threshold", "sm_yield", "lin_yield", "quad_yield", "sm_mc_events"):
+            np.testing.assert_array_equal(getattr(scanned.scan, name), getattr(fresh, name))
+        np.testing.assert_array_equal(scanned.scan.sm_efficiency, fresh.sm_efficiency)
+        thresholds, s, lin_y, quad_y, n_mc = brute_regions(sm, lin, quad)
+        np.testing.assert_array_equal(scanned.scan.threshold, thresholds)
+        for got, brute in ((scanned.scan.sm_yield, s), (scanned.scan.lin_yield, lin_y)):
+            np.testing.assert_allclose(got, brute, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(scanned.scan.quad_yield, quad_y, rtol=1e-12, atol=1e-12)
+        np.testing.assert_array_equal(scanned.scan.sm_mc_events, n_mc)
+        signals = column.asimov_signals(scanned, 3.0, adm)
+        shared = solve_asimov(scanned.scan, 3.0, adm, signals=signals)
+        assert shared == solve_asimov(fresh, 3.0, adm)  # the same numbers, bit for bit
+        assert shared.plus is not None
+        assert shared.minus is not None
+        for point in (shared.minus, shared.plus):  # Z = 3 there, by the formula as written
+            signal = point.c * point.lin_yield + point.c**2 * point.quad_yield
+            z = plain_asimov(np.array([signal]), np.array([point.sm_yield]))[0]
+            assert z == pytest.approx(3.0, rel=1e-12)
+
+
+def test_quote_limit_solves_only_the_chosen_regions_with_the_same_numbers() -> None:
+    rng = np.random.default_rng(8)
+    validation, test = random_toy(rng, 500), random_toy(rng, 500)
+    adm = Admissibility(min_sm_mc_events=10, min_sm_yield=1.0)
+    scan = scan_thresholds(*test)
+    for statistic, solve in (("proxy", solve_proxy), ("asimov", solve_asimov)):
+        chosen = solve(scan_thresholds(*validation), 3.0, adm)
+        quoted = quote_limit(scan, chosen, adm)
+        c_minus, c_plus = threshold_coefficients(scan, 3.0, adm, statistic=statistic)  # type: ignore[arg-type]
+        for point, chosen_point, values in (
+            (quoted.minus, chosen.minus, c_minus),
+            (quoted.plus, chosen.plus, c_plus),
+        ):
+            assert chosen_point is not None
+            index = int(np.searchsorted(scan.threshold, chosen_point.threshold))
+            if not math.isfinite(values[index]):
+                assert point is None
+                continue
+            assert point is not None
+            assert point.threshold_index == index
+            assert point.c == values[index]  # whole scan solved, then picked: the same bits

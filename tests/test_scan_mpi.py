@@ -5,6 +5,7 @@ Plus `map_work` / `run_on_root` in one process (the size-1 fallback)."""
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import re
@@ -20,6 +21,15 @@ from conftest import run_vbsad
 from test_scan_cli import SMALL_SCAN, write_config, write_synthetic_scores
 
 from vbsad_batch.runtime.mpi import RankFailure, SingleProcess, map_work, run_on_root, world
+from vbsad_batch.scan.baseline import CUT_MODEL
+from vbsad_batch.scan.schedule import (
+    blocks,
+    dealt_in_blocks,
+    estimated_cost,
+    in_item_order,
+    map_in_blocks,
+)
+from vbsad_batch.scan.work import WorkItem
 
 TIMEOUT_S = 120  # a hang fails the test instead of the suite
 
@@ -153,12 +163,13 @@ def test_a_failing_rank_fails_the_cli_run_on_every_rank(tmp_path: Path) -> None:
     )
     proc = run_mpi(2, "-m", "vbsad_batch", "scan", str(config))
     assert proc.returncode != 0
-    # Items: cW point, 2 chunks (0-2), cHW point (3: rank 1), ... -> rank 1 fails first.
+    # Items: cW point, 2 chunks (0-2: rank 0's block), cHW point, 2 chunks (3-5: rank 1's).
     errors = [line for line in proc.stderr.splitlines() if line.startswith("vbsad: error:")]
     assert len(errors) == 1, proc.stderr  # reported once, by rank 0
     assert "rank 1 failed on work item 3" in errors[0]
     assert "quad_test_cHW.parquet: 1 non-finite value(s) in column 'mse'" in errors[0]
-    assert "(and 1 more failure(s))" in errors[0]  # rank 0 failed on item 4 as well
+    # rank 0 computes the cW items only: it never reads quad_test_cHW, so it does not fail
+    assert "more failure(s)" not in errors[0]
     assert not (tmp_path / "out" / "scan" / "manifest.json").exists()
 
 
@@ -235,3 +246,118 @@ def test_a_launcher_mpi4py_cannot_see_is_an_error(synthetic_config: Path) -> Non
     assert proc.returncode == 1
     assert "the MPI launcher started 2 ranks but MPI sees a world of 1" in proc.stderr
     assert not (synthetic_config.parent / "out" / "scan").exists()
+
+
+def test_each_rank_reads_only_the_score_files_of_its_own_items(tmp_path: Path) -> None:
+    """Under 2 real ranks, what each rank opened (recorded around the loader): the operator
+    files split between the ranks, none read twice, and a run of 2 ranks writes the table of 1."""
+    operators = ("cW", "cHW", "cHq1", "cqq1")
+    # regions chosen on the validation events: the test and validation files are both read
+    config = write_config(
+        tmp_path, SMALL_SCAN.replace('region_from = "test"', ""), operators=operators
+    )
+    write_synthetic_scores(tmp_path / "out", models=(("vae_latent3", "vae"),), operators=operators)
+    script = tmp_path / "opened.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import json, sys
+            from pathlib import Path
+            import vbsad_batch.scan.work as work
+            from vbsad_batch.config.loading import load_config
+            from vbsad_batch.runtime.mpi import world
+            from vbsad_batch.scan.driver import run_scan
+
+            comm = world()
+            opened = []
+            load = work.load_columns
+
+            def recording(path, column, **kwargs):
+                opened.append(Path(path).name)
+                return load(path, column, **kwargs)
+
+            work.load_columns = recording
+            result = run_scan(load_config(Path(sys.argv[1])), comm=comm)
+            everyone = comm.gather({"rank": comm.rank, "size": comm.size, "opened": opened})
+            if comm.rank == 0:
+                Path(sys.argv[2]).write_text(
+                    json.dumps({"ranks": everyone, "table": result.table["rows"]})
+                )
+            """
+        )
+    )
+    out = tmp_path / "opened.json"
+    proc = run_mpi(2, str(script), str(config), str(out))
+    assert proc.returncode == 0, proc.stderr
+    found = json.loads(out.read_text())
+    assert [r["size"] for r in found["ranks"]] == [2, 2]
+    assert [r["rank"] for r in found["ranks"]] == [0, 1]
+    per_rank = [r["opened"] for r in found["ranks"]]
+    for opened in per_rank:
+        assert len(opened) == len(set(opened)), opened  # each file once per rank
+        assert opened, "a rank without work"
+    operator_files = [
+        {name for name in opened if not name.startswith("sm_")} for opened in per_rank
+    ]
+    every = {
+        f"{kind}_{split}_{op}.parquet"
+        for kind in ("lin", "quad")
+        for split in ("test", "validation")
+        for op in operators
+    }
+    assert operator_files[0] | operator_files[1] == every
+    assert not operator_files[0] & operator_files[1]  # no operator's data on both ranks
+    assert len(operator_files[0]) == len(operator_files[1])  # 2 operators each
+
+    shutil.rmtree(tmp_path / "out" / "scan")
+    single = run_vbsad("scan", config, timeout=TIMEOUT_S)
+    assert single.returncode == 0, single.stderr
+    assert (
+        json.loads((tmp_path / "out" / "scan" / "table.json").read_text())["rows"]
+        == (found["table"])
+    )
+
+
+# --- which rank computes which item (vbsad_batch.scan.schedule) ---------------------------------
+
+
+def schedule_items() -> list[WorkItem]:
+    """Two score columns x 3 operators: a point and bootstrap chunks of 10 + 4 each; a contour."""
+    items = [WorkItem(CUT_MODEL, "", "cW")]
+    for column in ("mse", "kld"):
+        for op in ("cW", "cHW", "cHq1"):
+            items += [WorkItem("m", column, op), WorkItem("m", column, op, (0, 10))]
+            items.append(WorkItem("m", column, op, (10, 14)))
+        items.append(WorkItem("m", column, "cW", None, "cHW"))
+    return items
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 5, 40])
+def test_blocks_are_contiguous_balanced_and_dealt_round_robin(size: int) -> None:
+    items = schedule_items()
+    parts = blocks(items, size)
+    assert len(parts) == size
+    assert [i for part in parts for i in part] == list(range(len(items)))  # contiguous, in order
+    costs = [sum(estimated_cost(items[i]) for i in part) for part in parts]
+    largest = max(estimated_cost(item) for item in items)
+    assert max(costs) <= sum(costs) / size + largest  # off the even share by < one item
+    # map_work deals position p to rank p % size: rank r then gets block r, in order
+    order = dealt_in_blocks(items, size)
+    for rank, part in enumerate(parts):
+        assert [i for i in order[rank::size] if i is not None] == list(part)
+    assert in_item_order(order, [None if i is None else -i for i in order], len(items)) == [
+        -i for i in range(len(items))
+    ]
+
+
+def test_map_in_blocks_returns_item_order_and_names_the_failing_item() -> None:
+    items = schedule_items()
+    assert map_in_blocks(items, repr, comm=SingleProcess()) == [repr(item) for item in items]
+
+    def fail_on_contour(item: WorkItem) -> int:
+        if item.partner is not None:
+            raise ValueError("no mix")
+        return 1
+
+    with pytest.raises(RankFailure, match=r"failed on work item 10 WorkItem\(.*\): ValueError"):
+        map_in_blocks(items, fail_on_contour, comm=SingleProcess())

@@ -16,8 +16,10 @@ with `vbsad_batch.scan.statistics`:
   Monte Carlo events resampled with their yields).
 
 The work items (operator x model x score column x {the point estimate, chunks of bootstrap
-replicas}) are split over the MPI ranks with `vbsad_batch.runtime.mpi.map_work`; rank 0 gathers
-the results in item order and writes, atomically, into `<output_dir>/scan/`:
+replicas}) are split over the MPI ranks with `vbsad_batch.runtime.mpi.map_work`, each rank
+computing one contiguous block of them (`vbsad_batch.scan.schedule`: it reads only the score
+files of its own items); rank 0 gathers the results in item order and writes, atomically, into
+`<output_dir>/scan/`:
 
 - `table.json`, `table.csv`, `table.md`: the reference paper's Table 1 layout, models as rows
   and operators as columns (see `TABLE_FIELDS` for the quantities per operator);
@@ -71,13 +73,14 @@ import pyarrow.parquet as pq
 from vbsad_batch.config import AnalysisConfig
 from vbsad_batch.errors import MissingInputError
 from vbsad_batch.models.scoring import current_scores
-from vbsad_batch.runtime.mpi import Communicator, map_work, run_on_root, world
+from vbsad_batch.runtime.mpi import Communicator, run_on_root, world
 from vbsad_batch.runtime.progress import ProgressCallback, ProgressEvent
 from vbsad_batch.runtime.provenance import (
     tool_version,
 )
 from vbsad_batch.runtime.stage import StageOutputs, StageResult, StageRun, StageUnit, command
 from vbsad_batch.scan.document import SCAN_FORMAT_VERSION, build_document
+from vbsad_batch.scan.schedule import blocks, map_in_blocks
 from vbsad_batch.scan.scores import (
     ModelScores,
     discover_models,
@@ -320,11 +323,14 @@ def run_scan(
     rows = table_rows(plan.models, config.scan)
     pairs = {m.name: mix_pairs(m, operators) for m in plan.models}
     items = work_items(rows, operators, config.scan, pairs, cuts=plan.cut_inputs is not None)
-    mine = len(range(rank, len(items), comm.size))
+    # each rank computes one contiguous block of items (by model, score column, operator):
+    # it reads only the score files of its block and holds one operator's data at a time
+    mine = len(blocks(items, comm.size)[rank])
     emit(ProgressEvent(_STAGE, "run_started", total_items=mine))
     by_name = {m.name: m for m in plan.models}
     worker = Worker(by_name, config.scan, plan.cut_inputs, emit, mine)
-    results = map_work(items, worker, comm=comm)
+    results = map_in_blocks(items, worker, comm=comm)
+    worker.release(None)
     if results is None:
         return None
 
