@@ -728,7 +728,7 @@ def test_sm_column_equals_scans_from_scratch_and_brute_force(seed: int) -> None:
             np.testing.assert_allclose(got, brute, rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(scanned.scan.quad_yield, quad_y, rtol=1e-12, atol=1e-12)
         np.testing.assert_array_equal(scanned.scan.sm_mc_events, n_mc)
-        signals = column.asimov_signals(scanned, 3.0, adm)
+        signals = column.asimov_signals(scanned, 3.0)
         shared = solve_asimov(scanned.scan, 3.0, adm, signals=signals)
         assert shared == solve_asimov(fresh, 3.0, adm)  # the same numbers, bit for bit
         assert shared.plus is not None
@@ -760,3 +760,33 @@ def test_quote_limit_solves_only_the_chosen_regions_with_the_same_numbers() -> N
             assert point is not None
             assert point.threshold_index == index
             assert point.c == values[index]  # whole scan solved, then picked: the same bits
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_asimov_limits_solving_few_thresholds_equal_solving_all(seed: int) -> None:
+    """Large scans (the Asimov limits solve only the thresholds that can hold them): the same
+    c, bit for bit, and the same (lowest) threshold among equal |c|, as every threshold's
+    roots followed by the smallest |c|."""
+    rng = np.random.default_rng(seed)
+    sm, lin, quad = random_toy(rng, 6000)
+    sm = ScoreSample(np.round(rng.uniform(0, 1, 6000), 4), sm.yield_)
+    # events of zero yield between the others: runs of thresholds with equal S, L, Q (ties)
+    spacer = np.round(rng.uniform(0, 1, 3000), 5)
+    lin = ScoreSample(np.concatenate([lin.score, spacer]), np.concatenate([lin.yield_, 0 * spacer]))
+    adm = Admissibility(min_sm_mc_events=10, min_sm_yield=1.0)
+    scan = scan_thresholds(sm, lin, quad)
+    assert len(scan) > 5000
+    column = SMColumn(sm)
+    scanned = column.scan(lin, quad)
+    c_all = threshold_coefficients(scan, 3.0, adm, statistic="asimov")
+    for limit in (
+        solve_asimov(scan, 3.0, adm),
+        solve_asimov(scan, 3.0, adm, signals=column.asimov_signals(scanned, 3.0)),
+    ):
+        for point, values in ((limit.minus, c_all[0]), (limit.plus, c_all[1])):
+            assert point is not None
+            index = int(np.nanargmin(np.abs(values)))
+            assert point.threshold_index == index
+            assert point.c == values[index]
+            ties = np.flatnonzero(np.abs(values) == abs(point.c))
+            assert ties[0] == index

@@ -14,10 +14,10 @@ import numpy as np
 
 from vbsad_batch.scan.asimov import asimov_signals
 from vbsad_batch.scan.statistics import (
-    Admissibility,
     FloatArray,
     IntArray,
     ScoreSample,
+    SignalSource,
     ThresholdScan,
     _distinct_sorted,
     _layout,
@@ -97,12 +97,10 @@ class SMColumn:
             )
         return sm_yield, mc_events, efficiency
 
-    def asimov_signals(
-        self, operator: OperatorScan, significance: float, admissible: Admissibility
-    ) -> tuple[FloatArray, FloatArray]:
-        """Per threshold of `operator`, (s_plus, s_minus): the signals (events) at which the
-        Asimov Z of its S reaches `significance` (as `asimov_signals`), at the admissible
-        thresholds (NaN elsewhere). Each SM position is solved once, whatever the operator."""
+    def asimov_signals(self, operator: OperatorScan, significance: float) -> SignalSource:
+        """For `solve_asimov`: threshold indices of `operator` -> (s_plus, s_minus), the signals
+        (events) at which the Asimov Z of their S reaches `significance` (as `asimov_signals`).
+        Each SM position is solved once, when first asked for, whatever the operator."""
         key = float(significance)
         n = self._order.size
         if key not in self._signals:
@@ -112,17 +110,14 @@ class SMColumn:
                 np.zeros(n + 1, dtype=bool),
             )
         s_plus, s_minus, solved = self._signals[key]
-        scan = operator.scan
-        ok = np.flatnonzero(scan.admissible(admissible))
-        wanted = operator.sm_position[ok]
-        missing = wanted[~solved[wanted]]  # ascending: thresholds are sorted
-        if missing.size > 1:  # merged thresholds may share an SM position
-            missing = missing[np.concatenate(([True], missing[1:] != missing[:-1]))]
-        if missing.size:
-            plus, minus = asimov_signals(self._suffix[missing], key)
-            s_plus[missing], s_minus[missing] = plus, minus
-            solved[missing] = True
-        out_plus = np.full(len(scan), np.nan)
-        out_minus = np.full(len(scan), np.nan)
-        out_plus[ok], out_minus[ok] = s_plus[wanted], s_minus[wanted]
-        return out_plus, out_minus
+
+        def at(rows: IntArray) -> tuple[FloatArray, FloatArray]:
+            wanted = operator.sm_position[rows]
+            missing = np.unique(wanted[~solved[wanted]])
+            if missing.size:
+                plus, minus = asimov_signals(self._suffix[missing], key)
+                s_plus[missing], s_minus[missing] = plus, minus
+                solved[missing] = True
+            return s_plus[wanted], s_minus[wanted]
+
+        return at

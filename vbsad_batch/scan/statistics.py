@@ -37,7 +37,7 @@ Conventions (used everywhere below):
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -69,6 +69,8 @@ __all__ = [
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 Statistic = Literal["proxy", "asimov"]
+SignalSource = Callable[[IntArray], tuple[FloatArray, FloatArray]]
+"""Threshold indices -> the Asimov signals (s_plus, s_minus) there (`threshold_coefficients`)."""
 
 _CHUNK = 1 << 15  # thresholds solved at a time
 
@@ -397,15 +399,15 @@ def threshold_coefficients(
     admissible: Admissibility,
     *,
     statistic: Statistic = "proxy",
-    signals: tuple[FloatArray, FloatArray] | None = None,
+    signals: SignalSource | None = None,
 ) -> tuple[FloatArray, FloatArray]:
     """Per threshold, (c_minus, c_plus): the first crossings of the significance on each side;
     NaN where the region is inadmissible or the significance is never reached.
 
-    `signals` (Asimov only): per threshold of `scan`, the signals (s_plus, s_minus) at which
-    the Asimov Z of its SM yield reaches `significance` (`asimov_signals` of ``scan.sm_yield``,
-    needed at the admissible thresholds only), when already known, e.g. from
-    `vbsad_batch.scan.sm_column.SMColumn`, which solves them once for every operator."""
+    `signals` (Asimov only): given threshold indices of `scan` (admissible ones), the signals
+    (s_plus, s_minus) at which the Asimov Z of their SM yields reaches `significance` (as
+    `asimov_signals` of ``scan.sm_yield[indices]``), e.g. from
+    `vbsad_batch.scan.sm_column.SMColumn`, which solves each once for every operator."""
     check_significance(significance)
     if statistic not in ("proxy", "asimov"):
         raise ValueError(f"unknown statistic {statistic!r}")
@@ -419,7 +421,7 @@ def threshold_coefficients(
             k = significance * np.sqrt(s)
             s_plus, s_minus = k, -k
         elif signals is not None:
-            s_plus, s_minus = signals[0][rows], signals[1][rows]
+            s_plus, s_minus = signals(rows)
         else:
             s_plus, s_minus = asimov_signals(s, significance)
         c_minus[rows], c_plus[rows] = first_crossings(
@@ -444,16 +446,58 @@ def _point(scan: ThresholdScan, values: FloatArray) -> LimitPoint | None:
     )
 
 
+_PROBE = 256  # thresholds of smallest |c| bound per side solved first (Asimov)
+
+
 def _solve(
     scan: ThresholdScan,
     significance: float,
     admissible: Admissibility,
     statistic: Statistic,
-    signals: tuple[FloatArray, FloatArray] | None = None,
+    signals: SignalSource | None = None,
 ) -> CoefficientLimit:
-    c_minus, c_plus = threshold_coefficients(
-        scan, significance, admissible, statistic=statistic, signals=signals
-    )
+    """The limits: the proxy at every threshold; the Asimov statistic only at the thresholds
+    that can hold a limit.
+
+    The first crossing of ``Q c^2 + L c = s`` on a side moves away from 0 as |s| grows, and
+    ``asimov_signals`` are at least ``z sqrt(S)`` (s_plus) and ``z sqrt(S / 2)`` (|s_minus|):
+    the proxy-like crossings of those levels bound |c| from below at every threshold. Per side
+    the `_PROBE` thresholds of smallest bound are solved, then every threshold whose bound is
+    within 1e-9 of the best |c| found. The others cannot hold a limit (nor tie with one): the
+    result is that of solving every threshold, bit for bit (a threshold's roots do not depend
+    on the others')."""
+    if statistic == "proxy" or len(scan) <= 4 * _PROBE:
+        c_minus, c_plus = threshold_coefficients(
+            scan, significance, admissible, statistic=statistic, signals=signals
+        )
+    else:
+        z = significance
+
+        def lowest(rows: IntArray) -> tuple[FloatArray, FloatArray]:
+            s = scan.sm_yield[rows]
+            deficit = np.where(s >= 0.5 * z * z, -z * np.sqrt(0.5 * s), np.nan)
+            return z * np.sqrt(s), deficit
+
+        bounds = threshold_coefficients(scan, z, admissible, statistic="asimov", signals=lowest)
+        c_minus = np.full(len(scan), np.nan)
+        c_plus = np.full(len(scan), np.nan)
+        solved = np.zeros(len(scan), dtype=bool)
+
+        def solve_rows(index: IntArray) -> None:
+            index = index[~solved[index]]
+            source = None if signals is None else (lambda r: signals(index[r]))
+            c_minus[index], c_plus[index] = threshold_coefficients(
+                _rows(scan, index), z, admissible, statistic="asimov", signals=source
+            )
+            solved[index] = True
+
+        reach = [np.flatnonzero(np.isfinite(bound)) for bound in bounds]
+        size = [np.abs(bound[rows]) for bound, rows in zip(bounds, reach, strict=True)]
+        for rows, b in zip(reach, size, strict=True):
+            solve_rows(rows[np.argpartition(b, _PROBE)[:_PROBE]] if b.size > _PROBE else rows)
+        for c, rows, b in zip((c_minus, c_plus), reach, size, strict=True):
+            best = float(np.nanmin(np.abs(c[solved]), initial=np.inf))
+            solve_rows(rows[b <= best * (1.0 + 1e-9)])
     return CoefficientLimit(
         minus=_point(scan, c_minus),
         plus=_point(scan, c_plus),
@@ -475,7 +519,7 @@ def solve_asimov(
     significance: float,
     admissible: Admissibility,
     *,
-    signals: tuple[FloatArray, FloatArray] | None = None,
+    signals: SignalSource | None = None,
 ) -> CoefficientLimit:
     """As `solve_proxy` with the two-sided Asimov significance ``Z(c L + c^2 Q, S)``.
 

@@ -276,7 +276,7 @@ class Worker:
         on_test = solve_proxy(scan, z, admissible)
         other: CoefficientLimit | None = None
         if choice is None:
-            signals = test_sm.asimov_signals(tested, z, admissible)
+            signals = test_sm.asimov_signals(tested, z)
             proxy, asimov = on_test, solve_asimov(scan, z, admissible, signals=signals)
             if self._has_validation(item):
                 validation = self._samples(item, "validation")
@@ -285,7 +285,7 @@ class Worker:
         else:
             choice_sm = self._sm_column(item, choice[0], "validation")
             chosen = choice_sm.scan(choice[1], choice[2])
-            signals = choice_sm.asimov_signals(chosen, z, admissible)
+            signals = choice_sm.asimov_signals(chosen, z)
             proxy = quote_limit(scan, solve_proxy(chosen.scan, z, admissible), admissible)
             asimov = quote_limit(
                 scan, solve_asimov(chosen.scan, z, admissible, signals=signals), admissible
