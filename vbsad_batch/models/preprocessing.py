@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -74,20 +74,45 @@ class Preprocessing:
             ValueError: a feature is missing, a log feature has a value <= 0, a value is not
                 finite, or a feature is constant.
         """
+        return cls.fit_batches([sm_train], features, log_features)
+
+    @classmethod
+    def fit_batches(
+        cls,
+        batches: Iterable[pl.DataFrame],
+        features: Sequence[str],
+        log_features: Sequence[str],
+    ) -> Preprocessing:
+        """`fit` on the SM training split given as consecutive batches of its rows, one at a
+        time (memory: one batch): the minimum and maximum of each batch's values, combined,
+        are those of the whole split, so the result equals `fit` on all rows bit for bit.
+
+        Raises:
+            ValueError: as `fit`.
+        """
         features = tuple(features)
         log_set = frozenset(log_features)
         logs = tuple(name for name in features if name in log_set)
         unknown = sorted(log_set - set(features))
         if unknown:
             raise ValueError(f"log_features {unknown} are not among the features")
-        if sm_train.height == 0:
+        low = np.full(len(features), np.inf)
+        high = np.full(len(features), -np.inf)
+        rows = 0
+        for batch in batches:
+            if batch.height == 0:
+                continue
+            values = _raw_matrix(batch, features, logs)
+            low = np.minimum(low, values.min(axis=0))
+            high = np.maximum(high, values.max(axis=0))
+            rows += batch.height
+        if rows == 0:
             raise ValueError("cannot fit the preprocessing on an empty SM training set")
-        values = _raw_matrix(sm_train, features, logs)
         return cls(
             features=features,
             log_features=logs,
-            minimum=tuple(float(v) for v in values.min(axis=0)),
-            maximum=tuple(float(v) for v in values.max(axis=0)),
+            minimum=tuple(float(v) for v in low),
+            maximum=tuple(float(v) for v in high),
         )
 
     def transform(self, frame: pl.DataFrame) -> np.ndarray:
