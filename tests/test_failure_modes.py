@@ -249,12 +249,12 @@ def _in_python(code: str, cwd: Path | None = None) -> subprocess.CompletedProces
     )
 
 
-@pytest.mark.parametrize("command", ["train", "report", "run"])
+@pytest.mark.parametrize("command", ["train", "run"])
 def test_a_missing_extra_is_named_before_any_work(tmp_path: Path, command: str) -> None:
     """Without TensorFlow (imports of it blocked: as if the 'train' extra were not
     installed), the commands that need it say so and which extra to install, at once (`run`:
-    before its first stage, not after two). `score` needs no TensorFlow (see
-    `test_score_needs_no_tensorflow_and_gives_its_scores`)."""
+    before its first stage, not after two). `score` and `report` need no TensorFlow (see
+    `test_score_and_report_need_no_tensorflow`)."""
     config = _analysis(tmp_path)
     code = (
         _BLOCK_TENSORFLOW + "from vbsad_batch.cli import main; "
@@ -279,10 +279,10 @@ def _tensorflow_scores(model_dir: Path, dataset: Path) -> dict[str, np.ndarray]:
     return scores(load_model(model_dir), prep.transform(pl.read_parquet(dataset)))
 
 
-def test_score_needs_no_tensorflow_and_gives_its_scores(tmp_path: Path) -> None:
-    """`vbsad score` with every import of TensorFlow and Keras blocked (as without the 'train'
-    extra) scores a model that `vbsad train` made, and its scores are TensorFlow's own, to
-    float32 rounding."""
+def test_score_and_report_need_no_tensorflow(tmp_path: Path) -> None:
+    """`vbsad score` and `vbsad report` with every import of TensorFlow and Keras blocked (as
+    without the 'train' extra) score the models that `vbsad train` made, with TensorFlow's own
+    scores to float32 rounding, and draw every figure, the reconstructions included."""
     import polars as pl  # noqa: PLC0415
 
     config = _analysis(tmp_path, "epochs = 3\n")
@@ -312,6 +312,20 @@ def test_score_needs_no_tensorflow_and_gives_its_scores(tmp_path: Path) -> None:
                 np.testing.assert_allclose(
                     ours[column].to_numpy(), values, rtol=1e-5, err_msg=f"{name} {column}"
                 )
+    code = (
+        _BLOCK_TENSORFLOW + "from vbsad_batch.cli import main; "
+        f"code = main(['report', {str(config)!r}, '-q']); "
+        "assert 'tensorflow' not in sys.modules or sys.modules['tensorflow'] is None; "
+        "raise SystemExit(code)"
+    )
+    proc = _in_python(code)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    figures = {p.name for p in (config.parent / "out" / "report" / "figures").glob("*.png")}
+    models = [p.name for p in (config.parent / "out" / "models").iterdir() if p.is_dir()]
+    assert len(models) == 2
+    for name in models:
+        for figure in ("reconstruction", "scores", "training"):
+            assert f"{figure}_{name}.png" in figures, sorted(figures)
 
 
 def test_train_checks_the_config_before_tensorflow_and_hides_its_start_up(tmp_path: Path) -> None:

@@ -44,7 +44,7 @@ def run(args: argparse.Namespace, console: Console | None) -> int:
     from vbsad_batch.config import load_config  # noqa: PLC0415 - polars only for this command
     from vbsad_batch.report.writer import write_report  # noqa: PLC0415 - matplotlib only here
 
-    require_extras("report", "report", "train")  # train: the reconstruction figures
+    require_extras("report", "report")  # no TensorFlow: the networks are evaluated in NumPy
     config = load_config(args.config)
     with make_progress_reporter(quiet=args.quiet, console=console) as reporter:
         result = write_report(config, force=args.force, progress=reporter)

@@ -1,7 +1,8 @@
 """The figures of a trained and scored model: its reconstruction of the inputs, the
 distributions of its per-event scores, and its score versus a kinematic variable.
 
-TensorFlow is imported only to draw the reconstruction figures.
+The reconstructions are computed in NumPy from the model's `network.npz`
+(`vbsad_batch.models.numpy_networks`): no TensorFlow.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import matplotlib as mpl
 import matplotlib.pyplot as plt
@@ -17,6 +18,7 @@ import numpy as np
 import polars as pl
 
 from vbsad_batch.config import ENERGY_LIKE, AnalysisConfig
+from vbsad_batch.models.numpy_networks import load_network
 from vbsad_batch.models.paths import PREPROCESSING_FILE_NAME
 from vbsad_batch.models.preprocessing import Preprocessing
 from vbsad_batch.report.figure_data import FigureData, analysis_operators, values
@@ -56,7 +58,7 @@ MAX_RECONSTRUCTION_EVENTS = 20000
 """Test events per sample run through a model for the reconstruction figures (a bound on time)."""
 
 
-def _inverse_preprocessing(prep: Any, x: np.ndarray) -> np.ndarray:
+def _inverse_preprocessing(prep: Preprocessing, x: np.ndarray) -> np.ndarray:
     """Model inputs (min-max scaled, log10 of the log features) back to physical units."""
     low = np.asarray(prep.minimum, dtype=np.float64)
     high = np.asarray(prep.maximum, dtype=np.float64)
@@ -69,17 +71,15 @@ def _inverse_preprocessing(prep: Any, x: np.ndarray) -> np.ndarray:
 
 def _reconstructions(
     model_dir: Path, frames: Sequence[pl.DataFrame]
-) -> tuple[Any, list[tuple[np.ndarray, np.ndarray]]]:
+) -> tuple[Preprocessing, list[tuple[np.ndarray, np.ndarray]]]:
     """The model's preprocessing and, per frame, (inputs, reconstructions) in physical units of
-    its first `MAX_RECONSTRUCTION_EVENTS` events."""
-    from vbsad_batch.models.networks import load_model  # noqa: PLC0415 - TensorFlow only for this figure
-
+    its first `MAX_RECONSTRUCTION_EVENTS` events (inference mode: decoder of z_mean)."""
     prep = Preprocessing.from_json((model_dir / PREPROCESSING_FILE_NAME).read_text("utf-8"))
-    model = load_model(model_dir)
+    network = load_network(model_dir)
     pairs = []
     for frame in frames:
         x = prep.transform(frame.head(MAX_RECONSTRUCTION_EVENTS))
-        reconstruction = np.asarray(model(x, training=False)["reconstruction"])
+        reconstruction = network.reconstruct(x)
         pairs.append(
             (_inverse_preprocessing(prep, x), _inverse_preprocessing(prep, reconstruction))
         )
