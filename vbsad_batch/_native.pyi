@@ -33,3 +33,16 @@ class LheStream:
 def open_observables(path: str, batch_size: int, skip_bad_events: bool) -> LheStream: ...
 def open_particles(path: str, batch_size: int, skip_bad_events: bool) -> LheStream: ...
 def scan_info_json(path: str, skip_bad_events: bool) -> str: ...
+def plan_split(
+    path: str, parts: int, min_part_bytes: int
+) -> list[tuple[int, int, int, int, bool]]: ...
+def open_observables_range(
+    path: str,
+    batch_size: int,
+    skip_bad_events: bool,
+    start: int,
+    end: int,
+    lines_before: int,
+    events_before: int,
+    last: bool,
+) -> LheStream: ...

@@ -13,6 +13,9 @@
 //!   its summary alone.
 //! - [`FileSummary`] embeds the header metadata [`FileHeader`] (with [`Beams`],
 //!   [`Process`], [`Generator`], [`MgGenerationInfo`], [`WeightDecl`]).
+//! - [`plan_split`] cuts a big plain file into [`ByteRange`]s at events, and
+//!   [`LheReader::open_range`] reads one of them as part of the whole file (for several
+//!   processes on one file); [`RangeReport`] says what such a reader counted.
 //! - Errors: [`LheError`] (I/O or [`ParseError`], which names file, line and event). A
 //!   file whose text ends early is an error, or with [`OnError::Skip`] a [`Truncation`] in
 //!   its summary.
@@ -24,6 +27,7 @@
 mod batches;
 mod error;
 pub mod event;
+mod exact_sum;
 mod fields;
 mod line_source;
 mod observables;
@@ -36,6 +40,7 @@ mod py;
 pub use batches::{scan_summary, LheBatches, View};
 pub use error::{LheError, ParseError, Truncation};
 pub use reader::{
-    Beams, FileHeader, Generator, LheReader, MgGenerationInfo, OnError, Process, WeightDecl,
+    plan_split, Beams, ByteRange, FileHeader, Generator, LheReader, MgGenerationInfo, OnError,
+    Process, WeightDecl,
 };
-pub use summary::FileSummary;
+pub use summary::{FileSummary, RangeReport};

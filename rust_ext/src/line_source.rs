@@ -165,6 +165,15 @@ impl LineSource {
         }
     }
 
+    /// The same source for text that starts after `lines_before` lines and `bytes_before`
+    /// bytes of a file (a byte range of it): line numbers and bytes consumed count from the
+    /// file's start.
+    pub(crate) fn starting_at(mut self, lines_before: u64, bytes_before: u64) -> Self {
+        self.line_no = lines_before;
+        self.consumed_before_buf = bytes_before;
+        self
+    }
+
     /// 1-based number of the line most recently returned (0 before the first).
     pub(crate) fn line_no(&self) -> u64 {
         self.line_no

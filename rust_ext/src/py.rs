@@ -15,7 +15,7 @@ use pyo3_arrow::{PyRecordBatch, PySchema};
 
 use crate::batches::{scan_summary, LheBatches, View};
 use crate::error::LheError;
-use crate::reader::{LheReader, OnError};
+use crate::reader::{plan_split as plan_byte_ranges, ByteRange, LheReader, OnError};
 use crate::summary::FileSummary;
 
 fn to_py_err(py: Python<'_>, err: LheError) -> PyErr {
@@ -202,6 +202,10 @@ fn open(
     let reader = py
         .detach(|| LheReader::open(&path, on_error(skip_bad_events)))
         .map_err(|e| to_py_err(py, e))?;
+    stream(reader, view, batch_size)
+}
+
+fn stream(reader: LheReader, view: View, batch_size: usize) -> PyResult<LheStream> {
     let batches = LheBatches::new(reader, view, batch_size);
     Ok(LheStream {
         schema: arrow_array::RecordBatchReader::schema(&batches),
@@ -233,6 +237,68 @@ fn open_particles(
     open(py, path, View::Particles, batch_size, skip_bad_events)
 }
 
+/// A [`ByteRange`] for Python: `(start, end, lines_before, events_before, last)`.
+type RangeTuple = (u64, u64, u64, u64, bool);
+
+/// Byte ranges of a big plain LHE file for reading it in `parts` processes, as tuples
+/// `(start, end, lines_before, events_before, last)` (offsets in bytes); one range for a
+/// gzip or small file.
+#[pyfunction]
+fn plan_split(
+    py: Python<'_>,
+    path: PathBuf,
+    parts: usize,
+    min_part_bytes: u64,
+) -> PyResult<Vec<RangeTuple>> {
+    let ranges = py
+        .detach(|| plan_byte_ranges(&path, parts, min_part_bytes))
+        .map_err(|source| {
+            let path = path.display().to_string();
+            to_py_err(py, LheError::Io { path, source })
+        })?;
+    Ok(ranges
+        .iter()
+        .map(|r| (r.start, r.end, r.lines_before, r.events_before, r.last))
+        .collect())
+}
+
+/// Opens the observables table of one byte range of a plain LHE file (a range of
+/// `plan_split`): the header is the file's, the events those of the range, numbered as in
+/// the file; its `info_json` has the range's counts under `range`.
+#[pyfunction]
+#[allow(clippy::too_many_arguments)]
+fn open_observables_range(
+    py: Python<'_>,
+    path: PathBuf,
+    batch_size: usize,
+    skip_bad_events: bool,
+    start: u64,
+    end: u64,
+    lines_before: u64,
+    events_before: u64,
+    last: bool,
+) -> PyResult<LheStream> {
+    if batch_size == 0 {
+        return Err(PyValueError::new_err("batch_size must be at least 1"));
+    }
+    if end < start {
+        return Err(PyValueError::new_err(
+            "a byte range must not end before it starts",
+        ));
+    }
+    let range = ByteRange {
+        start,
+        end,
+        lines_before,
+        events_before,
+        last,
+    };
+    let reader = py
+        .detach(|| LheReader::open_range(&path, on_error(skip_bad_events), &range))
+        .map_err(|e| to_py_err(py, e))?;
+    stream(reader, View::Observables, batch_size)
+}
+
 /// Reads a whole LHE file and returns its metadata as JSON.
 #[pyfunction]
 fn scan_info_json(py: Python<'_>, path: PathBuf, skip_bad_events: bool) -> PyResult<String> {
@@ -253,5 +319,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(open_observables, m)?)?;
     m.add_function(wrap_pyfunction!(open_particles, m)?)?;
     m.add_function(wrap_pyfunction!(scan_info_json, m)?)?;
+    m.add_function(wrap_pyfunction!(plan_split, m)?)?;
+    m.add_function(wrap_pyfunction!(open_observables_range, m)?)?;
     Ok(())
 }

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::error::{ParseError, Truncation};
 use crate::event::Event;
+use crate::exact_sum::ExactSum;
 use crate::observables::Rejection;
 use crate::reader::{FileHeader, LheReader, WeightDecl};
 
@@ -26,8 +27,12 @@ pub struct FileSummary {
     /// Events with a row in the observables table.
     pub n_rows: u64,
     /// Sum over all events of the nominal weight (key "w") and of each named weight;
-    /// always finite numbers (an event with a weight that is not is malformed).
+    /// always finite numbers (an event with a weight that is not is malformed). Each is the
+    /// exact sum rounded once, whatever the order of the events.
     pub sum_weights: BTreeMap<String, f64>,
+    /// The exact sums of `sum_weights` as partial sums (their exact total is the sum): the
+    /// sums of byte ranges of a file add up exactly (`math.fsum`) to those of the file.
+    pub sum_weights_partials: BTreeMap<String, Vec<f64>>,
     /// Events lacking a named weight, per weight id (only ids with at least one).
     pub missing_weights: BTreeMap<String, u64>,
     pub rejected: BTreeMap<String, u64>,
@@ -41,14 +46,31 @@ pub struct FileSummary {
     pub bytes_read: u64,
     /// The whole file was read (false while streaming or after an error).
     pub complete: bool,
+    /// For a reader of a byte range of the file: what it counted, to check the range
+    /// against its neighbours. Absent for a whole file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub range: Option<RangeReport>,
+}
+
+/// The events of one byte range of a file, as its reader counted them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct RangeReport {
+    /// Index of the range's first event in the file (as planned).
+    pub first_event: u64,
+    /// One past the last event begun in the range (good or skipped): the next range's
+    /// `first_event` if both were planned right.
+    pub next_event: u64,
+    /// The reading stopped at the end of the range, where the file goes on (not at
+    /// `</LesHouchesEvents>`, nor at an error).
+    pub ended_at_range_end: bool,
 }
 
 /// Accumulates a [`FileSummary`] event by event.
 pub(crate) struct SummaryBuilder {
     summary: FileSummary,
-    sums: Vec<f64>,
+    sums: Vec<ExactSum>,
     missing: Vec<u64>,
-    sum_w: f64,
+    sum_w: ExactSum,
     rejected: [u64; 2],
 }
 
@@ -83,16 +105,16 @@ impl SummaryBuilder {
         let n = reader.weight_ids().len();
         SummaryBuilder {
             summary,
-            sums: vec![0.0; n],
+            sums: vec![ExactSum::default(); n],
             missing: vec![0; n],
-            sum_w: 0.0,
+            sum_w: ExactSum::default(),
             rejected: [0; 2],
         }
     }
 
     pub(crate) fn add(&mut self, event: &Event, outcome: Result<(), Rejection>) {
         self.summary.n_events += 1;
-        self.sum_w += event.xwgtup;
+        self.sum_w.add(event.xwgtup);
         for ((sum, missing), w) in self
             .sums
             .iter_mut()
@@ -100,7 +122,7 @@ impl SummaryBuilder {
             .zip(&event.weights)
         {
             match w {
-                Some(v) => *sum += v,
+                Some(v) => sum.add(*v),
                 None => *missing += 1,
             }
         }
@@ -114,9 +136,16 @@ impl SummaryBuilder {
     /// The summary as it stands, with the reader's skipped events and progress.
     pub(crate) fn snapshot(&self, reader: &LheReader, complete: bool) -> FileSummary {
         let mut s = self.summary.clone();
-        s.sum_weights.insert("w".to_owned(), self.sum_w);
+        let mut put = |id: &str, sum: &ExactSum| {
+            s.sum_weights.insert(id.to_owned(), sum.value());
+            s.sum_weights_partials
+                .insert(id.to_owned(), sum.partials().to_vec());
+        };
+        put("w", &self.sum_w);
         for (i, id) in reader.weight_ids().iter().enumerate() {
-            s.sum_weights.insert(id.clone(), self.sums[i]);
+            put(id, &self.sums[i]);
+        }
+        for (i, id) in reader.weight_ids().iter().enumerate() {
             if self.missing[i] > 0 {
                 s.missing_weights.insert(id.clone(), self.missing[i]);
             }
@@ -140,6 +169,7 @@ impl SummaryBuilder {
             s.header.warnings.push(truncation.message.clone());
         }
         s.bytes_read = reader.bytes_read();
+        s.range = reader.range_report();
         s.complete = complete;
         s
     }

@@ -23,6 +23,7 @@ from vbsad_batch import _native
 __all__ = [
     "OBSERVABLE_COLUMNS",
     "Beams",
+    "ByteRange",
     "GeneratorInfo",
     "LheInfo",
     "LheStream",
@@ -34,8 +35,10 @@ __all__ = [
     "WeightInfo",
     "check_on_error",
     "lhe_info",
+    "plan_byte_ranges",
     "read_lhe",
     "read_lhe_particles",
+    "read_lhe_range",
 ]
 
 OnError = Literal["fail", "skip"]
@@ -295,6 +298,16 @@ class LheStream(Iterator[pa.RecordBatch]):
         """Metadata of the file; complete once the stream is exhausted."""
         return LheInfo.from_json(self._native.info_json())
 
+    def raw_info(self) -> dict[str, Any]:
+        """`info()` as the native reader gives it, with what `LheInfo` does not keep: the
+        exact sums of weights as partial sums (`sum_weights_partials`: per key, floats whose
+        exact total is the sum) and, for a stream of `read_lhe_range`, its counts (`range`:
+        `first_event`, `next_event`, `ended_at_range_end`)."""
+        data = json.loads(self._native.info_json())
+        if not isinstance(data, dict):
+            raise ValueError("LHE metadata JSON must be an object")
+        return data
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} path={self._path!r}>"
 
@@ -326,6 +339,68 @@ def read_lhe(
     skip = check_on_error(on_error)
     path_str = _path_str(path)
     native = _native.open_observables(path_str, _check_batch_size(batch_size), skip)
+    return LheStream(native, path_str)
+
+
+@dataclass(frozen=True, slots=True)
+class ByteRange:
+    """Bytes `[start, end)` of a plain LHE file that begin at an event (`plan_byte_ranges`),
+    with the lines and events of the file before `start`; `last`: the range ends the file."""
+
+    start: int
+    end: int
+    lines_before: int
+    events_before: int
+    last: bool
+
+
+def plan_byte_ranges(path: PathLike, parts: int, min_part_bytes: int) -> list[ByteRange]:
+    """Cut a plain LHE file into at most `parts` byte ranges of at least ~`min_part_bytes`
+    bytes each, at events, for reading it in several processes (`read_lhe_range`).
+
+    One pass over the file finds the split points: `<event>` lines outside comments after a
+    line that ends with `</event>`, near equal shares of the file; it counts the lines and
+    events before each. A gzip file (which cannot be read from the middle), a file smaller
+    than two parts or `parts <= 1` gives one range: the whole file.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+    """
+    if parts < 1 or min_part_bytes < 1:
+        raise ValueError(f"parts and min_part_bytes must be >= 1, got {parts}, {min_part_bytes}")
+    return [ByteRange(*r) for r in _native.plan_split(_path_str(path), parts, min_part_bytes)]
+
+
+def read_lhe_range(
+    path: PathLike,
+    byte_range: ByteRange,
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    on_error: OnError = "fail",
+) -> LheStream:
+    """Stream the observables table of one byte range of a plain LHE file.
+
+    The rows, their `event` indices and the line numbers of errors and skipped events are
+    those that `read_lhe` gives for the events of the range: the header, `<init>` and weight
+    columns are read from the file's start (the columns the file's first event adds
+    included), then the events of the range. `info()` covers the range's events; where the
+    file goes on after the range, its end is not a truncation. `raw_info()["range"]` tells
+    what the reader counted (see `vbsad_batch.ingest.split_convert` for merging ranges).
+    """
+    skip = check_on_error(on_error)
+    path_str = _path_str(path)
+    if not 0 <= byte_range.start <= byte_range.end:
+        raise ValueError(f"invalid byte range {byte_range}")
+    native = _native.open_observables_range(
+        path_str,
+        _check_batch_size(batch_size),
+        skip,
+        byte_range.start,
+        byte_range.end,
+        byte_range.lines_before,
+        byte_range.events_before,
+        byte_range.last,
+    )
     return LheStream(native, path_str)
 
 

@@ -11,11 +11,13 @@ use super::event_body::EventBody;
 use super::event_lines::Resync;
 use super::header::{lossy, parse_init_numbers, scan_declarations, FileHeader};
 use super::markup::{comment_state_after, is_open_tag};
+use super::split_plan::{open_range_text, ByteRange};
 use super::weights::{undeclared_weight, usable_weight_id};
 use super::xml_scan::{attr, find_closing, next_tag};
 use crate::error::{LheError, ParseError, Result, Truncation};
 use crate::event::Event;
 use crate::line_source::{open_text, LineSource};
+use crate::summary::RangeReport;
 
 /// What to do with a malformed event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +48,17 @@ pub struct LheReader {
     /// Where the text ended or stopped being readable before `</LesHouchesEvents>`.
     truncation: Option<Truncation>,
     is_gzip: bool,
+    /// Reading one byte range of the file (see [`LheReader::open_range`]).
+    range: Option<RangeState>,
+}
+
+/// What a reader of one byte range keeps of it.
+#[derive(Debug, Clone, Copy)]
+struct RangeState {
+    first_event: u64,
+    /// The file goes on after the range: its end is where reading stops, not a truncation.
+    continues: bool,
+    ended_at_range_end: bool,
 }
 
 impl LheReader {
@@ -56,8 +69,76 @@ impl LheReader {
             path: display.clone(),
             source,
         })?;
-        let mut reader = LheReader {
-            path: display,
+        Self::from_text(display, text, is_gzip, on_error)
+    }
+
+    /// Opens the events of one byte range of a plain LHE file (from [`super::plan_split`]):
+    /// the header, `<init>` and the weight columns are those of the whole file (read from
+    /// its start, the columns learned from its first event), then the events of the range
+    /// are read with the lines and events numbered as in the whole file. Skipped events
+    /// and truncations are those of the range; where the file goes on after the range, its
+    /// end is simply the end of the events.
+    pub fn open_range(path: &Path, on_error: OnError, range: &ByteRange) -> Result<Self> {
+        let display = path.display().to_string();
+        let io_error = |source| LheError::Io {
+            path: display.clone(),
+            source,
+        };
+        let state = RangeState {
+            first_event: range.events_before,
+            continues: !range.last,
+            ended_at_range_end: false,
+        };
+        if range.start == 0 {
+            let text = open_range_text(path, range).map_err(io_error)?;
+            let mut reader = LheReader {
+                range: Some(state),
+                ..Self::unopened(display.clone(), text, false, on_error)
+            };
+            reader.read_header_and_first_event()?;
+            return Ok(reader);
+        }
+        let mut reader = Self::open(path, on_error)?;
+        let text = open_range_text(path, range).map_err(io_error)?;
+        reader.lines = LineSource::new(text).starting_at(range.lines_before, range.start);
+        reader.next_index = range.events_before;
+        reader.pending_event_start = false;
+        reader.in_comment = false;
+        reader.finished = false;
+        reader.buffered = false;
+        reader.skipped.clear();
+        reader.truncation = None;
+        reader.range = Some(state);
+        reader.buffered = reader.advance()?;
+        Ok(reader)
+    }
+
+    fn from_text(
+        path: String,
+        text: Box<dyn std::io::Read + Send>,
+        is_gzip: bool,
+        on_error: OnError,
+    ) -> Result<Self> {
+        let mut reader = Self::unopened(path, text, is_gzip, on_error);
+        reader.read_header_and_first_event()?;
+        Ok(reader)
+    }
+
+    fn read_header_and_first_event(&mut self) -> Result<()> {
+        self.read_preamble()?;
+        self.buffered = self.advance()?;
+        self.body.weights.stop_learning();
+        Ok(())
+    }
+
+    fn unopened(
+        path: String,
+        text: Box<dyn std::io::Read + Send>,
+        is_gzip: bool,
+        on_error: OnError,
+    ) -> Self {
+        LheReader {
+            path,
             lines: LineSource::new(text),
             header: FileHeader::default(),
             body: EventBody::default(),
@@ -70,11 +151,29 @@ impl LheReader {
             skipped: Vec::new(),
             truncation: None,
             is_gzip,
-        };
-        reader.read_preamble()?;
-        reader.buffered = reader.advance()?;
-        reader.body.weights.stop_learning();
-        Ok(reader)
+            range: None,
+        }
+    }
+
+    /// For a reader of a byte range: its first event index, the next one (after the
+    /// events read so far) and whether the reading stopped at the range's end.
+    pub(crate) fn range_report(&self) -> Option<RangeReport> {
+        self.range.map(|r| RangeReport {
+            first_event: r.first_event,
+            next_event: self.next_index,
+            ended_at_range_end: r.ended_at_range_end,
+        })
+    }
+
+    /// The text of a range that the file continues after has ended: the end of the events.
+    fn at_range_end(&mut self) -> bool {
+        match &mut self.range {
+            Some(r) if r.continues => {
+                r.ended_at_range_end = true;
+                true
+            }
+            _ => false,
+        }
     }
 
     pub(crate) fn path(&self) -> &str {
@@ -351,6 +450,9 @@ impl LheReader {
                 Ok(Some(l)) => l,
                 Ok(None) => {
                     self.finished = true;
+                    if self.at_range_end() {
+                        return Ok(false);
+                    }
                     self.note_truncation(self.lines.line_no(), None, false);
                     let error = ParseError {
                         path: self.path.clone(),
@@ -443,6 +545,9 @@ impl LheReader {
                     Ok(Some((_, l))) => l,
                     // The bad event is cut off: find_event_start reports the end of the text
                     // on the next call, the truncation is noted here where it is known.
+                    // At the end of a range the file goes on after: find_event_start ends
+                    // the events there.
+                    Ok(None) if self.range.is_some_and(|r| r.continues) => return Ok(()),
                     end => {
                         let (line, unreadable) = match end {
                             Err(_) => (self.lines.line_no() + 1, true),

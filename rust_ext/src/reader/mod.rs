@@ -11,9 +11,11 @@ mod header;
 mod lhe_reader;
 mod markup;
 mod particle_layout;
+mod split_plan;
 mod weights;
 mod wgt_lines;
 mod xml_scan;
 
 pub use header::{Beams, FileHeader, Generator, MgGenerationInfo, Process, WeightDecl};
 pub use lhe_reader::{LheReader, OnError};
+pub use split_plan::{plan_split, ByteRange};
