@@ -409,7 +409,10 @@ def test_inspect_text(capsys: pytest.CaptureFixture[str]) -> None:
 @pytest.mark.parametrize(
     ("command", "words"),
     [
-        ("preprocess", ["GeV", "events", "default: 1", "default: fail"]),
+        (
+            "preprocess",
+            ["GeV", "events", "default: 1", "default: fail", "gzip inputs are never split"],
+        ),
         ("inspect", ["GeV", "pb", "default: 5"]),
         ("demo-data", ["events", "default: 5000", "default: 1"]),
     ],

@@ -102,7 +102,11 @@ def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
         default=1,
         metavar="N",
         help="worker processes, one input file each; 0 = one per available CPU core "
-        "(default: %(default)s)",
+        "(default: %(default)s). A plain (uncompressed) .lhe file of at least 128 MiB and more "
+        "than all inputs' bytes / N is cut at events into byte ranges of at least 64 MiB, "
+        "converted by the N workers at once "
+        "into its one shard (the same shard as one process makes); gzip inputs are never "
+        "split (a gzip stream can only be read from its start): one worker each",
     )
     parser.add_argument(
         "--on-error",

@@ -5,7 +5,11 @@ Each file is one unit of the stage contract (`vbsad_batch.ingest.shards.process_
 to date shard is skipped (the cheap check, without hashing, runs in the parent process), a
 file that fails leaves no shard, the other files' shards stay. `--jobs N` runs N worker
 processes, each taking one whole file at a time; progress from the workers reaches the
-caller's callback in the calling thread. After the run, even a failed one, the index
+caller's callback in the calling thread. A big plain (uncompressed) file, bigger than its
+fair share of the work (all inputs' bytes / N), is split into byte ranges at events,
+converted by all the workers at once and joined into its one shard, the same as one process
+makes (`vbsad_batch.ingest.split_convert`); those files go first, one after the other. Gzip
+files are never split. After the run, even a failed one, the index
 `manifest.json` lists every complete shard of the directory.
 
 An array job shares the inputs out: each task passes the whole list and its `subset` (the
@@ -24,7 +28,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vbsad_batch.ingest.lhe import DEFAULT_BATCH_SIZE, OnError, check_on_error
+from vbsad_batch.ingest.lhe import DEFAULT_BATCH_SIZE, ByteRange, OnError, check_on_error
 from vbsad_batch.ingest.shards import (
     CancelledError,
     ShardResult,
@@ -33,6 +37,13 @@ from vbsad_batch.ingest.shards import (
     process_file,
     skipped_without_hashing,
     write_index,
+)
+from vbsad_batch.ingest.split_convert import (
+    MIN_SPLIT_PART_BYTES,
+    PartTask,
+    convert_part,
+    process_split_file,
+    split_ranges,
 )
 from vbsad_batch.runtime.progress import ProgressCallback, ProgressEvent, ProgressKind
 
@@ -75,6 +86,10 @@ def _run_in_worker(task: ShardTask) -> dict[str, Any]:
     # A dict rather than the dataclass: slotted frozen dataclasses do not pickle on every
     # supported Python version.
     return dataclasses.asdict(process_file(task, _worker_emit, _worker_should_stop))
+
+
+def _run_part_in_worker(part: PartTask) -> dict[str, Any]:
+    return convert_part(part, _worker_should_stop)
 
 
 # --- the run -------------------------------------------------------------------------------
@@ -157,7 +172,12 @@ def _drain(progress_queue: MpQueue[tuple[Any, ...]], reporter: _Reporter) -> Non
         reporter.emit(kind, item, rows, events, message)
 
 
-def _run_pool(tasks: list[ShardTask], jobs: int, reporter: _Reporter) -> dict[str, ShardResult]:
+def _run_pool(
+    tasks: list[ShardTask],
+    jobs: int,
+    reporter: _Reporter,
+    splits: dict[str, list[ByteRange]],
+) -> dict[str, ShardResult]:
     # "spawn": safe with threads in the parent (rich's refresh thread, the native reader) and
     # the same behaviour on every OS.
     ctx = multiprocessing.get_context("spawn")
@@ -166,14 +186,33 @@ def _run_pool(tasks: list[ShardTask], jobs: int, reporter: _Reporter) -> dict[st
     results: dict[str, ShardResult] = {}
     first_error: BaseException | None = None
     with cf.ProcessPoolExecutor(
-        max_workers=min(jobs, len(tasks)),
+        max_workers=min(jobs, max([len(tasks), *(len(r) for r in splits.values())])),
         mp_context=ctx,
         initializer=_init_worker,
         initargs=(progress_queue, cancel),
     ) as pool:
-        futures = {pool.submit(_run_in_worker, task): task for task in tasks}
-        pending = set(futures)
+        pending: set[cf.Future[dict[str, Any]]] = set()
         try:
+            # Split files first, one at a time, each with all the workers.
+            for task in tasks:
+                if task.input not in splits:
+                    continue
+                try:
+                    result = process_split_file(
+                        task,
+                        splits[task.input],
+                        lambda part: pool.submit(_run_part_in_worker, part),
+                        reporter.emit,
+                        cancel.is_set,
+                    )
+                except BaseException as failure:
+                    reporter.emit("item_failed", task.input, 0, 0, str(failure))
+                    raise
+                reporter.result(result)
+                results[task.input] = result
+            whole = [task for task in tasks if task.input not in splits]
+            futures = {pool.submit(_run_in_worker, task): task for task in whole}
+            pending = set(futures)
             while pending:
                 done, pending = cf.wait(pending, timeout=0.1, return_when=cf.FIRST_COMPLETED)
                 _drain(progress_queue, reporter)
@@ -237,6 +276,26 @@ def _tasks(
     ]
 
 
+def _splits(
+    todo: Sequence[ShardTask], jobs: int, min_part_bytes: int
+) -> dict[str, list[ByteRange]]:
+    """The byte ranges of the inputs to split: plain files bigger than a fair share of all
+    the work (their bytes times `jobs` above the bytes of all inputs), which would otherwise
+    keep one worker busy after the others ran out of files. Many files of similar size keep
+    every worker busy as they are, and are not split."""
+    if jobs < 2:
+        return {}
+    sizes = {task.input: Path(task.input).stat().st_size for task in todo}
+    total = sum(sizes.values())
+    splits = {}
+    for task in todo:
+        if sizes[task.input] * jobs > total:
+            ranges = split_ranges(Path(task.input), jobs, min_part_bytes)
+            if ranges is not None:
+                splits[task.input] = ranges
+    return splits
+
+
 def shards_up_to_date(
     inputs: Sequence[Path], output_dir: Path, *, on_error: OnError = "fail"
 ) -> list[bool]:
@@ -268,6 +327,7 @@ def preprocess(
     progress: ProgressCallback | None = None,
     force: bool = False,
     subset: Sequence[int] | None = None,
+    min_split_part_bytes: int = MIN_SPLIT_PART_BYTES,
 ) -> list[ShardResult]:
     """Convert LHE files into Parquet shards of observables, one per input, in `output_dir`.
 
@@ -276,7 +336,10 @@ def preprocess(
     Args:
         inputs: LHE files (`.lhe` or `.lhe.gz`).
         output_dir: created if missing.
-        jobs: worker processes (>= 1); each takes one whole file at a time.
+        jobs: worker processes (>= 1); each takes one whole file at a time, except that a
+            plain input of at least two `min_split_part_bytes`, bigger than all inputs'
+            bytes / `jobs`, is cut at events into up to `jobs` byte ranges converted at once
+            (the same shard as one process makes).
         on_error: "fail": the first malformed event stops the run with its `LheParseError`;
             that file gets no shard (shards of other files completed so far stay). "skip":
             malformed events are dropped and listed in the shard manifest (`lhe_info.skipped`).
@@ -285,6 +348,7 @@ def preprocess(
         force: rewrite shards even when up to date.
         subset: the indices of `inputs` to convert (an array task's share; None: all); the
             shard names are planned over all `inputs`, and only the subset must exist.
+        min_split_part_bytes: the smallest byte range a plain input is cut into (bytes).
 
     Returns:
         One `ShardResult` per converted input, in input order.
@@ -324,10 +388,11 @@ def preprocess(
             results[task.input] = skipped
 
     try:
-        if jobs == 1 or len(todo) <= 1:
+        splits = _splits(todo, jobs, min_split_part_bytes)
+        if jobs == 1 or (len(todo) <= 1 and not splits):
             results.update(_run_serial(todo, reporter))
         else:
-            results.update(_run_pool(todo, jobs, reporter))
+            results.update(_run_pool(todo, jobs, reporter, splits))
     except BaseException:
         # Also after a failure: the index then lists the shards that did complete.
         with contextlib.suppress(Exception):

@@ -71,11 +71,15 @@ __all__ = [
     "CancelledError",
     "ShardResult",
     "ShardTask",
+    "ShardWriter",
+    "footer_metadata",
     "plan_shard_names",
     "process_file",
     "shard_manifest_path",
+    "shard_parquet_writer",
     "shard_unit",
     "write_index",
+    "write_whole_shard",
 ]
 
 logger = logging.getLogger(__name__)
@@ -135,6 +139,10 @@ class CancelledError(Exception):
 
 Emit = Callable[[ProgressKind, str, int, int, str], None]
 """(kind, item, rows, events, message): progress of one file, from any process."""
+
+ShardWriter = Callable[[Path, str], tuple[LheInfo, int]]
+"""(temporary shard path, input SHA-256) -> (the input's metadata, rows written): writes the
+shard's Parquet file (by default `read_lhe` of the whole input, batch by batch)."""
 
 
 def shard_manifest_path(shard: Path) -> Path:
@@ -292,7 +300,8 @@ def skipped_without_hashing(task: ShardTask) -> ShardResult | None:
     return _result(task, unit, manifest, written=False, reason="up to date", start=start)
 
 
-def _parquet_writer(path: Path, schema: pa.Schema) -> pq.ParquetWriter:
+def shard_parquet_writer(path: Path, schema: pa.Schema) -> pq.ParquetWriter:
+    """The Parquet writer of a shard (zstd, no dictionaries, byte-stream-split floats)."""
     float_columns = [f.name for f in schema if pa.types.is_floating(f.type)]
     return pq.ParquetWriter(
         path,
@@ -316,7 +325,7 @@ def _write_shard(
     rows = 0
     events = 0
     last_emit = time.monotonic()
-    writer = _parquet_writer(tmp, stream.schema)
+    writer = shard_parquet_writer(tmp, stream.schema)
     try:
         for batch in stream:
             if should_stop():
@@ -330,14 +339,7 @@ def _write_shard(
                 last_emit = now
                 emit("item_advanced", task.input, rows, events, "")
         info = stream.info()
-        writer.add_key_value_metadata(
-            {
-                "vbsad_batch.schema_version": str(SHARD_FORMAT_VERSION),
-                "vbsad_batch.tool_version": tool_version(),
-                "vbsad_batch.input_sha256": input_sha256,
-                "vbsad_batch.lhe_info": info.to_json(),
-            }
-        )
+        writer.add_key_value_metadata(footer_metadata(info, input_sha256))
     finally:
         writer.close()
     if rows != info.n_rows:
@@ -347,9 +349,32 @@ def _write_shard(
     return info, rows
 
 
-def process_file(task: ShardTask, emit: Emit, should_stop: Callable[[], bool]) -> ShardResult:
+def footer_metadata(info: LheInfo, input_sha256: str) -> dict[str, str]:
+    """The key-value metadata of a shard's Parquet footer."""
+    return {
+        "vbsad_batch.schema_version": str(SHARD_FORMAT_VERSION),
+        "vbsad_batch.tool_version": tool_version(),
+        "vbsad_batch.input_sha256": input_sha256,
+        "vbsad_batch.lhe_info": info.to_json(),
+    }
+
+
+def write_whole_shard(
+    task: ShardTask, tmp: Path, emit: Emit, should_stop: Callable[[], bool], input_sha256: str
+) -> tuple[LheInfo, int]:
+    """The default `ShardWriter`: the whole input read in this process."""
+    return _write_shard(task, tmp, emit, should_stop, input_sha256)
+
+
+def process_file(
+    task: ShardTask,
+    emit: Emit,
+    should_stop: Callable[[], bool],
+    *,
+    write: ShardWriter | None = None,
+) -> ShardResult:
     """Make (or keep, when up to date) the shard of one input file, through the stage
-    contract."""
+    contract; `write` makes the Parquet file (default: `write_whole_shard`)."""
     start = time.monotonic()
     input_path = Path(task.input)
     shard = Path(task.shard)
@@ -376,7 +401,10 @@ def process_file(task: ShardTask, emit: Emit, should_stop: Callable[[], bool]) -
         # that a failure leaves nothing stale behind.
         shard.unlink(missing_ok=True)
         with out.path(shard.name) as tmp:
-            info, rows = _write_shard(task, tmp, emit, should_stop, input_record.sha256)
+            if write is None:
+                info, rows = _write_shard(task, tmp, emit, should_stop, input_record.sha256)
+            else:
+                info, rows = write(tmp, input_record.sha256)
             after = input_path.stat()
             if (after.st_size, after.st_mtime_ns) != (
                 input_record.size_bytes,
