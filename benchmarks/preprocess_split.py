@@ -21,6 +21,7 @@ import argparse
 import gzip
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -57,12 +58,18 @@ def build_input(path: Path, mb: float) -> Path:
     return path
 
 
-def convert(path: Path, out: Path, jobs: int) -> float:
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def convert(path: Path, out: Path, jobs: int) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of the command and its worker processes)."""
     command = [sys.executable, "-m", "vbsad_batch", "preprocess", str(path)]
     command += ["--output", str(out), "--force", "--quiet", "--jobs", str(jobs)]
-    start = time.monotonic()
+    start, cpu = time.monotonic(), _children_cpu()
     subprocess.run(command, check=True, capture_output=True)
-    return time.monotonic() - start
+    return time.monotonic() - start, _children_cpu() - cpu
 
 
 def shard_facts(directory: Path, name: str) -> tuple[pa.Table, bytes, object]:
@@ -84,18 +91,19 @@ def main(argv: list[str] | None = None) -> int:
     path = build_input(scratch / f"ssww_{int(args.mb)}mb.lhe", args.mb)
     size_mb = path.stat().st_size / MB
     print(f"input: {path} ({size_mb:.0f} MB of plain LHE text)")
-    best = {jobs: float("inf") for jobs in args.jobs}
+    best = {jobs: (float("inf"), float("inf")) for jobs in args.jobs}
     for _ in range(args.repeat):
         for jobs in args.jobs:
             best[jobs] = min(best[jobs], convert(path, scratch / f"out-jobs{jobs}", jobs))
-    baseline = best[args.jobs[0]]
+    baseline = best[args.jobs[0]][0]
+    print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     reference = shard_facts(scratch / f"out-jobs{args.jobs[0]}", path.stem)
-    for jobs, seconds in best.items():
+    for jobs, (seconds, cpu) in best.items():
         table, footer, info = shard_facts(scratch / f"out-jobs{jobs}", path.stem)
         same = table.equals(reference[0]) and footer == reference[1] and info == reference[2]
         print(
-            f"--jobs {jobs}: {seconds:7.2f} s  {size_mb / seconds:6.0f} MB/s  "
-            f"{baseline / seconds:4.2f}x  {'same shard' if same else 'DIFFERENT SHARD'}"
+            f"--jobs {jobs}: {seconds:7.2f} s wall  {cpu:7.2f} s CPU  {size_mb / seconds:6.0f} "
+            f"MB/s  {baseline / seconds:4.2f}x  {'same shard' if same else 'DIFFERENT SHARD'}"
         )
         if not same:
             return 1

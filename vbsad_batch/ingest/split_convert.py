@@ -23,9 +23,11 @@ The result is the one-process result, checked:
 - with on_error="fail", the error of the first failing range is the file's error (its
   ranges before it checked as above).
 
-The part files live in a temporary directory beside the shard (`.<shard>.parts-*`), removed
-when the file is done; the shard itself goes through the stage contract like any other
-(`vbsad_batch.ingest.shards.process_file`), so downstream stages see no difference.
+The part files (Arrow IPC, uncompressed: about a tenth of the LHE text; the parent reads them
+memory-mapped and encodes the shard's Parquet once) live in a temporary directory beside the
+shard (`.<shard>.parts-*`), removed when the file is done; the shard itself goes through the
+stage contract like any other (`vbsad_batch.ingest.shards.process_file`), so downstream
+stages see no difference.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
+import pyarrow as pa
 
 from vbsad_batch.ingest.lhe import ByteRange, LheInfo, OnError, plan_byte_ranges, read_lhe_range
 from vbsad_batch.ingest.shards import (
@@ -107,15 +109,14 @@ def convert_part(part: PartTask, should_stop: Callable[[], bool]) -> dict[str, A
         part.input, part.byte_range, batch_size=part.batch_size, on_error=part.on_error
     )
     rows = 0
-    writer = shard_parquet_writer(Path(part.part), stream.schema)
-    try:
+    # Arrow IPC, uncompressed: the parent reads it back without decoding (memory-mapped) and
+    # encodes the shard's Parquet once; a Parquet part would be decoded and encoded again.
+    with pa.OSFile(part.part, "wb") as sink, pa.ipc.new_file(sink, stream.schema) as writer:
         for batch in stream:
             if should_stop():
                 raise CancelledError(part.input)
             writer.write_batch(batch)
             rows += batch.num_rows
-    finally:
-        writer.close()
     return {"index": part.index, "part": part.part, "rows": rows, "info": stream.raw_info()}
 
 
@@ -192,22 +193,30 @@ def _wait_all(
 def _join_parts(
     results: Sequence[Mapping[str, Any]], tmp: Path, info: LheInfo, input_sha256: str
 ) -> tuple[LheInfo, int]:
-    """Write the parts' rows, in order, into the shard's temporary file."""
-    schema = pq.read_schema(results[0]["part"])
+    """Write the parts' rows, in order, into the shard's temporary file: each batch of a part
+    becomes a row group, as each batch of the whole file would."""
+    schema: pa.Schema | None = None
     rows = 0
-    writer = shard_parquet_writer(tmp, schema)
+    writer = None
     try:
         for result in results:
-            part = pq.ParquetFile(result["part"])
-            if not part.schema_arrow.equals(schema):
-                raise RuntimeError(f"{info.path}: the byte ranges gave different columns")
-            for group in range(part.num_row_groups):
-                table = part.read_row_group(group)
-                writer.write_table(table)
-                rows += table.num_rows
+            with pa.memory_map(result["part"]) as source:
+                part = pa.ipc.open_file(source)
+                if schema is None:
+                    schema = part.schema
+                    writer = shard_parquet_writer(tmp, schema)
+                if not part.schema.equals(schema) or writer is None:
+                    raise RuntimeError(f"{info.path}: the byte ranges gave different columns")
+                for i in range(part.num_record_batches):
+                    batch = part.get_batch(i)
+                    writer.write_batch(batch)
+                    rows += batch.num_rows
+        if writer is None:
+            raise RuntimeError(f"{info.path}: no byte range was converted")
         writer.add_key_value_metadata(footer_metadata(info, input_sha256))
     finally:
-        writer.close()
+        if writer is not None:
+            writer.close()
     if rows != info.n_rows:
         raise RuntimeError(
             f"{info.path}: joined {rows} rows but the readers counted {info.n_rows} accepted events"
@@ -231,7 +240,7 @@ def process_split_file(
         for index, byte_range in enumerate(ranges):
             part = PartTask(
                 input=task.input,
-                part=str(parts_dir / f"part-{index:04d}.parquet"),
+                part=str(parts_dir / f"part-{index:04d}.arrow"),
                 index=index,
                 byte_range=byte_range,
                 on_error=task.on_error,
