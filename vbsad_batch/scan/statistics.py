@@ -446,7 +446,14 @@ def _point(scan: ThresholdScan, values: FloatArray) -> LimitPoint | None:
     )
 
 
-_PROBE = 256  # thresholds of smallest |c| bound per side solved first (Asimov)
+_BLOCK = 256  # consecutive admissible thresholds bounded together
+_FIRST = 4  # blocks of smallest bound per side solved first
+
+
+def _block_rows(blocks: IntArray, n: int) -> IntArray:
+    """Positions (in 0..n-1) of the thresholds of the given blocks, ascending."""
+    rows = (np.sort(blocks)[:, None] * _BLOCK + np.arange(_BLOCK)).ravel()
+    return rows[rows < n]
 
 
 def _solve(
@@ -456,48 +463,66 @@ def _solve(
     statistic: Statistic,
     signals: SignalSource | None = None,
 ) -> CoefficientLimit:
-    """The limits: the proxy at every threshold; the Asimov statistic only at the thresholds
-    that can hold a limit.
+    """The limits, solving only the blocks of thresholds that can hold them.
 
-    The first crossing of ``Q c^2 + L c = s`` on a side moves away from 0 as |s| grows, and
-    ``asimov_signals`` are at least ``z sqrt(S)`` (s_plus) and ``z sqrt(S / 2)`` (|s_minus|):
-    the proxy-like crossings of those levels bound |c| from below at every threshold. Per side
-    the `_PROBE` thresholds of smallest bound are solved, then every threshold whose bound is
-    within 1e-9 of the best |c| found. The others cannot hold a limit (nor tie with one): the
-    result is that of solving every threshold, bit for bit (a threshold's roots do not depend
-    on the others')."""
-    if statistic == "proxy" or len(scan) <= 4 * _PROBE:
-        c_minus, c_plus = threshold_coefficients(
-            scan, significance, admissible, statistic=statistic, signals=signals
+    A crossing on the c > 0 side is of a level s >= k+ or s <= -k- by ``L c + Q c^2``, where
+    k+ = k- = z sqrt(S) for the proxy and k+ = s_plus(S), k- = |s_minus(S)| (>= z^2 / 2) for
+    Asimov (`asimov_signals`, both growing with S). The first crossing of a level comes no later
+    for a polynomial
+    that is larger (for +k) or smaller (for -k) on that side, and for a lower level: so over a
+    block of `_BLOCK` consecutive admissible thresholds, |c| is at least the first crossing of
+    +k+(min S) by the block's largest L and Q and of -k-(min S) by its smallest (c < 0: L's
+    extremes swapped). The `_FIRST` blocks of smallest bound per side are solved, then every
+    block whose bound is within 1e-6 of the best |c| found on that side. The others cannot
+    hold a limit (nor tie with one): the result is that of solving every threshold, bit for
+    bit (a threshold's roots do not depend on the others')."""
+    check_significance(significance)
+    z = significance
+    ok = np.flatnonzero(scan.admissible(admissible))
+    c_minus = np.full(len(scan), np.nan)
+    c_plus = np.full(len(scan), np.nan)
+    starts = np.arange(0, ok.size, _BLOCK)
+    if ok.size:
+        lin, quad = scan.lin_yield[ok], scan.quad_yield[ok]
+        lin_max, lin_min = np.maximum.reduceat(lin, starts), np.minimum.reduceat(lin, starts)
+        quad_max, quad_min = np.maximum.reduceat(quad, starts), np.minimum.reduceat(quad, starts)
+        s = np.minimum.reduceat(scan.sm_yield[ok], starts)
+        if statistic == "proxy":
+            k_up = k_down = z * np.sqrt(s)
+        else:  # the Asimov signals grow with S; a deficit needs S >= z^2 / 2, then |s| >= that
+            s_plus, s_minus = asimov_signals(s, z)
+            k_up = s_plus * (1.0 - 1e-12)
+            k_down = np.fmax(-s_minus, 0.5 * z * z) * (1.0 - 1e-12)
+        # the first crossings of the block's most favourable polynomial on each side
+        up_plus, _ = _nearest_roots(quad_max, lin_max, -k_up)
+        down_plus, _ = _nearest_roots(quad_min, lin_min, k_down)
+        _, up_minus = _nearest_roots(quad_max, lin_min, -k_up)
+        _, down_minus = _nearest_roots(quad_min, lin_max, k_down)
+        bounds = (  # per block: |c| on the c < 0 side, on the c > 0 side (inf: unreachable)
+            np.nan_to_num(-np.fmax(up_minus, down_minus), nan=np.inf),
+            np.nan_to_num(np.fmin(up_plus, down_plus), nan=np.inf),
         )
-    else:
-        z = significance
+        solved = np.zeros(starts.size, dtype=bool)
 
-        def lowest(rows: IntArray) -> tuple[FloatArray, FloatArray]:
-            s = scan.sm_yield[rows]
-            deficit = np.where(s >= 0.5 * z * z, -z * np.sqrt(0.5 * s), np.nan)
-            return z * np.sqrt(s), deficit
-
-        bounds = threshold_coefficients(scan, z, admissible, statistic="asimov", signals=lowest)
-        c_minus = np.full(len(scan), np.nan)
-        c_plus = np.full(len(scan), np.nan)
-        solved = np.zeros(len(scan), dtype=bool)
-
-        def solve_rows(index: IntArray) -> None:
-            index = index[~solved[index]]
+        def solve_blocks(chosen: IntArray) -> None:
+            chosen = chosen[~solved[chosen]]
+            if chosen.size == 0:
+                return
+            solved[chosen] = True
+            index = ok[_block_rows(chosen, ok.size)]
             source = None if signals is None else (lambda r: signals(index[r]))
             c_minus[index], c_plus[index] = threshold_coefficients(
-                _rows(scan, index), z, admissible, statistic="asimov", signals=source
+                _rows(scan, index), z, admissible, statistic=statistic, signals=source
             )
-            solved[index] = True
 
-        reach = [np.flatnonzero(np.isfinite(bound)) for bound in bounds]
-        size = [np.abs(bound[rows]) for bound, rows in zip(bounds, reach, strict=True)]
-        for rows, b in zip(reach, size, strict=True):
-            solve_rows(rows[np.argpartition(b, _PROBE)[:_PROBE]] if b.size > _PROBE else rows)
-        for c, rows, b in zip((c_minus, c_plus), reach, size, strict=True):
-            best = float(np.nanmin(np.abs(c[solved]), initial=np.inf))
-            solve_rows(rows[b <= best * (1.0 + 1e-9)])
+        for bound in bounds:
+            solve_blocks(np.argsort(bound, kind="stable")[:_FIRST])
+        margin = 1.0 + 1e-6
+        best = (
+            float(np.nanmin(np.abs(c_minus), initial=np.inf)) * margin,
+            float(np.nanmin(np.abs(c_plus), initial=np.inf)) * margin,
+        )
+        solve_blocks(np.flatnonzero((bounds[0] <= best[0]) | (bounds[1] <= best[1])))
     return CoefficientLimit(
         minus=_point(scan, c_minus),
         plus=_point(scan, c_plus),
