@@ -14,6 +14,7 @@ import gzip
 import json
 import logging
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -172,6 +173,23 @@ def test_preprocess_jobs_splits_one_file(ssww_plain: Path, tmp_path: Path, jobs:
     index = json.loads((tmp_path / "split" / "manifest.json").read_text())
     assert index["n_shards"] == 1
     assert index["n_rows"] == pq.read_metadata(tmp_path / "one" / "ssww_all.parquet").num_rows
+
+
+def test_a_touched_input_is_kept_after_hashing(ssww_plain: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    run_preprocess([ssww_plain], out, jobs=2, min_split_part_bytes=1_000_000)
+    shard = out / "ssww_all.parquet"
+    before = shard.stat().st_mtime_ns
+    stat = ssww_plain.stat()
+    os.utime(ssww_plain, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    try:
+        (result,) = preprocess([ssww_plain], out, jobs=2, min_split_part_bytes=1_000_000)
+    finally:
+        os.utime(ssww_plain, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert result.status == "skipped"
+    assert result.reason == "up to date (same sha256)"
+    assert shard.stat().st_mtime_ns == before
+    assert [p.name for p in out.iterdir() if ".parts-" in p.name] == []
 
 
 def test_preprocess_split_with_skipped_events_and_other_files(

@@ -267,7 +267,13 @@ def process_split_file(
             info = merge_part_infos([r["info"] for r in results])
             return _join_parts(results, tmp, info, input_sha256)
 
-        return process_file(task, emit, should_stop, write=write)
+        result = process_file(task, emit, should_stop, write=write)
+        # Kept without writing (the input's content is unchanged): let the parts that are
+        # running finish before their directory goes.
+        for future in futures:
+            future.cancel()
+        cf.wait(futures)
+        return result
     finally:
         for future in futures:
             future.cancel()
