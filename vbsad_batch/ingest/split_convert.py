@@ -24,10 +24,10 @@ The result is the one-process result, checked:
   ranges before it checked as above).
 
 The part files (Arrow IPC, uncompressed: about a tenth of the LHE text; the parent reads them
-memory-mapped and encodes the shard's Parquet once) live in a temporary directory beside the
-shard (`.<shard>.parts-*`), removed when the file is done; the shard itself goes through the
-stage contract like any other (`vbsad_batch.ingest.shards.process_file`), so downstream
-stages see no difference.
+back batch by batch without decoding and encodes the shard's Parquet once) live in a
+temporary directory beside the shard (`.<shard>.parts-*`), removed when the file is done; the
+shard itself goes through the stage contract like any other
+(`vbsad_batch.ingest.shards.process_file`), so downstream stages see no difference.
 """
 
 from __future__ import annotations
@@ -109,8 +109,8 @@ def convert_part(part: PartTask, should_stop: Callable[[], bool]) -> dict[str, A
         part.input, part.byte_range, batch_size=part.batch_size, on_error=part.on_error
     )
     rows = 0
-    # Arrow IPC, uncompressed: the parent reads it back without decoding (memory-mapped) and
-    # encodes the shard's Parquet once; a Parquet part would be decoded and encoded again.
+    # Arrow IPC, uncompressed: the parent reads it back without decoding and encodes the
+    # shard's Parquet once; a Parquet part would be decoded and encoded again.
     with pa.OSFile(part.part, "wb") as sink, pa.ipc.new_file(sink, stream.schema) as writer:
         for batch in stream:
             if should_stop():
@@ -200,7 +200,8 @@ def _join_parts(
     writer = None
     try:
         for result in results:
-            with pa.memory_map(result["part"]) as source:
+            # Read batch by batch (not memory-mapped): memory stays at about one batch.
+            with pa.OSFile(result["part"], "rb") as source:
                 part = pa.ipc.open_file(source)
                 if schema is None:
                     schema = part.schema
