@@ -20,6 +20,7 @@ from vbsad_batch.scan.statistics import (
     SignalSource,
     ThresholdScan,
     _distinct_sorted,
+    _Layout,
     _layout,
     sums_above,
 )
@@ -63,10 +64,15 @@ class SMColumn:
 
     def scan(self, lin: ScoreSample, quad: ScoreSample) -> OperatorScan:
         """`scan_thresholds(sm, lin, quad)`, reusing the SM side."""
-        layout = _layout(self.sample, lin, quad, sm_sorted=(self._order, self._sorted))
+        sm = self.sample.score
+        if all(s.score is sm or np.array_equal(s.score, sm) for s in (lin, quad)):
+            # the SM events with other yields (a reweighted sample): the SM's own thresholds
+            layout = _Layout(self._threshold, (self._order,) * 3, (self._starts,) * 3)
+        else:
+            layout = _layout(self.sample, lin, quad, sm_sorted=(self._order, self._sorted))
         position = layout.starts[0]
-        if layout.threshold.size == self._threshold.size and np.array_equal(
-            position, self._starts
+        if position is self._starts or (
+            layout.threshold.size == self._threshold.size and np.array_equal(position, self._starts)
         ):  # the thresholds are the SM's own: S, counts and efficiency as for any operator
             if self._shared is None:
                 self._shared = self._sm_side(self._starts)

@@ -252,6 +252,9 @@ def sums_above(sorted_values: FloatArray, starts: IntArray) -> FloatArray:
     """Sum of sorted_values[start:] for every start (summed from the top, so small regions at
     high thresholds are summed with the smallest rounding error)."""
     n = sorted_values.size
+    if n and starts.size and int(starts[-1]) < n and int(starts[0]) >= 0:  # no empty region
+        out: FloatArray = np.cumsum(sorted_values[::-1])[::-1][starts]
+        return out
     suffix = np.zeros(n + 1, dtype=np.float64)
     if n:
         suffix[:n] = np.cumsum(sorted_values[::-1])[::-1]
@@ -430,12 +433,17 @@ def threshold_coefficients(
     return c_minus, c_plus
 
 
-def _point(scan: ThresholdScan, values: FloatArray) -> LimitPoint | None:
+def _point(
+    scan: ThresholdScan, values: FloatArray, rows: IntArray | None = None
+) -> LimitPoint | None:
+    """The threshold of smallest |c| (the first among equal ones); `rows`: the ascending
+    threshold indices of `values` (default: every threshold)."""
     if not bool(np.any(np.isfinite(values))):
         return None
-    index = int(np.nanargmin(np.abs(values)))  # first (lowest threshold) among equal |c|
+    at = int(np.nanargmin(np.abs(values)))  # first (lowest threshold) among equal |c|
+    index = at if rows is None else int(rows[at])
     return LimitPoint(
-        c=float(values[index]),
+        c=float(values[at]),
         threshold=float(scan.threshold[index]),
         threshold_index=index,
         sm_yield=float(scan.sm_yield[index]),
@@ -479,14 +487,17 @@ def _solve(
     check_significance(significance)
     z = significance
     ok = np.flatnonzero(scan.admissible(admissible))
-    c_minus = np.full(len(scan), np.nan)
-    c_plus = np.full(len(scan), np.nan)
     starts = np.arange(0, ok.size, _BLOCK)
+    found: list[tuple[IntArray, FloatArray, FloatArray]] = []
     if ok.size:
-        lin, quad = scan.lin_yield[ok], scan.quad_yield[ok]
+        if int(ok[-1]) - int(ok[0]) + 1 == ok.size:  # one run, the usual case: views
+            run = slice(int(ok[0]), int(ok[-1]) + 1)
+            lin, quad, sm = scan.lin_yield[run], scan.quad_yield[run], scan.sm_yield[run]
+        else:
+            lin, quad, sm = scan.lin_yield[ok], scan.quad_yield[ok], scan.sm_yield[ok]
         lin_max, lin_min = np.maximum.reduceat(lin, starts), np.minimum.reduceat(lin, starts)
         quad_max, quad_min = np.maximum.reduceat(quad, starts), np.minimum.reduceat(quad, starts)
-        s = np.minimum.reduceat(scan.sm_yield[ok], starts)
+        s = np.minimum.reduceat(sm, starts)
         if statistic == "proxy":
             k_up = k_down = z * np.sqrt(s)
         else:  # the Asimov signals grow with S; a deficit needs S >= z^2 / 2, then |s| >= that
@@ -511,21 +522,32 @@ def _solve(
             solved[chosen] = True
             index = ok[_block_rows(chosen, ok.size)]
             source = None if signals is None else (lambda r: signals(index[r]))
-            c_minus[index], c_plus[index] = threshold_coefficients(
-                _rows(scan, index), z, admissible, statistic=statistic, signals=source
+            found.append(
+                (
+                    index,
+                    *threshold_coefficients(
+                        _rows(scan, index), z, admissible, statistic=statistic, signals=source
+                    ),
+                )
             )
 
         for bound in bounds:
             solve_blocks(np.argsort(bound, kind="stable")[:_FIRST])
         margin = 1.0 + 1e-6
-        best = (
-            float(np.nanmin(np.abs(c_minus), initial=np.inf)) * margin,
-            float(np.nanmin(np.abs(c_plus), initial=np.inf)) * margin,
-        )
+        best = [
+            min(float(np.nanmin(np.abs(f[side]), initial=np.inf)) for f in found) * margin
+            for side in (1, 2)
+        ]
         solve_blocks(np.flatnonzero((bounds[0] <= best[0]) | (bounds[1] <= best[1])))
+    rows = np.concatenate([f[0] for f in found]) if found else np.zeros(0, dtype=np.int64)
+    order = np.argsort(rows, kind="stable")
+    rows = rows[order]
+    c_minus, c_plus = (
+        np.concatenate([f[side] for f in found])[order] if found else np.zeros(0) for side in (1, 2)
+    )
     return CoefficientLimit(
-        minus=_point(scan, c_minus),
-        plus=_point(scan, c_plus),
+        minus=_point(scan, c_minus, rows),
+        plus=_point(scan, c_plus, rows),
         significance=float(significance),
         statistic=statistic,
     )
