@@ -11,6 +11,24 @@ One run builds a plain LHE file (reused when present) from the real SSWW samples
 MB/s of LHE text and the speed-up over --jobs 1. It checks that the shards are the same: equal
 rows (`pyarrow.Table.equals`), equal `lhe_info` in the manifests and Parquet footers.
 
+Measured 2026-12-07 on this project's 2-core machine while other work kept it busy (load
+average 4-6, so neither core was ours alone; best of the repeats by wall time):
+
+    --mb 600 --repeat 3:   --jobs 1  2.79 s wall  1.13 s CPU
+                           --jobs 2  4.68 s wall  1.89 s CPU   0.60x   same shard
+    --mb 2000 --repeat 2:  --jobs 1  5.34 s wall  2.77 s CPU
+                           --jobs 2  7.47 s wall  3.86 s CPU   0.71x   same shard
+    (an earlier --mb 2000 run: 6.18 s / 4.52 s CPU against 8.07 s / 6.31 s CPU, 0.77x)
+
+So on a machine with no idle core, splitting is slower: it adds ~40% CPU (two more worker
+processes to start, the planning pass over the file before the workers start, ~0.25 CPU s per
+GB, and the parts written and joined), and the second worker gets no core of its own. Where
+cores are idle the wall time is about planning + max(SHA-256 of the input in the parent,
+~0.6 s per GB; conversion / N) + joining (~0.15 s per GB): the input's hash, which the stage
+contract needs and cannot be split, is then the floor. Peak memory stays flat: 149 MB in
+the parent and in each worker on the 2 GB file (146 MB with --jobs 1). To be measured again
+on idle cores.
+
 Usage: python benchmarks/preprocess_split.py [--mb 600] [--jobs 1 2] [--repeat 2]
 [--scratch DIR]
 """
