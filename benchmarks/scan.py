@@ -298,30 +298,62 @@ def _same(a: float, b: float) -> bool:
     return abs(a - b) <= 1e-12 * max(abs(a), abs(b))
 
 
-def worker(events: int, seed: int) -> int:
-    """Under mpiexec: this rank's block of operators, timed; rank 0 prints one JSON line."""
+def worker(events: int, seed: int, replicas: int, chunk: int) -> int:
+    """Under mpiexec: this rank's block of the work items (per operator the limits and chunks
+    of `replicas` bootstrap replicas, as `vbsad scan` makes them), timed; rank 0 prints one
+    JSON line."""
     from vbsad_batch.runtime.mpi import world  # noqa: PLC0415 - MPI only in this mode
     from vbsad_batch.scan.schedule import blocks  # noqa: PLC0415
+    from vbsad_batch.scan.statistics import bootstrap_limits  # noqa: PLC0415
     from vbsad_batch.scan.work import WorkItem  # noqa: PLC0415
 
     comm = world()
-    items = [WorkItem("benchmark", "score", op) for op in OPERATORS]
-    mine = [items[i].operator for i in blocks(items, comm.size)[comm.rank]]
+    items = []
+    for op in OPERATORS:
+        items.append(WorkItem("benchmark", "score", op))
+        items += [
+            WorkItem("benchmark", "score", op, (a, min(a + chunk, replicas)))
+            for a in range(0, replicas, chunk)
+        ]
+    mine = [items[i] for i in blocks(items, comm.size)[comm.rank]]
+    operators = list(dict.fromkeys(item.operator for item in mine))
     hardness, score, sm = generate_sm(events, seed)
-    makers = {
-        op: partial(generate_operator, OPERATORS.index(op), hardness, sm, seed) for op in mine
-    }
     comm.gather(None, root=0)  # start together
+    points = [item.operator for item in mine if item.replicas is None]
+    makers = {
+        op: partial(generate_operator, OPERATORS.index(op), hardness, sm, seed) for op in points
+    }
     limits, clock = scan_now(score, sm, makers)
+    boot: dict[str, list[list[float]]] = {}
+    for op in operators:
+        chunks = [item.replicas for item in mine if item.operator == op and item.replicas]
+        if not chunks:
+            continue
+        lin, quad = generate_operator(OPERATORS.index(op), hardness, sm, seed)
+        with clock:
+            samples = (ScoreSample(score, sm), ScoreSample(score, lin), ScoreSample(score, quad))
+            for start, stop in chunks:
+                values = bootstrap_limits(
+                    *samples,
+                    replicas=replicas,
+                    seed=seed,
+                    significance=Z,
+                    admissible=ADMISSIBLE,
+                    replica_indices=range(start, stop),
+                )
+                boot.setdefault(op, []).extend(values.tolist())
+        del lin, quad
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     record = {
         "rank": comm.rank,
         "size": comm.size,
-        "operators": mine,
+        "operators": operators,
+        "items": len(mine),
         "cpu_s": clock.cpu,
         "wall_s": clock.wall,
         "peak_rss_mb": peak_mb,
         "limits": limits,
+        "bootstrap": boot,
     }
     everyone = comm.gather(record, root=0)
     if comm.rank == 0:
@@ -329,14 +361,15 @@ def worker(events: int, seed: int) -> int:
     return 0
 
 
-def ranks(events: int, seed: int) -> bool:
+def ranks(events: int, seed: int, replicas: int, chunk: int) -> bool:
     """`mpiexec -n 1` and `-n 2` of the worker: efficiency and per-rank memory printed."""
     launcher = shutil.which("mpiexec", path=str(Path(sys.executable).parent))
     if launcher is None:
         print("mpiexec not found next to the interpreter: install the 'mpi' extra")
         return False
     runs = {}
-    extra = ["--events", str(events), "--seed", str(seed)]
+    extra = ["--events", str(events), "--seed", str(seed), "--replicas", str(replicas)]
+    extra += ["--chunk", str(chunk)]
     for n in (1, 2):
         proc = subprocess.run(
             [launcher, "-n", str(n), sys.executable, __file__, "--worker", *extra],
@@ -350,13 +383,15 @@ def ranks(events: int, seed: int) -> bool:
         runs[n] = json.loads(proc.stdout.strip().splitlines()[-1])
         assert [r["size"] for r in runs[n]] == [n] * n, "not one world of that size"
     print(
-        f"{'ranks':>5s} {'rank':>4s} {'operators':28s} {'CPU s':>7s} {'wall s':>7s}"
+        f"{'ranks':>5s} {'rank':>4s} {'operators (items)':34s} {'CPU s':>7s} {'wall s':>7s}"
         f" {'peak RSS':>10s}"
     )
     for n, records in runs.items():
         for r in records:
+            label = ",".join(r["operators"]) + f" ({r['items']})"
             print(
-                f"{n:5d} {r['rank']:4d} {','.join(r['operators']):28s} {r['cpu_s']:7.2f}"
+                f"{n:5d} {r['rank']:4d} {label:34s}"
+                f" {r['cpu_s']:7.2f}"
                 f" {r['wall_s']:7.2f} {r['peak_rss_mb']:7.0f} MB"
             )
     one, two = runs[1][0], runs[2]
@@ -366,10 +401,15 @@ def ranks(events: int, seed: int) -> bool:
     same = all(
         _same(a, b)
         for r in two
-        for op in r["operators"]
+        for op in r["limits"]
         for stat in ("proxy", "asimov")
         for a, b in zip(r["limits"][op][stat], one["limits"][op][stat], strict=True)
     )
+    merged: dict[str, list[list[float]]] = {}
+    for r in two:
+        for op, values in r["bootstrap"].items():
+            merged.setdefault(op, []).extend(values)
+    same &= json.dumps(merged, sort_keys=True) == json.dumps(one["bootstrap"], sort_keys=True)
     print("limits of 2 ranks equal to those of 1:", "yes" if same else "NO")
     return same
 
@@ -381,10 +421,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--no-paper", action="store_true", help="skip the paper's method")
     parser.add_argument("--ranks", action="store_true", help="also 1 vs 2 MPI ranks")
+    parser.add_argument(
+        "--replicas", type=int, default=0, help="bootstrap replicas per operator (--ranks)"
+    )
+    parser.add_argument("--chunk", type=int, default=10, help="replicas per work item")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        return worker(args.events, args.seed)
+        return worker(args.events, args.seed, args.replicas, args.chunk)
 
     t0 = time.perf_counter()
     hardness, score, sm = generate_sm(args.events, args.seed)
@@ -455,7 +499,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{op:9s} " + " ".join(f"{v:12.6g}" for v in values))
     if args.ranks:
         del eft
-        all_ok &= ranks(args.events, args.seed)
+        all_ok &= ranks(args.events, args.seed, args.replicas, args.chunk)
     return 0 if all_ok else 1
 
 

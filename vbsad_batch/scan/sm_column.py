@@ -52,7 +52,9 @@ class SMColumn:
         self._order = np.argsort(sm.score).astype(np.int64)
         self._sorted = sm.score[self._order]
         n = self._order.size
-        self._suffix = sums_above(sm.yield_[self._order], np.arange(n + 1, dtype=np.int64))
+        self._suffix = np.zeros(n + 1)  # SM yield from each sorted position on (events)
+        if n:
+            self._suffix[:n] = np.cumsum(sm.yield_[self._order][::-1])[::-1]
         self._total = float(np.sum(sm.yield_))
         self._threshold, self._starts = _distinct_sorted(self._sorted)
         self._shared: tuple[FloatArray, IntArray, FloatArray] | None = None
