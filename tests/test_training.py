@@ -92,6 +92,7 @@ def test_train_writes_outputs_and_the_validation_loss_falls(
     assert result.model_dir == directory == tmp_path / "out" / "models" / "vae_latent3"
     expected = {
         "model.keras",
+        "network.npz",
         "preprocessing.json",
         "config.toml",
         "history.csv",

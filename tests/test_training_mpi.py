@@ -63,6 +63,7 @@ data_parallel = {data_parallel}
 
 MODEL_FILES = {
     "model.keras",
+    "network.npz",
     "preprocessing.json",
     "config.toml",
     "history.csv",
