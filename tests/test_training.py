@@ -329,33 +329,107 @@ def test_pipeline_serves_every_event_once_per_epoch_in_the_epochs_order(
         TrainingData as _Data,
         chunks_per_epoch as _chunks_per_epoch,
         epoch_chunks as _epoch_chunks,
-        epoch_permutation as _permutation,
+        epoch_order as _order,
         training_pipeline as _training_pipeline,
     )
 
     x = np.arange(n * 2, dtype=np.float32).reshape(n, 2)
     m = 37
-    data = _Data(
-        x_train=x,
-        x_val=x[:1],
-        x_mix=np.arange(m * 2, dtype=np.float32).reshape(m, 2),
-        labels=np.arange(m, dtype=np.float32) % 2,
-        weights=np.ones(m, dtype=np.float32),
+    data = _Data.from_arrays(
+        x,
+        x[:1],
+        np.arange(m * 2, dtype=np.float32).reshape(m, 2),
+        np.arange(m, dtype=np.float32) % 2,
+        np.ones(m, dtype=np.float32),
     )
+    x_mix = np.arange(m * 2, dtype=np.float32).reshape(m, 2)
     chunks = iter(_training_pipeline(data, seed=3, first_epoch=1, epochs=3, batch_size=batch_size))
     for epoch in (1, 2):
-        expected = _epoch_chunks(data, 3, epoch, batch_size)
+        expected = list(_epoch_chunks(data, 3, epoch, batch_size))
         assert len(expected) == _chunks_per_epoch(n, batch_size)
         served = [next(chunks) for _ in expected]
         sm = np.concatenate([s.numpy().reshape(-1, 2) for s, _ in served])
-        np.testing.assert_array_equal(sm, x[_permutation(n, 3, epoch, 0)])
+        order = _order(n, 3, epoch, 0)
+        np.testing.assert_array_equal(np.sort(order), np.arange(n))  # a permutation
+        np.testing.assert_array_equal(sm, x[order])
         steps = sum(s.shape[0] for s, _ in served)
         assert steps == -(-n // batch_size)
         mixed = np.concatenate([mix[0].numpy().reshape(-1, 2) for _, mix in served])
-        assert set(mixed[:, 0].tolist()) == set(data.x_mix[:, 0].tolist())
+        assert set(mixed[:, 0].tolist()) == set(x_mix[:, 0].tolist())
+        # the mixed stream is the epoch's order of the mixed set, repeated
+        mix_order = _order(m, 3, epoch, 1)
+        np.testing.assert_array_equal(mixed, x_mix[mix_order[np.arange(len(mixed)) % m]])
+        labels = np.concatenate([mix[1].numpy().reshape(-1) for _, mix in served])
+        np.testing.assert_array_equal(labels, (mix_order % 2)[np.arange(len(mixed)) % m])
         assert [s.shape[0] for s, _ in served] == [mix[0].shape[0] for _, mix in served]
     with pytest.raises(StopIteration):
         next(chunks)
+    data.close()
+
+
+def test_the_epoch_order_of_a_large_set_shuffles_blocks_and_windows() -> None:
+    """More events than one window: every event once per epoch, a pure function of (seed,
+    epoch), other epochs and seeds other orders, and every window drawn from across the whole
+    set (not the file's consecutive rows)."""
+    from vbsad_batch.models.training_data import (  # noqa: PLC0415
+        BLOCK_ROWS,
+        WINDOW_ROWS,
+        epoch_order,
+        epoch_windows,
+    )
+
+    n = 2 * WINDOW_ROWS + 3 * BLOCK_ROWS + 17  # three windows, the last block short
+    order = epoch_order(n, 0, 5, 0)
+    np.testing.assert_array_equal(np.sort(order), np.arange(n))
+    np.testing.assert_array_equal(order, epoch_order(n, 0, 5, 0))
+    assert not np.array_equal(order, epoch_order(n, 0, 6, 0))
+    assert not np.array_equal(order, epoch_order(n, 1, 5, 0))
+    windows = [len(p) for _, p in epoch_windows(n, 0, 5, 0)]
+    assert sum(windows) == n
+    assert len(windows) == 3  # (the window with the short last block is short by its gap)
+    assert max(windows) == WINDOW_ROWS
+    first = order[:WINDOW_ROWS]
+    # The first window's events come from all over the set: each third holds about a third.
+    thirds = np.bincount(first * 3 // n, minlength=3) / WINDOW_ROWS
+    np.testing.assert_allclose(thirds, 1 / 3, atol=0.05)
+    # ... and within the window consecutive events are not the file's neighbours.
+    assert np.mean(np.abs(np.diff(first)) == 1) < 0.01
+
+
+def test_the_data_streams_through_row_caches_that_leave_no_file(tmp_path: Path) -> None:
+    """`RowCache`: rows appended in pieces read back exactly, in any range; its file is
+    anonymous (nothing in its directory, even before it is closed)."""
+    from vbsad_batch.models.row_cache import RowCache  # noqa: PLC0415
+
+    values = np.random.default_rng(0).normal(size=(1000, 3)).astype(np.float32)
+    cache = RowCache(3, tmp_path)
+    for start in range(0, 1000, 333):
+        cache.append(values[start : start + 333])
+    assert cache.rows == 1000
+    assert list(tmp_path.iterdir()) == []
+    np.testing.assert_array_equal(cache.read(0, 1000), values)
+    np.testing.assert_array_equal(cache.read(990, 2000), values[990:])
+    out = np.zeros((50, 3), dtype=np.float32)
+    np.testing.assert_array_equal(cache.read(100, 120, out=out), values[100:120])
+    assert cache.read(1000, 1010).shape == (0, 3)
+    with pytest.raises(ValueError, match="width 3"):
+        cache.append(values[:, :2])
+    cache.close()
+
+
+def test_the_streamed_fit_equals_the_fit_on_all_rows(datasets_dir: Path) -> None:
+    """The preprocessing fitted batch by batch (as training reads sm_train) is the one fitted
+    on the whole table, bit for bit."""
+    from vbsad_batch.models.parquet_batches import read_batches  # noqa: PLC0415
+
+    config = load_config(datasets_dir.parent.parent / "ssww.toml")  # the fixture's
+    path = datasets_dir / "sm_train.parquet"
+    whole = Preprocessing.fit(pl.read_parquet(path), config.features, config.log_features)
+    batches = read_batches(path, config.features, remake="", batch_rows=97)
+    streamed = Preprocessing.fit_batches(batches, config.features, config.log_features)
+    assert streamed == whole
+    with pytest.raises(ValueError, match="column\\(s\\) nonexistent missing"):
+        next(read_batches(path, ["nonexistent"], remake=""))
 
 
 def test_vae_nn_early_stopping_watches_its_classifier_loss_too(

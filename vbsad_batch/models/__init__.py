@@ -5,7 +5,10 @@ Modules:
 - `paths`: the model kinds, model directory names and file names (no TensorFlow);
 - `preprocessing`: log10 and min-max scaling fitted on the SM training split (no TensorFlow);
 - `networks`: the Keras models, their losses and per-event scores, saving and loading;
-- `training_data`: the training data in memory, the per-epoch batches, the tf.data pipeline;
+- `parquet_batches`: a dataset read in batches, only the columns asked for;
+- `row_cache`: a float32 matrix in an anonymous file on disk, read a range of rows at a time;
+- `training_data`: the training data streamed into row caches, the per-epoch order and batches,
+  the tf.data pipeline;
 - `training_step`: one epoch of training as a compiled graph loop, the fused Adam update, the
   validation loss;
 - `checkpoints`: the per-epoch checkpoint that makes a resumed training exact;

@@ -1,9 +1,10 @@
 """Data-parallel training of one model over the MPI ranks (`[training] data_parallel = true`).
 
-The split. Every rank holds the whole training data and knows the same global batches in the
-same order (`vbsad_batch.models.training_data`: the epoch's permutation is a function of the
-seed and the epoch). Of each global batch of `batch_size` events (and, for a VAE+NN, of the
-mixed batch paired with it) rank r cuts only the contiguous rows `shard(n, r, N)`
+The split. Every rank streams the whole training data (its own row caches) and knows the same
+global batches in the same order (`vbsad_batch.models.training_data`: the epoch's order is a
+function of the seed and the epoch). Of each global batch of `batch_size` events (and, for a
+VAE+NN, of the mixed batch paired with it) rank r cuts only the contiguous rows
+`shard(n, r, N)`
 (`rank_training_pipeline`): with n = q N + s, ranks 0..s-1 take q + 1 events and the others q,
 so an uneven batch (the epoch's last, or a `batch_size` that N does not divide) is split as
 evenly as possible and a rank may get none (n < N). The loss stays that of the GLOBAL batch:

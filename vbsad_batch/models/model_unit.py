@@ -32,9 +32,10 @@ __all__ = [
     "training_datasets",
 ]
 
-TRAINING_FORMAT_VERSION = 5
+TRAINING_FORMAT_VERSION = 6
 """Version of the model directory layout and checkpoint; bump when either changes (5: the
-network's NumPy export `network.npz`, which scoring and the report read)."""
+network's NumPy export `network.npz`, which scoring and the report read; 6: the data order of
+an epoch, streamed from disk, gives other weights)."""
 
 MODEL_MANIFEST_KIND = "vbsad_batch.model"
 

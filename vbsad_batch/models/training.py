@@ -32,15 +32,19 @@ ranks, each by one process as if alone (the same bits). With `[training] data_pa
 a model is instead trained by all ranks together (`comm`; `vbsad_batch.models.data_parallel`):
 the same training up to float rounding, rank 0 writing.
 
-Training. Hyperparameters come from `config.training`. The SM training events are shuffled every
-epoch by a permutation that is a pure function of (seed, epoch), cut into batches and fed
-through one tf.data pipeline (built once per training, prefetching up to an epoch ahead) in
-chunks of up to `STEP_CHUNK_EVENTS` events; one tf.function runs the steps of a chunk (forward,
+Training. Hyperparameters come from `config.training`. The datasets are streamed, never held in
+memory: read in batches, only the columns the model needs, into float32 row caches on disk
+(`vbsad_batch.models.training_data`), so that the memory of a training does not grow with its
+number of events. The SM training events are shuffled every epoch in an order that is a pure
+function of (seed, epoch) (blocks of rows in a random order, rows shuffled within windows of
+`WINDOW_ROWS`: a full shuffle up to that many events), cut into batches and fed through one
+tf.data pipeline (built once per training, a few chunks ahead) in chunks of up to
+`STEP_CHUNK_EVENTS` events; one tf.function runs the steps of a chunk (forward,
 loss of `vbsad_batch.models.networks`, gradient, optimizer update) in a graph loop, so that the host
 overhead is paid per chunk, not per step. For a plain Adam the update is Keras' Adam arithmetic
 on Keras' own optimizer variables, in one fused kernel per model variable (`fused_adam`): a
 third less time per step and per trace than `apply_gradients`. For "vae_nn" each SM batch is paired
-with a batch of the mixed set (its own permutation, batch size ceil(n_mixed / steps) so that
+with a batch of the mixed set (its own order, batch size ceil(n_mixed / steps) so that
 every mixed event is seen at least once per epoch) with labels 0 (SM) / 1 (EFT) and weights =
 the events' yields scaled per class so that each class has total weight n_mixed / 2 (balanced
 classes; LIN yields may be negative and are kept). The validation loss, on which early stopping
@@ -67,12 +71,12 @@ the paper's recipe itself does not leave in 8 epochs with seed 1), and decaying 
 Determinism and resume. `tf.config.experimental.enable_op_determinism()` is switched on and
 every random source is seeded from `config.training.seed`: weight initialisation (Keras global
 seed), the sampling of the reparameterisation (a Keras seed generator whose state is a model
-variable), the data order (the per-epoch permutations). After every epoch, `checkpoint.npz` is
+variable), the data order (the per-epoch orders). After every epoch, `checkpoint.npz` is
 replaced atomically: all model variables (seed generator state included), all optimizer
 variables (Adam moments, iteration count), the best weights so far, the epoch, the best
 validation loss, the early-stopping counter and the history. A run killed at any moment
 (SIGKILL, or SIGTERM through `vbsad`) and continued with `resume=True` ends with the same
-weights as an uninterrupted run: same checkpointed state, same permutations, same ops. A
+weights as an uninterrupted run: same checkpointed state, same data orders, same ops. A
 data-parallel checkpoint records its number of ranks, and resumes under the same number only.
 
 Re-runs (the stage contract, `vbsad_batch.runtime.stage`). The datasets must be current for
@@ -283,8 +287,11 @@ def _start(
     """Load the datasets `paths` (name -> file), build the model and optimizer, and restore
     the checkpoint if any."""
     enable_determinism(int(training.seed))
-    prep, data = load_training_data(paths, config, spec)
-    model = build_model(spec.kind, data.x_train.shape[1], training)
+    # The caches' anonymous files: beside the model (rank 0's directory exists, and holds the
+    # space of the outputs anyway), else in the system's temporary directory.
+    scratch = directory if directory.is_dir() else None
+    prep, data = load_training_data(paths, config, spec, scratch=scratch)
+    model = build_model(spec.kind, data.n_features, training)
     optimizer = make_optimizer(training)
     optimizer.build(model.trainable_variables)
     state = TrainingState()
@@ -341,7 +348,7 @@ def _fit(
             data, seed, first, epochs, batch_size, rank=ranks.rank, size=ranks.size
         )
     chunks: Iterator[Any] = iter(pipeline)
-    n_chunks = chunks_per_epoch(len(data.x_train), batch_size)
+    n_chunks = chunks_per_epoch(data.n_train, batch_size)
     run.ranks = ranks.size
     while not run.state.finished and run.state.next_epoch < epochs:
         epoch_start = time.perf_counter()
@@ -387,7 +394,7 @@ def _end_epoch(
             f"{checkpoint_path.parent}: loss is not finite at epoch {epoch + 1} (train "
             f"{train_loss}, validation {val_loss}); lower the learning rate"
         )
-    run.events_done += len(data.x_train)
+    run.events_done += data.n_train
     run.train_seconds += seconds
     state.history.append(
         {
@@ -397,7 +404,7 @@ def _end_epoch(
             "val_vae_loss": val_vae_loss,
             "val_bce_term": val_loss - val_vae_loss,
             "seconds": round(seconds, 6),
-            "events_per_s": round(len(data.x_train) / seconds, 1),
+            "events_per_s": round(data.n_train / seconds, 1),
         }
     )
     if val_loss < state.best_val_loss:
@@ -426,7 +433,7 @@ def _end_epoch(
         epochs,
         train_loss,
         val_loss,
-        len(data.x_train) / seconds,
+        data.n_train / seconds,
     )
     emit(
         ProgressEvent(
@@ -495,9 +502,9 @@ def _write_model(run: _Training, out: StageOutputs) -> dict[str, Any]:
         "stopped_early": state.stopped_early,
         "validation_mse_mean": val_mse,
         "validation_kld_mean": val_kld,
-        "n_train": len(data.x_train),
-        "n_validation": len(data.x_val),
-        "n_mixed": 0 if data.x_mix is None else len(data.x_mix),
+        "n_train": data.n_train,
+        "n_validation": data.val.rows,
+        "n_mixed": 0 if data.mix is None else data.mix.rows,
         "seed": int(run.training.seed),
         "converged": _converged(state, run.training),
         "train_events_per_s": (
@@ -578,8 +585,11 @@ def _follow(
     paths, values = message
     directory = model_unit(config, spec).directory
     run = _start(config, spec, training, directory=directory, paths=paths, checkpoint=None)
-    run.state = restore_snapshot(run.model, run.optimizer, values)
-    _fit(run, ranks, None, "", lambda event: None)
+    try:
+        run.state = restore_snapshot(run.model, run.optimizer, values)
+        _fit(run, ranks, None, "", lambda event: None)
+    finally:
+        run.data.close()
     result: TrainingResult = ranks.receive("done")[1]
     return result
 
@@ -615,13 +625,16 @@ def _train_here(
         if checkpoint is not None:
             out.status = "resumed"
             out.reason = f"resumed after epoch {run.state.next_epoch}"
-        if ranks.size > 1:  # every rank starts from this state
-            state = snapshot(run.model, run.optimizer, run.state)
-            ranks.exchange("start", lambda: (paths, state))
-            ranks.steps_started()
-        _fit(run, ranks, checkpoint_path, key_digest, emit)
-        ranks.steps_ended()
-        metrics = _write_model(run, out)
+        try:
+            if ranks.size > 1:  # every rank starts from this state
+                state = snapshot(run.model, run.optimizer, run.state)
+                ranks.exchange("start", lambda: (paths, state))
+                ranks.steps_started()
+            _fit(run, ranks, checkpoint_path, key_digest, emit)
+            ranks.steps_ended()
+            metrics = _write_model(run, out)
+        finally:
+            run.data.close()
         out.manifest["data_parallel_ranks"] = ranks.size
         out.manifest["datasets"] = [
             {"name": name, "sha256": sha} for name, sha in key["datasets"].items()

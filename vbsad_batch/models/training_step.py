@@ -30,7 +30,7 @@ __all__ = [
     "validation_function",
 ]
 
-EVAL_BATCH_SIZE = 65536
+EVAL_BATCH_SIZE = 16384
 """Events per batch when evaluating the validation loss (memory bound only)."""
 
 
@@ -194,10 +194,11 @@ class EpochRunner:
 
 def validation_function(model: Any, training: TrainingConfig) -> Any:
     """(loss, mean mse, mean kld) of the validation events of a `TrainingData`, in inference
-    mode. The loss is the training loss on the validation sets: the VAE loss mse + beta * kld
-    averaged over the SM validation events and, for a VAE+NN, plus `bce_weight` times the
-    classifier's binary cross-entropy on the mixed validation set (class-balanced weights,
-    as in training). mse and kld are those of the SM validation events."""
+    mode, read from its caches `EVAL_BATCH_SIZE` events at a time. The loss is the training
+    loss on the validation sets: the VAE loss mse + beta * kld averaged over the SM validation
+    events and, for a VAE+NN, plus `bce_weight` times the classifier's binary cross-entropy on
+    the mixed validation set (class-balanced weights, as in training). mse and kld are those
+    of the SM validation events."""
     beta = float(training.beta)
     bce_weight = float(training.bce_weight)
     features = tf.TensorSpec((None, int(model.n_features)), tf.float32)
@@ -218,16 +219,16 @@ def validation_function(model: Any, training: TrainingConfig) -> Any:
 
     def evaluate(data: TrainingData) -> tuple[float, float, float]:
         total = np.zeros(2, dtype=np.float64)
-        for start in range(0, len(data.x_val), EVAL_BATCH_SIZE):
-            total += vae(data.x_val[start : start + EVAL_BATCH_SIZE]).numpy()
-        mse, kld = total / len(data.x_val)
+        for start in range(0, data.val.rows, EVAL_BATCH_SIZE):
+            total += vae(data.val.read(start, start + EVAL_BATCH_SIZE)).numpy()
+        mse, kld = total / data.val.rows
         loss = float(mse + beta * kld)
-        x, labels, weights = data.x_val_mix, data.labels_val, data.weights_val
-        if x is not None and labels is not None and weights is not None:
+        if data.val_mix is not None:
+            width = data.n_features
             bce = np.zeros(2, dtype=np.float64)
-            for start in range(0, len(x), EVAL_BATCH_SIZE):
-                window = slice(start, start + EVAL_BATCH_SIZE)
-                bce += classifier(x[window], labels[window], weights[window]).numpy()
+            for start in range(0, data.val_mix.rows, EVAL_BATCH_SIZE):
+                rows = data.val_mix.read(start, start + EVAL_BATCH_SIZE)
+                bce += classifier(rows[:, :width], rows[:, width], rows[:, width + 1]).numpy()
             loss += bce_weight * float(bce[0] / max(bce[1], 1e-30))
         return loss, float(mse), float(kld)
 

@@ -1,0 +1,62 @@
+"""A dataset (Parquet) read in batches of rows, only the columns asked for: the memory of a
+read is one batch of those columns, whatever the number of rows (as the score stage reads).
+
+No TensorFlow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import polars as pl
+import pyarrow.parquet as pq
+
+from vbsad_batch.runtime.file_errors import reading
+
+__all__ = ["READ_BATCH_ROWS", "dataset_rows", "read_batches"]
+
+READ_BATCH_ROWS = 1 << 14
+"""Rows per batch read (16384: ~2 MB of 14 float64 features)."""
+
+_WHAT = "dataset (Parquet)"
+
+
+def dataset_rows(path: Path, *, remake: str) -> int:
+    """The number of rows of the dataset at `path`, from its footer (nothing else is read).
+
+    Raises:
+        FileNotFoundError: no such file.
+        UnreadableFileError: not a readable Parquet file (naming it and `remake`).
+    """
+    with reading(path, what=_WHAT, remake=remake):
+        return int(pq.ParquetFile(path).metadata.num_rows)
+
+
+def read_batches(
+    path: Path, columns: Sequence[str], *, remake: str, batch_rows: int = READ_BATCH_ROWS
+) -> Iterator[pl.DataFrame]:
+    """The rows of the dataset at `path`, in file order, `batch_rows` at a time (the last batch
+    may be smaller), with only `columns` (in that order).
+
+    Raises:
+        ValueError: a column is missing (naming the file).
+        FileNotFoundError: no such file.
+        UnreadableFileError: the file cannot be read (naming it and `remake`).
+    """
+    columns = list(dict.fromkeys(columns))
+    with reading(path, what=_WHAT, remake=remake):
+        source = pq.ParquetFile(path)
+        names = source.schema_arrow.names
+    missing = [c for c in columns if c not in names]
+    if missing:
+        raise ValueError(f"{path}: column(s) {', '.join(missing)} missing (have {names})")
+    batches = source.iter_batches(batch_size=batch_rows, columns=columns)
+    while True:
+        with reading(path, what=_WHAT, remake=remake):
+            batch = next(batches, None)
+        if batch is None:
+            return
+        frame = pl.from_arrow(batch)
+        assert isinstance(frame, pl.DataFrame)
+        yield frame
