@@ -112,11 +112,8 @@ class SMColumn:
         key = float(significance)
         n = self._order.size
         if key not in self._signals:
-            self._signals[key] = (
-                np.full(n + 1, np.nan),
-                np.full(n + 1, np.nan),
-                np.zeros(n + 1, dtype=bool),
-            )
+            # written (so resident in memory) only where solved: the thresholds asked for
+            self._signals[key] = (np.empty(n + 1), np.empty(n + 1), np.zeros(n + 1, dtype=bool))
         s_plus, s_minus, solved = self._signals[key]
 
         def at(rows: IntArray) -> tuple[FloatArray, FloatArray]:
