@@ -790,3 +790,26 @@ def test_asimov_limits_solving_few_thresholds_equal_solving_all(seed: int) -> No
             assert point.c == values[index]
             ties = np.flatnonzero(np.abs(values) == abs(point.c))
             assert ties[0] == index
+
+
+@pytest.mark.parametrize("statistic", ["proxy", "asimov"])
+def test_limits_over_admissible_thresholds_with_gaps_equal_solving_all(statistic: str) -> None:
+    """Negative SM yields make S(t) go up and down: the admissible thresholds are not one run."""
+    rng = np.random.default_rng(21)
+    sm, lin, quad = random_toy(rng, 8000)
+    sm = ScoreSample(np.round(rng.uniform(0, 1, 8000), 4), sm.yield_ - 0.7)
+    adm = Admissibility(min_sm_mc_events=10, min_sm_yield=5.0)
+    scan = scan_thresholds(sm, lin, quad)
+    mask = scan.admissible(adm)
+    runs = np.count_nonzero(np.diff(mask.astype(np.int8)) == 1) + int(mask[0])
+    assert runs > 1
+    solve = solve_proxy if statistic == "proxy" else solve_asimov
+    limit = solve(scan, 3.0, adm)
+    c_all = threshold_coefficients(scan, 3.0, adm, statistic=statistic)  # type: ignore[arg-type]
+    for point, values in ((limit.minus, c_all[0]), (limit.plus, c_all[1])):
+        if not np.isfinite(values).any():
+            assert point is None
+            continue
+        assert point is not None
+        index = int(np.nanargmin(np.abs(values)))
+        assert (point.threshold_index, point.c) == (index, values[index])

@@ -486,15 +486,18 @@ def _solve(
     bit (a threshold's roots do not depend on the others')."""
     check_significance(significance)
     z = significance
-    ok = np.flatnonzero(scan.admissible(admissible))
-    starts = np.arange(0, ok.size, _BLOCK)
+    mask = scan.admissible(admissible)
+    count = int(np.count_nonzero(mask))
+    first = int(np.argmax(mask)) if count else 0
+    ok: IntArray | slice
+    if bool(np.all(mask[first : first + count])):  # one run, the usual case: views
+        ok = slice(first, first + count)
+    else:
+        ok = np.flatnonzero(mask)
+    starts = np.arange(0, count, _BLOCK)
     found: list[tuple[IntArray, FloatArray, FloatArray]] = []
-    if ok.size:
-        if int(ok[-1]) - int(ok[0]) + 1 == ok.size:  # one run, the usual case: views
-            run = slice(int(ok[0]), int(ok[-1]) + 1)
-            lin, quad, sm = scan.lin_yield[run], scan.quad_yield[run], scan.sm_yield[run]
-        else:
-            lin, quad, sm = scan.lin_yield[ok], scan.quad_yield[ok], scan.sm_yield[ok]
+    if count:
+        lin, quad, sm = scan.lin_yield[ok], scan.quad_yield[ok], scan.sm_yield[ok]
         lin_max, lin_min = np.maximum.reduceat(lin, starts), np.minimum.reduceat(lin, starts)
         quad_max, quad_min = np.maximum.reduceat(quad, starts), np.minimum.reduceat(quad, starts)
         s = np.minimum.reduceat(sm, starts)
@@ -520,7 +523,8 @@ def _solve(
             if chosen.size == 0:
                 return
             solved[chosen] = True
-            index = ok[_block_rows(chosen, ok.size)]
+            rows = _block_rows(chosen, count)
+            index = rows + first if isinstance(ok, slice) else ok[rows]
             source = None if signals is None else (lambda r: signals(index[r]))
             found.append(
                 (
