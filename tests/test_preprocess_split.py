@@ -70,6 +70,21 @@ def test_real_plain_files_in_ranges_equal_the_whole_file(path: Path) -> None:
     assert info == whole_info
 
 
+WITH_NAMED_WEIGHTS = [p for p in PLAIN_LHE if "whizard" not in p.name]
+
+
+@pytest.mark.parametrize("path", WITH_NAMED_WEIGHTS, ids=lambda p: p.name)
+def test_sums_of_weights_are_exactly_rounded(path: Path) -> None:
+    """Split or not, every sum is the exact sum rounded once: math.fsum of pylhe's values.
+    (The WHIZARD file's LHEF 2.0 weights are not pylhe's `weights`: see test_lhe_vs_pylhe.)"""
+    _, info, problem, _ = read_in_ranges(path, 3, max(path.stat().st_size // 3, 1), "skip")
+    assert problem is None
+    ref = ref_mod.read_reference(path)
+    assert info.sum_weights["w"] == math.fsum(e.xwgtup for e in ref.events)
+    for wid in ref_mod.weight_ids(ref):
+        assert info.sum_weights[wid] == math.fsum(e.weights.get(wid, 0.0) for e in ref.events)
+
+
 @pytest.fixture(scope="module")
 def ssww_plain(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One plain LHE file: the SM header, then the events of the three real samples."""

@@ -17,21 +17,26 @@ impl ExactSum {
     pub(crate) fn add(&mut self, term: f64) {
         let mut x = term;
         let mut kept = 0;
-        for j in 0..self.partials.len() {
-            let mut y = self.partials[j];
-            if x.abs() < y.abs() {
-                std::mem::swap(&mut x, &mut y);
-            }
+        let n = self.partials.len();
+        for j in 0..n {
+            let y = self.partials[j];
+            // Knuth's two-sum: hi + lo == x + y exactly, without comparing magnitudes
+            // (no branch to mispredict on weights of either sign).
             let hi = x + y;
-            let lo = y - (hi - x);
+            let y_part = hi - x;
+            let lo = (x - (hi - y_part)) + (y - y_part);
             if lo != 0.0 {
                 self.partials[kept] = lo;
                 kept += 1;
             }
             x = hi;
         }
-        self.partials.truncate(kept);
-        self.partials.push(x);
+        if kept < n {
+            self.partials[kept] = x;
+            self.partials.truncate(kept + 1);
+        } else {
+            self.partials.push(x);
+        }
     }
 
     /// The partial sums: their exact sum is the sum so far.
