@@ -11,8 +11,8 @@ only its own). Generation is never timed. Then, in one run:
 - now: `SMColumn` once (the SM events sorted, summed and their Asimov signals solved once for
   every operator), then per operator its scan, `solve_proxy` and `solve_asimov` (only the
   thresholds that can hold the Asimov limit are solved);
-- before: per operator `scan_thresholds`, `solve_proxy` and the Asimov roots at every
-  admissible threshold with the solver of before (`legacy_asimov_signals`: Newton iterations
+- before: per operator `scan_thresholds`, then the proxy and Asimov roots at every admissible
+  threshold, the latter with the solver of before (`legacy_asimov_signals`: Newton iterations
   over the whole chunk until every threshold has converged); both must agree to 1e-12;
 - paper (unless --no-paper): a stepped threshold grid (`--steps` thresholds between the lowest
   and highest score), a golden-section search over the threshold around the best grid point,
@@ -192,10 +192,18 @@ def scan_now(
     return out, clock
 
 
+def _smallest(values: np.ndarray) -> float:
+    """The c of smallest |c| (NaN: none), as the limits were taken before."""
+    if not np.isfinite(values).any():
+        return math.nan
+    return float(values[np.nanargmin(np.abs(values))])
+
+
 def scan_before(
     score: np.ndarray, sm: np.ndarray, eft: dict[str, tuple[np.ndarray, np.ndarray]]
 ) -> tuple[dict[str, Limits], Clock]:
-    """The scan as it was: everything per operator, the Asimov roots at every threshold."""
+    """The scan as it was: everything per operator, both statistics solved at every admissible
+    threshold, the Asimov roots with the solver of before."""
     clock = Clock()
     out = {}
     with clock:
@@ -203,21 +211,18 @@ def scan_before(
             scan = scan_thresholds(
                 ScoreSample(score, sm), ScoreSample(score, lin), ScoreSample(score, quad)
             )
-            proxy = solve_proxy(scan, Z, ADMISSIBLE)
-            c_minus, c_plus = threshold_coefficients(
+            proxy = threshold_coefficients(scan, Z, ADMISSIBLE, statistic="proxy")
+            asimov = threshold_coefficients(
                 scan,
                 Z,
                 ADMISSIBLE,
                 statistic="asimov",
                 signals=lambda rows, scan=scan: legacy_asimov_signals(scan.sm_yield[rows], Z),
             )
-            pair = []
-            for values in (c_minus, c_plus):
-                finite = np.isfinite(values)
-                pair.append(
-                    float(values[np.nanargmin(np.abs(values))]) if finite.any() else math.nan
-                )
-            out[op] = {"proxy": _pair(proxy), "asimov": (pair[0], pair[1])}
+            out[op] = {
+                "proxy": (_smallest(proxy[0]), _smallest(proxy[1])),
+                "asimov": (_smallest(asimov[0]), _smallest(asimov[1])),
+            }
     return out, clock
 
 
