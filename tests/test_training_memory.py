@@ -98,7 +98,7 @@ def _events(n: int, seed: int, *, signed: bool) -> pl.DataFrame:
     )
 
 
-def _analysis(directory: Path, n: int) -> Path:
+def synthetic_analysis(directory: Path, n: int) -> Path:
     """A config on synthetic samples of n SM events (n / 2 per EFT term), its datasets built."""
     directory.mkdir(parents=True)
     for name, seed, size in (("sm", 1, n), ("lin", 2, n // 2), ("quad", 3, n // 2)):
@@ -124,10 +124,11 @@ print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss if proc.returncode 
 """
 
 
-def _peak_rss_of_train(config: Path) -> int:
-    """Peak resident memory (bytes) of one `vbsad train --model vae_nn` process."""
+def peak_rss_of_train(config: Path, kind: str = "vae_nn") -> int:
+    """Peak resident memory (bytes) of one `vbsad train --model KIND --force` process."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    train = [sys.executable, "-m", "vbsad_batch", "-q", "train", str(config), "--model", "vae_nn"]
+    train = [sys.executable, "-m", "vbsad_batch", "-q", "train", str(config), "--model", kind]
+    train.append("--force")
     proc = subprocess.run(
         [sys.executable, "-c", _MEASURE, *train],
         env=env,
@@ -145,8 +146,8 @@ def _peak_rss_of_train(config: Path) -> int:
 def test_peak_memory_of_train_does_not_grow_with_the_events(tmp_path: Path) -> None:
     peaks = []
     for n in (N_EVENTS, 4 * N_EVENTS):
-        config = _analysis(tmp_path / f"n{n}", n)
-        peaks.append(_peak_rss_of_train(config))
+        config = synthetic_analysis(tmp_path / f"n{n}", n)
+        peaks.append(peak_rss_of_train(config))
         metrics = config.parent / "out" / "models" / "vae_nn_latent3_cW" / "metrics.json"
         trained = json.loads(metrics.read_text())
         assert trained["epochs_run"] == 2
