@@ -11,8 +11,10 @@ the figure, no overlapping tick labels.
 from __future__ import annotations
 
 import csv
+import io
 import itertools
 import json
+import multiprocessing
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,7 +37,8 @@ from vbsad_batch.models.scoring import score_datasets
 from vbsad_batch.models.training import train
 from vbsad_batch.report.figure_data import FigureData, component_events
 from vbsad_batch.report.figure_histograms import unit_area, weighted_quantiles
-from vbsad_batch.report.figure_style import STYLE, log_x, operator_label
+from vbsad_batch.report.figure_processes import rendered_figures
+from vbsad_batch.report.figure_style import DPI, STYLE, log_x, operator_label
 from vbsad_batch.report.figures import FigureTask, figure_tasks
 from vbsad_batch.report.inputs import ReportInputs, find_report_inputs
 from vbsad_batch.runtime.mpi import SingleProcess
@@ -276,6 +279,39 @@ def test_observable_figure_draws_every_operator_from_every_event(
             high = weighted_quantiles(quad["mjj"].to_numpy(), quad["w"].to_numpy(), [0.995])
             assert edges[-1] >= high[0] * (1 - 1e-9)
         _assert_readable(fig, task.file_name)
+
+
+def _savefig_png(task: FigureTask) -> bytes:
+    """The figure as matplotlib's `savefig` writes it (its layout engine run in its draw)."""
+    buffer = io.BytesIO()
+    with plt.style.context(STYLE):
+        fig = task.draw()
+        try:
+            fig.savefig(buffer, format="png", dpi=DPI)
+        finally:
+            plt.close(fig)
+    return buffer.getvalue()
+
+
+def test_render_writes_what_savefig_writes_and_any_process_the_same(
+    inputs: ReportInputs, tasks: dict[str, FigureTask]
+) -> None:
+    """`FigureTask.render` draws each figure once instead of savefig's twice: the PNG is
+    savefig's, byte for byte. Drawn by worker processes (`rendered_figures`), the same bytes,
+    in the order of the tasks."""
+    ordered = list(tasks.values())
+    mine = {task.file_name: task.render() for task in ordered}
+    for task in ordered:
+        assert mine[task.file_name] == _savefig_png(task), task.file_name
+    names, workers_seen = [], 0
+    for task, png, seconds in rendered_figures(inputs.config, ordered, processes=3):
+        workers_seen = max(workers_seen, len(multiprocessing.active_children()))
+        names.append(task.file_name)
+        assert png == mine[task.file_name], task.file_name
+        assert seconds > 0
+    assert names == [task.file_name for task in ordered]
+    assert workers_seen == 2  # 3 processes: this one and two workers
+    assert multiprocessing.active_children() == []  # the workers are gone
 
 
 def test_every_figure_is_readable(tasks: dict[str, FigureTask]) -> None:

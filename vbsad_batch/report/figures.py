@@ -32,7 +32,7 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import matplotlib as mpl
 
@@ -105,12 +105,27 @@ class FigureTask:
     draw: Callable[[], Figure]
 
     def render(self) -> bytes:
-        """The figure as PNG bytes (the figure is closed afterwards)."""
+        """The figure as PNG bytes, at `DPI` (the figure is closed afterwards).
+
+        The same pixels and bytes as `savefig(format="png", dpi=DPI)`, drawn once instead of
+        twice: with a layout engine, `savefig` draws the whole figure once (without output) to
+        lay it out, then again to paint it. Here the layout engine runs on its own at the PNG's
+        dpi, then the figure is painted once and its pixels encoded as `savefig` encodes them.
+        """
         buffer = io.BytesIO()
-        with plt.style.context(STYLE):  # text is laid out when saving: save in the style too
+        with plt.style.context(STYLE):  # text is laid out when drawing: draw in the style too
             fig = self.draw()
             try:
-                fig.savefig(buffer, format="png", dpi=DPI)
+                fig.set_dpi(DPI)
+                engine = fig.get_layout_engine()
+                if engine is not None:
+                    engine.execute(fig)  # e.g. the constrained layout, as `savefig` runs it
+                    fig.set_layout_engine("none")  # laid out: the draw keeps the positions
+                canvas: Any = fig.canvas  # FigureCanvasAgg (the backend selected above): untyped
+                canvas.draw()
+                mpl.image.imsave(
+                    buffer, canvas.buffer_rgba(), format="png", origin="upper", dpi=DPI
+                )
             finally:
                 plt.close(fig)
         return buffer.getvalue()

@@ -4,7 +4,9 @@
 and `vbsad scan` under `config.output_dir` (see `vbsad_batch.report.inputs`) and writes into
 `<output_dir>/report/`:
 
-- `figures/*.png`: the figures of `vbsad_batch.report.figures` that the present outputs allow;
+- `figures/*.png`: the figures of `vbsad_batch.report.figures` that the present outputs allow
+  (drawn by several processes at once when there are cores for them:
+  `vbsad_batch.report.figure_processes`);
 - `index.html`: self-contained (inline CSS, no script, no external URL; the figures are
   relative links to `figures/`), with what is missing, the sensitivity table, the figures, the
   configuration (TOML text and the resolved config) and the provenance of every input file
@@ -27,7 +29,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -143,9 +144,11 @@ def _key(inputs: ReportInputs) -> dict[str, Any]:
     }
 
 
-def _write_pages(inputs: ReportInputs, out: StageOutputs) -> None:
-    """Draw the figures and write index.html and summary.md."""
+def _write_pages(inputs: ReportInputs, out: StageOutputs, processes: int | None) -> None:
+    """Draw the figures (with up to `processes` processes, see `rendered_figures`) and write
+    index.html and summary.md."""
     try:  # matplotlib and mplhep: only when a report is drawn
+        from vbsad_batch.report.figure_processes import rendered_figures  # noqa: PLC0415
         from vbsad_batch.report.figures import figure_tasks  # noqa: PLC0415
     except ImportError as exc:
         raise RuntimeError(
@@ -162,11 +165,10 @@ def _write_pages(inputs: ReportInputs, out: StageOutputs) -> None:
     total = len(tasks) + 1
     out.emit(ProgressEvent(_STAGE, "run_started", total_items=total))
     entries: list[FigureEntry] = []
-    for task in tasks:
-        item_start = time.monotonic()
+    for task, png, seconds in rendered_figures(config, tasks, processes=processes):
         out.emit(ProgressEvent(_STAGE, "item_started", item=task.file_name, total_items=total))
         name = f"{FIGURES_DIR_NAME}/{task.file_name}"
-        dest = out.write_bytes(name, task.render())
+        dest = out.write_bytes(name, png)
         entries.append(FigureEntry(name, task.section, task.title, task.caption))
         out.emit(
             ProgressEvent(
@@ -175,7 +177,7 @@ def _write_pages(inputs: ReportInputs, out: StageOutputs) -> None:
                 item=task.file_name,
                 total_items=total,
                 message=str(dest),
-                seconds=time.monotonic() - item_start,
+                seconds=seconds,
             )
         )
 
@@ -212,6 +214,7 @@ def write_report(
     *,
     force: bool = False,
     progress: ProgressCallback | None = None,
+    processes: int | None = None,
 ) -> ReportResult:
     """Write the report of `config` (see the module docstring), through the stage contract.
 
@@ -220,6 +223,9 @@ def write_report(
         force: rewrite even when the report is up to date.
         progress: called with `ProgressEvent`s (stage "report", one item per figure, then
             one for the pages).
+        processes: processes that may draw the figures at once, this one included (None: one
+            per usable core; see `vbsad_batch.report.figure_processes`). The figures are the
+            same whatever their number.
 
     Raises:
         FileNotFoundError: there are no datasets.
@@ -230,7 +236,10 @@ def write_report(
     inputs.verify()  # every file the report shows is current and the one its manifest names
     unit = report_unit(config)
     ran = unit.run(
-        _key(inputs), lambda out, _: _write_pages(inputs, out), force=force, progress=progress
+        _key(inputs),
+        lambda out, _: _write_pages(inputs, out, processes),
+        force=force,
+        progress=progress,
     )
     figures = tuple(path for path in ran.outputs if path.parent.name == FIGURES_DIR_NAME)
     missing = tuple(str(m) for m in ran.manifest.get("missing", []))

@@ -1,0 +1,113 @@
+"""The report's figures drawn by several processes at once.
+
+Drawing is matplotlib's pure Python work (the constrained layout, ticks, text), ~0.2-3 s of
+one core per figure: with more cores, extra worker processes draw some of the figures while
+the report's own process draws the others. Each worker plans the same figures from the same
+stage outputs (`figure_tasks`) and draws the ones it is given by file name; the report's
+process takes, in order, every figure that no worker has started yet, so that the work is
+shared whatever the speed of each. The PNG bytes do not depend on the process that drew them.
+
+Workers are started with "spawn" (a fresh interpreter: safe with the threads of the parent,
+polars' and the progress display's) and cost ~1.5 s of imports each, so they are used only
+when there are enough figures (`FIGURES_PER_WORKER` per extra process) and cores
+(`os.sched_getaffinity`: the CPU set of a Slurm allocation).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing
+import os
+import time
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
+
+from vbsad_batch.config import AnalysisConfig
+
+if TYPE_CHECKING:
+    from vbsad_batch.report.figures import FigureTask
+
+__all__ = ["FIGURES_PER_WORKER", "MAX_WORKERS", "default_processes", "rendered_figures"]
+
+FIGURES_PER_WORKER = 6
+"""Figures an extra process must have to draw for its start-up (~1.5 s) to pay off."""
+MAX_WORKERS = 7
+"""At most this many extra processes."""
+
+_TASKS: dict[str, FigureTask] = {}
+"""A worker's figures, by file name (set by `_start_worker`)."""
+
+
+def default_processes() -> int:
+    """The processes that may draw figures: the cores this process may run on."""
+    if hasattr(os, "sched_getaffinity"):  # respects the CPU set of a Slurm allocation
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def _start_worker(config: AnalysisConfig) -> None:
+    """In a worker: plan the report's figures as the report's process planned them."""
+    from vbsad_batch.report.figures import figure_tasks  # noqa: PLC0415 - in the worker
+    from vbsad_batch.report.inputs import find_report_inputs  # noqa: PLC0415
+
+    _TASKS.update((task.file_name, task) for task in figure_tasks(find_report_inputs(config)))
+
+
+def _render_in_worker(file_name: str) -> tuple[bytes, float]:
+    """In a worker: the PNG bytes of one figure and the seconds it took."""
+    start = time.monotonic()
+    return _TASKS[file_name].render(), time.monotonic() - start
+
+
+def _render_here(task: FigureTask) -> tuple[bytes, float]:
+    start = time.monotonic()
+    return task.render(), time.monotonic() - start
+
+
+def rendered_figures(
+    config: AnalysisConfig, tasks: Sequence[FigureTask], *, processes: int | None = None
+) -> Iterator[tuple[FigureTask, bytes, float]]:
+    """(task, PNG bytes, seconds) of every task, in the order of `tasks`, drawn by up to
+    `processes` processes (this one included; None: `default_processes()`), as the module
+    docstring says.
+
+    Args:
+        config: the analysis config the tasks were planned from (`figure_tasks` of
+            `find_report_inputs(config)`): the workers plan the same.
+        tasks: the figures.
+        processes: processes that may draw, this one included (1: only this one).
+
+    Raises:
+        whatever drawing a figure raised, in this process or a worker.
+    """
+    wanted = default_processes() if processes is None else processes
+    workers = min(wanted - 1, MAX_WORKERS, len(tasks) // FIGURES_PER_WORKER)
+    if workers < 1:
+        for task in tasks:
+            yield (task, *_render_here(task))
+        return
+    pool = cf.ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_start_worker,
+        initargs=(config,),
+    )
+    try:
+        futures = [pool.submit(_render_in_worker, task.file_name) for task in tasks]
+        here: dict[int, tuple[bytes, float]] = {}  # drawn in this process, not yet yielded
+
+        def result(i: int) -> tuple[FigureTask, bytes, float]:
+            png, seconds = here.pop(i) if i in here else futures[i].result()
+            return tasks[i], png, seconds
+
+        shown = 0
+        for i, task in enumerate(tasks):
+            if futures[i].cancel():  # no worker has taken it: draw it here
+                here[i] = _render_here(task)
+            while shown < len(tasks) and (shown in here or futures[shown].done()):
+                yield result(shown)
+                shown += 1
+        for i in range(shown, len(tasks)):
+            yield result(i)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
