@@ -317,8 +317,8 @@ def worker(events: int, seed: int, replicas: int, chunk: int) -> int:
     of `replicas` bootstrap replicas, as `vbsad scan` makes them), timed; rank 0 prints one
     JSON line."""
     from vbsad_batch.runtime.mpi import world  # noqa: PLC0415 - MPI only in this mode
+    from vbsad_batch.scan.bootstrap import bootstrap_limits  # noqa: PLC0415
     from vbsad_batch.scan.schedule import blocks  # noqa: PLC0415
-    from vbsad_batch.scan.statistics import bootstrap_limits  # noqa: PLC0415
     from vbsad_batch.scan.work import WorkItem  # noqa: PLC0415
 
     comm = world()

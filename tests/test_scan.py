@@ -14,6 +14,7 @@ import pytest
 from scipy import optimize, stats
 
 from vbsad_batch.scan.asimov import asimov_signals
+from vbsad_batch.scan.bootstrap import bootstrap_limits
 from vbsad_batch.scan.contours import PairScan, contour_2d, pair_region, scan_pair, sigma_2d
 from vbsad_batch.scan.likelihood import interval_95cl
 from vbsad_batch.scan.sm_column import SMColumn
@@ -22,7 +23,6 @@ from vbsad_batch.scan.statistics import (
     ScoreSample,
     ThresholdScan,
     asimov_z,
-    bootstrap_limits,
     quote_limit,
     scan_thresholds,
     sigma_curve,

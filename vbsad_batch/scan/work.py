@@ -18,6 +18,7 @@ import numpy as np
 from vbsad_batch.config import ScanConfig
 from vbsad_batch.runtime.progress import ProgressCallback, ProgressEvent
 from vbsad_batch.scan.baseline import CUT_MODEL, best_single_cut, observable_samples
+from vbsad_batch.scan.bootstrap import bootstrap_limits
 from vbsad_batch.scan.contours import PairScan, contour_2d, pair_region, scan_pair, sigma_2d
 from vbsad_batch.scan.likelihood import interval_95cl
 from vbsad_batch.scan.scores import ModelScores, ScoreColumns, load_columns, score_samples
@@ -29,7 +30,6 @@ from vbsad_batch.scan.statistics import (
     ScoreSample,
     Statistic,
     ThresholdScan,
-    bootstrap_limits,
     quote_limit,
     sigma_curve,
     solve_asimov,
