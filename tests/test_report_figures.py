@@ -39,7 +39,7 @@ from vbsad_batch.report.figure_data import FigureData, component_events
 from vbsad_batch.report.figure_histograms import unit_area, weighted_quantiles
 from vbsad_batch.report.figure_processes import rendered_figures
 from vbsad_batch.report.figure_style import DPI, STYLE, log_x, operator_label
-from vbsad_batch.report.figures import FigureTask, figure_tasks
+from vbsad_batch.report.figures import FigureTask, figure_tasks, lay_out_and_paint
 from vbsad_batch.report.inputs import ReportInputs, find_report_inputs
 from vbsad_batch.runtime.mpi import SingleProcess
 from vbsad_batch.scan.driver import run_scan
@@ -108,7 +108,7 @@ def _drawn(task: FigureTask) -> Iterator[Figure]:
     with plt.style.context(STYLE):
         fig = task.draw()
         try:
-            fig.canvas.draw()
+            lay_out_and_paint(fig)
             yield fig
         finally:
             plt.close(fig)
@@ -341,7 +341,7 @@ def test_score_figure_labels(tasks: dict[str, FigureTask], model: str) -> None:
             }
             assert _inside(label.get_window_extent(renderer), fig.bbox), label.get_text()
             assert len(_drawn_tick_labels(ax)) >= 2, label.get_text()
-        (legend,) = fig.legends
+        (legend,) = _legends(fig)  # one legend, beside the panels
         texts = [t.get_text() for t in legend.get_texts()]
         assert texts == ["SM", *(f"QUAD {operator_label(op)}" for op in OPERATORS)]
         _assert_readable(fig, model)

@@ -188,7 +188,9 @@ def scores_figure(data: FigureData, scores: StageOutput) -> Figure:
         ax.set_ylabel(f"1/N dN/d({column})")
     fig.suptitle(f"{scores.name}: test events, {config.luminosity_fb:g} fb$^{{-1}}$, weighted")
     handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside right upper", fontsize="small")
+    # Beside the last panel, not at the figure's edge: a figure legend "outside" may overlap
+    # the panel by its padding when no tick label overhangs the panel's right edge.
+    legend_outside(axes[0][-1], handles=handles, labels=labels)
     return fig
 
 

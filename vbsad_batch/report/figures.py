@@ -71,6 +71,7 @@ __all__ = [
     "figure_tasks",
     "focus_operator",
     "kinematic_variable",
+    "lay_out_and_paint",
     "observable_label",
     "operator_label",
 ]
@@ -116,19 +117,27 @@ class FigureTask:
         with plt.style.context(STYLE):  # text is laid out when drawing: draw in the style too
             fig = self.draw()
             try:
-                fig.set_dpi(DPI)
-                engine = fig.get_layout_engine()
-                if engine is not None:
-                    engine.execute(fig)  # e.g. the constrained layout, as `savefig` runs it
-                    fig.set_layout_engine("none")  # laid out: the draw keeps the positions
-                canvas: Any = fig.canvas  # FigureCanvasAgg (the backend selected above): untyped
-                canvas.draw()
+                canvas = lay_out_and_paint(fig)
                 mpl.image.imsave(
                     buffer, canvas.buffer_rgba(), format="png", origin="upper", dpi=DPI
                 )
             finally:
                 plt.close(fig)
         return buffer.getvalue()
+
+
+def lay_out_and_paint(fig: Figure) -> Any:
+    """Lay `fig` out at `DPI` with its layout engine (as `savefig` does), then paint it once;
+    returns its canvas (a `FigureCanvasAgg`, untyped) holding the pixels. Call it inside the
+    report's style context."""
+    fig.set_dpi(DPI)
+    engine = fig.get_layout_engine()
+    if engine is not None:
+        engine.execute(fig)  # e.g. the constrained layout, as `savefig` runs it
+        fig.set_layout_engine("none")  # laid out: the draw keeps the positions
+    canvas: Any = fig.canvas  # FigureCanvasAgg (the backend selected above)
+    canvas.draw()
+    return canvas
 
 
 # --- captions -----------------------------------------------------------------------------------
