@@ -5,6 +5,8 @@ Modules:
 - `paths`: the model kinds, model directory names and file names (no TensorFlow);
 - `preprocessing`: log10 and min-max scaling fitted on the SM training split (no TensorFlow);
 - `networks`: the Keras models, their losses and per-event scores, saving and loading;
+- `network_export`, `numpy_networks`: the trained networks as `network.npz` and their forward
+  pass in NumPy, which scoring and the report use (no TensorFlow);
 - `parquet_batches`: a dataset read in batches, only the columns asked for;
 - `row_cache`: a float32 matrix in an anonymous file on disk, read a range of rows at a time;
 - `training_data`: the training data streamed into row caches, the per-epoch order and batches,
@@ -19,6 +21,6 @@ Modules:
 - `parallel`: the model stages over MPI ranks: the grid round-robin (task parallel) or each
   model data parallel, and TensorFlow's threads per rank.
 
-Only `networks`, `training*`, `checkpoints`, `data_parallel`, `parallel` and (when it scores)
-`scoring` import TensorFlow.
+Only `networks`, `training*`, `checkpoints`, `data_parallel` and `parallel` (when it trains)
+import TensorFlow; `scoring` does not.
 """

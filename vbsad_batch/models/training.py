@@ -7,7 +7,8 @@ checkpoints every epoch, exact resume.
 `<output_dir>/models/<kind>_latent<k>` (`..._<op>` for "vae_nn", trained on operator `op`):
 
 - the Keras model file (`vbsad_batch.models.networks.save_model`), with the best weights (lowest
-  validation loss);
+  validation loss), and `network.npz`, the same weights for the NumPy forward pass of scoring
+  and the report (`vbsad_batch.models.network_export`);
 - `preprocessing.json`: log10 features and min-max parameters fitted on `sm_train`;
 - `config.toml`: a copy of the analysis config file;
 - `history.csv`: one row per epoch run: epoch (1-based), train_loss, val_loss (dimensionless,
