@@ -121,7 +121,8 @@ def paired_ratio(
     replica: (mean, standard deviation, fraction of replicas with ratio <= 1). NaN when no
     replica reached a limit with both."""
     from vbsad_batch.models.scoring import scores_directory  # noqa: PLC0415
-    from vbsad_batch.scan.statistics import Admissibility, bootstrap_limits  # noqa: PLC0415
+    from vbsad_batch.scan.bootstrap import bootstrap_limits  # noqa: PLC0415
+    from vbsad_batch.scan.statistics import Admissibility  # noqa: PLC0415
 
     settings = config.scan
     admissible = Admissibility(

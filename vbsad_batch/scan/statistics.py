@@ -671,12 +671,3 @@ def sigma_curve(
         root = math.sqrt(s_yield) if s_yield > 0 else 0.0
         out: FloatArray = np.abs(signal) / root
     return out
-
-
-def __getattr__(name: str) -> object:
-    """`bootstrap_limits`, which lives in `vbsad_batch.scan.bootstrap`, for older imports."""
-    if name == "bootstrap_limits":
-        from vbsad_batch.scan.bootstrap import bootstrap_limits  # noqa: PLC0415 - circular
-
-        return bootstrap_limits
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
