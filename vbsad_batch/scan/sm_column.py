@@ -49,7 +49,7 @@ class SMColumn:
 
     def __init__(self, sm: ScoreSample) -> None:
         self.sample = sm
-        self._order = np.argsort(sm.score).astype(np.int64)
+        self._order = np.argsort(sm.score, kind="stable").astype(np.int64)
         self._sorted = sm.score[self._order]
         n = self._order.size
         self._suffix = np.zeros(n + 1)  # SM yield from each sorted position on (events)

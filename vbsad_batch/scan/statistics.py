@@ -221,8 +221,8 @@ def _layout(
             ),
             None,
         )
-        if reuse is None:
-            order = np.argsort(sample.score).astype(np.int64)
+        if reuse is None:  # stable: equal scores in event order, on any platform
+            order = np.argsort(sample.score, kind="stable").astype(np.int64)
             orders.append(order)
             sorted_scores.append(sample.score[order])
         else:  # the same events (e.g. one reweighted sample): sort once
@@ -293,7 +293,9 @@ def scan_thresholds(sm: ScoreSample, lin: ScoreSample, quad: ScoreSample) -> Thr
     """S, L, Q above every distinct score value of the three samples (sort + cumulative sums).
 
     Cost O(n log n) in the number of events; the three samples are sorted once each (once in
-    all when they have equal scores, as for a reweighted sample).
+    all when they have equal scores, as for a reweighted sample). The sort is stable: events
+    of equal score are summed in their order in the sample, so every sum is the same on any
+    platform and however the sort is split (`vbsad_batch.scan.sm_sharing`).
     """
     layout = _layout(sm, lin, quad)
     return _scan_with(layout, (sm.yield_, lin.yield_, quad.yield_), None)
