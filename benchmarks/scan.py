@@ -183,13 +183,19 @@ def scan_now(
     score: np.ndarray,
     sm: np.ndarray,
     operators: Mapping[str, Callable[[], tuple[np.ndarray, np.ndarray]]],
+    *,
+    column: SMColumn | None = None,
+    clock: Clock | None = None,
 ) -> tuple[dict[str, Limits], Clock]:
-    """The scan as it is; `operators`: name -> its data, made when needed (not timed)."""
-    clock = Clock()
-    with clock:
-        column = SMColumn(ScoreSample(score, sm))
+    """The scan as it is; `operators`: name -> its data, made when needed (not timed);
+    `column`: the SM side when already built (timed by `clock`)."""
+    clock = Clock() if clock is None else clock
+    if column is None and operators:
+        with clock:
+            column = SMColumn(ScoreSample(score, sm))
     out = {}
     for op, make in operators.items():
+        assert column is not None
         lin, quad = make()
         with clock:
             scanned = column.scan(ScoreSample(score, lin), ScoreSample(score, quad))
@@ -318,7 +324,8 @@ def worker(events: int, seed: int, replicas: int, chunk: int) -> int:
     JSON line."""
     from vbsad_batch.runtime.mpi import world  # noqa: PLC0415 - MPI only in this mode
     from vbsad_batch.scan.bootstrap import bootstrap_limits  # noqa: PLC0415
-    from vbsad_batch.scan.schedule import blocks  # noqa: PLC0415
+    from vbsad_batch.scan.schedule import blocks, shared_sorts  # noqa: PLC0415
+    from vbsad_batch.scan.sm_sharing import build_shared_columns  # noqa: PLC0415
     from vbsad_batch.scan.work import WorkItem  # noqa: PLC0415
 
     comm = world()
@@ -332,12 +339,18 @@ def worker(events: int, seed: int, replicas: int, chunk: int) -> int:
     mine = [items[i] for i in blocks(items, comm.size)[comm.rank]]
     operators = list(dict.fromkeys(item.operator for item in mine))
     hardness, score, sm = generate_sm(events, seed)
+    # as `vbsad scan` does: the SM sort split between the ranks that scan an operator
+    key = ("benchmark", "sm", "score")
+    shared = shared_sorts(items, comm.size, lambda item: [] if item.replicas else [key])
     comm.gather(None, root=0)  # start together
+    clock = Clock()
+    with clock:
+        built = build_shared_columns(shared, comm, lambda _: ScoreSample(score, sm))
     points = [item.operator for item in mine if item.replicas is None]
     makers = {
         op: partial(generate_operator, OPERATORS.index(op), hardness, sm, seed) for op in points
     }
-    limits, clock = scan_now(score, sm, makers)
+    limits, clock = scan_now(score, sm, makers, column=built.get(key), clock=clock)
     boot: dict[str, list[list[float]]] = {}
     for op in operators:
         chunks = [item.replicas for item in mine if item.operator == op and item.replicas]

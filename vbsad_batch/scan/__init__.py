@@ -7,6 +7,7 @@ Modules:
 - `asimov`: the Asimov significance and the signals at which it reaches z;
 - `sm_column`: what depends on the SM events of a score column only, computed once for every
   operator;
+- `sm_sharing`: that SM side built by the MPI ranks that need it, its sort split between them;
 - `contours`: two operators at once: the scan of a pair with its MIX term, 2D contours;
 - `likelihood`: the expected 95% CL interval from a binned likelihood of the score;
 - `bootstrap`: the Monte Carlo uncertainty of the limits by bootstrap replicas;

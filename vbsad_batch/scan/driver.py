@@ -18,8 +18,9 @@ with `vbsad_batch.scan.statistics`:
 The work items (operator x model x score column x {the point estimate, chunks of bootstrap
 replicas}) are split over the MPI ranks with `vbsad_batch.runtime.mpi.map_work`, each rank
 computing one contiguous block of them (`vbsad_batch.scan.schedule`: it reads only the score
-files of its own items); rank 0 gathers the results in item order and writes, atomically, into
-`<output_dir>/scan/`:
+files of its own items; the ranks whose blocks share a score column sort its SM events
+together first, `vbsad_batch.scan.sm_sharing`); rank 0 gathers the results in item order and
+writes, atomically, into `<output_dir>/scan/`:
 
 - `table.json`, `table.csv`, `table.md`: the reference paper's Table 1 layout, models as rows
   and operators as columns (see `TABLE_FIELDS` for the quantities per operator);
@@ -80,12 +81,13 @@ from vbsad_batch.runtime.provenance import (
 )
 from vbsad_batch.runtime.stage import StageOutputs, StageResult, StageRun, StageUnit, command
 from vbsad_batch.scan.document import SCAN_FORMAT_VERSION, build_document
-from vbsad_batch.scan.schedule import blocks, map_in_blocks
+from vbsad_batch.scan.schedule import blocks, map_in_blocks, shared_sorts
 from vbsad_batch.scan.scores import (
     ModelScores,
     discover_models,
     operator_order,
 )
+from vbsad_batch.scan.sm_sharing import build_shared_columns
 from vbsad_batch.scan.tables import (
     OUTPUT_NAMES,
     ContourResult,
@@ -329,6 +331,9 @@ def run_scan(
     emit(ProgressEvent(_STAGE, "run_started", total_items=mine))
     by_name = {m.name: m for m in plan.models}
     worker = Worker(by_name, config.scan, plan.cut_inputs, emit, mine)
+    # the SM sort of a score column that several ranks need is split between them
+    shared = shared_sorts(items, comm.size, worker.sm_columns_of)
+    worker.adopt(build_shared_columns(shared, comm, worker.sm_sample))
     results = map_in_blocks(items, worker, comm=comm)
     worker.release(None)
     if results is None:

@@ -14,17 +14,26 @@ from __future__ import annotations
 
 import bisect
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar, cast
 
 from vbsad_batch.runtime.mpi import Communicator, RankFailure, map_work
 from vbsad_batch.scan.baseline import CUT_MODEL
+from vbsad_batch.scan.sm_sharing import SharedSort
 from vbsad_batch.scan.work import WorkItem
 
-__all__ = ["blocks", "dealt_in_blocks", "estimated_cost", "in_item_order", "map_in_blocks"]
+__all__ = [
+    "blocks",
+    "dealt_in_blocks",
+    "estimated_cost",
+    "in_item_order",
+    "map_in_blocks",
+    "shared_sorts",
+]
 
 R = TypeVar("R")
+K = TypeVar("K", bound=Hashable)
 
 # Relative cost of the kinds of items (one bootstrap replica = 1): measured on the synthetic
 # scan of benchmarks/scan.py, order of magnitude only (the split needs no more).
@@ -61,6 +70,22 @@ def blocks(items: Sequence[WorkItem], size: int) -> list[range]:
         bounds.append(max(i, bounds[-1]))
     bounds.append(len(items))
     return [range(bounds[r], bounds[r + 1]) for r in range(size)]
+
+
+def shared_sorts(
+    items: Sequence[WorkItem], size: int, needs: Callable[[WorkItem], Sequence[K]]
+) -> list[SharedSort[K]]:
+    """The SM columns (`needs(item)`: the keys of those an item uses) that more than one rank
+    of `blocks(items, size)` needs, in order of first use, each sorted in equal shares by
+    those ranks (equal: no rank can go on before the whole sort is done)."""
+    users: dict[K, list[int]] = {}
+    for rank, part in enumerate(blocks(items, size)):
+        for i in part:
+            for key in needs(items[i]):
+                ranks = users.setdefault(key, [])
+                if rank not in ranks:
+                    ranks.append(rank)
+    return [SharedSort(key, tuple(ranks)) for key, ranks in users.items() if len(ranks) > 1]
 
 
 def dealt_in_blocks(items: Sequence[WorkItem], size: int) -> list[int | None]:

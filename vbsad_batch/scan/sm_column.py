@@ -47,22 +47,42 @@ class OperatorScan:
 class SMColumn:
     """The SM events of one score column, sorted once, with their sums and Asimov signals."""
 
-    def __init__(self, sm: ScoreSample) -> None:
+    def __init__(
+        self, sm: ScoreSample, *, sorted_events: tuple[IntArray, FloatArray, IntArray] | None = None
+    ) -> None:
+        """`sorted_events`: (the stable argsort of the SM scores, their distinct values, the
+        sorted position of each value's first event) when already known, e.g. sorted by several
+        ranks together (`vbsad_batch.scan.sm_sharing`); they must be exactly those arrays."""
         self.sample = sm
-        self._order = np.argsort(sm.score, kind="stable").astype(np.int64)
-        self._sorted = sm.score[self._order]
+        self._sorted_scores: FloatArray | None = None
+        if sorted_events is None:
+            self._order = np.argsort(sm.score, kind="stable").astype(np.int64)
+            self._threshold, self._starts = _distinct_sorted(self._sorted)
+        else:
+            self._order, self._threshold, self._starts = sorted_events
+            if self._order.size != sm.score.size:
+                raise ValueError(
+                    f"a sort order of {self._order.size} events for {sm.score.size} SM events"
+                )
         n = self._order.size
         self._suffix = np.zeros(n + 1)  # SM yield from each sorted position on (events)
         if n:
             self._suffix[:n] = np.cumsum(sm.yield_[self._order][::-1])[::-1]
         self._total = float(np.sum(sm.yield_))
-        self._threshold, self._starts = _distinct_sorted(self._sorted)
         self._shared: tuple[FloatArray, IntArray, FloatArray] | None = None
         # Asimov signals per SM position (n + 1 of them), solved on demand, per significance
         self._signals: dict[float, tuple[FloatArray, FloatArray, np.ndarray]] = {}
 
     def __len__(self) -> int:
         return int(self._order.size)
+
+    @property
+    def _sorted(self) -> FloatArray:
+        """The SM scores in sort order (made when first needed: an operator scored on other
+        events than the SM's)."""
+        if self._sorted_scores is None:
+            self._sorted_scores = self.sample.score[self._order]
+        return self._sorted_scores
 
     def scan(self, lin: ScoreSample, quad: ScoreSample) -> OperatorScan:
         """`scan_thresholds(sm, lin, quad)`, reusing the SM side."""

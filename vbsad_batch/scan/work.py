@@ -162,6 +162,8 @@ class Worker:
         self._n_items = n_items
         self._cache: dict[tuple[str, str, str], ScoreColumns] = {}
         self._sm_columns: dict[tuple[str, str, str], SMColumn] = {}
+        # (model, score column) of SM columns built ahead of their items (`adopt`)
+        self._ahead: set[tuple[str, str]] = set()
 
     def _columns(self, model: str, dataset: str, column: str) -> ScoreColumns:
         key = (model, dataset, column)
@@ -178,12 +180,41 @@ class Worker:
             self._sm_columns[key] = SMColumn(sm)
         return self._sm_columns[key]
 
+    def sm_columns_of(self, item: WorkItem) -> list[tuple[str, str, str]]:
+        """The (model, SM dataset, score column) of the `SMColumn`s that `item` uses."""
+        if item.model == CUT_MODEL or item.partner is not None or item.replicas is not None:
+            return []
+        splits = ["test"]
+        if self._settings.region_from == "validation" or self._has_validation(item):
+            splits.append("validation")
+        return [(item.model, f"sm_{split}", item.score) for split in splits]
+
+    def sm_sample(self, key: tuple[str, str, str]) -> ScoreSample:
+        """The SM events of (model, SM dataset, score column), read once for the items."""
+        columns = self._columns(*key)
+        return ScoreSample(score=columns.score, yield_=columns.yield_)
+
+    def adopt(self, columns: Mapping[tuple[str, str, str], SMColumn]) -> None:
+        """Keep `SMColumn`s built ahead (with other ranks, `vbsad_batch.scan.sm_sharing`), and
+        the score columns they were read from, until this rank's items of them have run."""
+        self._sm_columns.update(columns)
+        self._ahead.update((model, score) for model, _, score in columns)
+
     def release(self, keep: WorkItem | None) -> None:
         """Forget the score columns (and SM sides) that `keep` does not use: items come grouped
-        by model, score column and operator, so a rank holds one group's data at a time."""
+        by model, score column and operator, so a rank holds one group's data at a time (and
+        those built ahead of their items, until then)."""
+        if keep is None:
+            self._ahead.clear()
+        else:
+            self._ahead.discard((keep.model, keep.score))
         if keep is None or keep.model == CUT_MODEL:
-            self._cache.clear()
-            self._sm_columns.clear()
+            for key in list(self._cache):
+                if (key[0], key[2]) not in self._ahead:
+                    del self._cache[key]
+            for key in list(self._sm_columns):
+                if (key[0], key[2]) not in self._ahead:
+                    del self._sm_columns[key]
             return
         needed = {
             f"{kind}_{split}_{op}"
@@ -196,10 +227,15 @@ class Worker:
         if keep.partner is not None:
             needed.add(mix_name(keep.operator, keep.partner))
         for key in list(self._cache):
+            if (key[0], key[2]) in self._ahead:
+                continue
             if key[0] != keep.model or key[2] != keep.score or key[1] not in needed:
                 del self._cache[key]
         for key in list(self._sm_columns):
-            if key[0] != keep.model or key[2] != keep.score:
+            if (key[0], key[2]) not in self._ahead and (key[0], key[2]) != (
+                keep.model,
+                keep.score,
+            ):
                 del self._sm_columns[key]
 
     def _samples(self, item: WorkItem, split: str) -> tuple[ScoreSample, ScoreSample, ScoreSample]:
