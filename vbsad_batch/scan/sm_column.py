@@ -56,7 +56,7 @@ class SMColumn:
         self.sample = sm
         self._sorted_scores: FloatArray | None = None
         if sorted_events is None:
-            self._order = np.argsort(sm.score, kind="stable").astype(np.int64)
+            self._order = np.argsort(sm.score, kind="stable").astype(np.int64, copy=False)
             self._threshold, self._starts = _distinct_sorted(self._sorted)
         else:
             self._order, self._threshold, self._starts = sorted_events
@@ -66,8 +66,8 @@ class SMColumn:
                 )
         n = self._order.size
         self._suffix = np.zeros(n + 1)  # SM yield from each sorted position on (events)
-        if n:
-            self._suffix[:n] = np.cumsum(sm.yield_[self._order][::-1])[::-1]
+        if n:  # summed from the top, written in place (the same sums as cumsum then a copy)
+            np.cumsum(sm.yield_[self._order][::-1], out=self._suffix[n - 1 :: -1])
         self._total = float(np.sum(sm.yield_))
         self._shared: tuple[FloatArray, IntArray, FloatArray] | None = None
         # Asimov signals per SM position (n + 1 of them), solved on demand, per significance
@@ -118,7 +118,7 @@ class SMColumn:
     def _sm_side(self, position: IntArray) -> tuple[FloatArray, IntArray, FloatArray]:
         """(S, SM Monte Carlo events, SM efficiency) above the thresholds at `position`."""
         sm_yield = self._suffix[position]
-        mc_events = (self._order.size - position).astype(np.int64)
+        mc_events = (self._order.size - position).astype(np.int64, copy=False)
         with np.errstate(all="ignore"):
             efficiency = (
                 sm_yield / self._total if self._total > 0 else np.full(sm_yield.size, np.nan)

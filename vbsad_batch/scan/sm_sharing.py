@@ -20,6 +20,7 @@ ranks only, in one order on every rank (so no rank waits on another in a differe
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, cast
@@ -35,6 +36,7 @@ __all__ = ["SharedSort", "build_shared_columns", "range_order", "shared_sm_colum
 K = TypeVar("K", bound=Hashable)
 
 _SAMPLE = 1 << 16  # events of the strided subsample that places the range bounds
+_POLL_S = 0.001  # seconds between tests of a pending MPI operation
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,17 +85,26 @@ def range_order(score: FloatArray, k: int, bounds: FloatArray) -> IntArray:
     return index[np.argsort(score[index], kind="stable")].astype(np.int64)
 
 
-def _concatenated(comm: Any, part: np.ndarray, dtype: str) -> tuple[np.ndarray, int]:
-    """The parts of every rank of `comm`, concatenated in rank order on every rank (one
-    Allgatherv), and the offset of this rank's part."""
+def _waited(request: Any) -> None:
+    """Wait for a non-blocking MPI operation, sleeping between tests: a rank that waits for
+    another leaves the core to it (ranks may share cores) instead of spinning."""
+    while not request.Test():
+        time.sleep(_POLL_S)
+
+
+def _concatenated(comm: Any, part: np.ndarray, counts: IntArray) -> np.ndarray:
+    """The parts of the ranks of `comm` (`counts` elements each), concatenated in rank order
+    on every rank (one Allgatherv)."""
     from mpi4py import MPI  # noqa: PLC0415 - only with several ranks
 
-    counts = np.asarray(comm.allgather(int(part.size)), dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
     out = np.empty(int(counts.sum()), dtype=part.dtype)
-    kind = MPI.INT64_T if dtype == "int64" else MPI.DOUBLE
-    comm.Allgatherv(np.ascontiguousarray(part), [out, counts.tolist(), offsets.tolist(), kind])
-    return out, int(offsets[comm.Get_rank()])
+    kind = MPI.INT64_T if part.dtype == np.int64 else MPI.DOUBLE
+    request = comm.Iallgatherv(
+        np.ascontiguousarray(part), [out, counts.tolist(), offsets.tolist(), kind]
+    )
+    _waited(request)
+    return out
 
 
 def shared_sm_column(
@@ -114,19 +125,25 @@ def shared_sm_column(
         raise ValueError(f"{len(shares)} share(s) for {size} rank(s)")
     if size == 1:
         return SMColumn(sm)
+    from mpi4py import MPI  # noqa: PLC0415 - only with several ranks
+
     score = sm.score
     bounds = value_bounds(score, shares)
     part = range_order(score, comm.rank, bounds)
     threshold_part, starts_part = _distinct_sorted(score[part])
     mpi = cast(Any, comm)
-    order, offset = _concatenated(mpi, part, "int64")
-    if order.size != score.size:
+    sizes = np.empty((size, 2), dtype=np.int64)
+    mine = np.array([part.size, threshold_part.size], dtype=np.int64)
+    _waited(mpi.Iallgather(mine, [sizes, MPI.INT64_T]))
+    if int(sizes[:, 0].sum()) != score.size:
         raise RuntimeError(
-            f"the ranks' value ranges hold {order.size} events, not {score.size}: the ranks "
-            "sort different SM events"
+            f"the ranks' value ranges hold {int(sizes[:, 0].sum())} events, not {score.size}: "
+            "the ranks sort different SM events"
         )
-    threshold, _ = _concatenated(mpi, threshold_part, "float64")
-    starts, _ = _concatenated(mpi, starts_part + offset, "int64")
+    offset = int(sizes[: comm.rank, 0].sum())
+    order = _concatenated(mpi, part, sizes[:, 0])
+    threshold = _concatenated(mpi, threshold_part, sizes[:, 1])
+    starts = _concatenated(mpi, starts_part + offset, sizes[:, 1])
     return SMColumn(sm, sorted_events=(order, threshold, starts))
 
 
@@ -157,7 +174,9 @@ def build_shared_columns(
                 sample = load(group.key)
             except Exception:  # the items that need it report it
                 sample = None
-            if all(sub.allgather(sample is not None)):
+            loaded = np.empty(sub.Get_size(), dtype=np.int64)
+            _waited(sub.Iallgather(np.array([sample is not None], dtype=np.int64), loaded))
+            if bool(np.all(loaded == 1)):
                 assert sample is not None
                 built[group.key] = shared_sm_column(sample, sub)
         finally:
