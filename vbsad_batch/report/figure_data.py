@@ -1,5 +1,5 @@
-"""What the report's figures read: the datasets and score files of the stage outputs (each
-read once), and the events of a whole component (SM, or the LIN or QUAD of an operator)
+"""What the report's figures read: the columns they need of the datasets and score files of
+the stage outputs, and the events of a whole component (SM, or the LIN or QUAD of an operator)
 gathered from every split.
 
 The datasets stage writes SM events of every split (`sm_<split>`), the LIN and QUAD events of
@@ -36,35 +36,51 @@ __all__ = [
     "values",
 ]
 
+_SPLIT = pl.Enum(SPLITS)
+"""The `split` column of `component_events`: a small integer per event, not a string."""
+
 EVENT_WEIGHT = "w"
 """The raw event weight column of the datasets (pb for MadGraph samples)."""
 
 
 class FigureData:
-    """Reads (once) the datasets and score files the figures need. (The report has checked
-    their SHA-256 against the manifests before it plans the figures.)"""
+    """Reads the columns of the datasets and score files that a figure needs, when it needs
+    them: nothing is kept between figures, so that the report's memory grows with the events
+    times the few columns of one figure, not with whole datasets. (The report has checked the
+    files' SHA-256 against the manifests before it plans the figures.)"""
 
     def __init__(self, inputs: ReportInputs) -> None:
         self.inputs = inputs
-        self._frames: dict[tuple[str, str], pl.DataFrame] = {}
+        self._listed: dict[str, frozenset[str]] = {}
 
-    def _read(self, stage: StageOutput, name: str) -> pl.DataFrame:
-        key = (stage.name, name)
-        if key not in self._frames:
-            self._frames[key] = pl.read_parquet(stage.file(f"{name}.parquet"))
-        return self._frames[key]
+    def _listed_files(self, stage: StageOutput) -> frozenset[str]:
+        if stage.name not in self._listed:
+            self._listed[stage.name] = frozenset(stage.file_names())
+        return self._listed[stage.name]
 
-    def dataset(self, name: str) -> pl.DataFrame:
-        """The dataset `name` (e.g. "sm_test")."""
-        return self._read(self.inputs.datasets, name)
+    @staticmethod
+    def _read(
+        stage: StageOutput, name: str, columns: Sequence[str], n_rows: int | None
+    ) -> pl.DataFrame:
+        return pl.read_parquet(
+            stage.file(f"{name}.parquet"), columns=list(dict.fromkeys(columns)), n_rows=n_rows
+        )
+
+    def dataset(self, name: str, columns: Sequence[str], n_rows: int | None = None) -> pl.DataFrame:
+        """`columns` of the dataset `name` (e.g. "sm_test"): its first `n_rows` rows, or all."""
+        return self._read(self.inputs.datasets, name, columns, n_rows)
 
     def has_dataset(self, name: str) -> bool:
         """Whether the datasets stage wrote `name`."""
-        return self.inputs.datasets.has(f"{name}.parquet")
+        return f"{name}.parquet" in self._listed_files(self.inputs.datasets)
 
-    def scores(self, scores: StageOutput, name: str) -> pl.DataFrame:
-        """The per-event scores of dataset `name` by the model of `scores`."""
-        return self._read(scores, name)
+    def score_columns(self, scores: StageOutput, name: str) -> list[str]:
+        """The column names of the score file of dataset `name` (read from its schema only)."""
+        return list(pl.read_parquet_schema(scores.file(f"{name}.parquet")))
+
+    def scores(self, scores: StageOutput, name: str, columns: Sequence[str]) -> pl.DataFrame:
+        """`columns` of the per-event scores of dataset `name` by the model of `scores`."""
+        return self._read(scores, name, columns, None)
 
 
 def analysis_operators(config: AnalysisConfig) -> tuple[str, ...]:
@@ -73,8 +89,8 @@ def analysis_operators(config: AnalysisConfig) -> tuple[str, ...]:
 
 
 def values(frame: pl.DataFrame, column: str) -> np.ndarray:
-    """A column as float64."""
-    return frame[column].to_numpy().astype(np.float64)
+    """A column as float64 (the frame's own buffer when it is float64 already: no copy)."""
+    return frame[column].to_numpy().astype(np.float64, copy=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,16 +129,18 @@ def component_events(
 ) -> pl.DataFrame:
     """The events of `component` of `op` from every split (`component_sources`): `columns`,
     the raw event weight `w` and the `split` of each event."""
+    wanted = list(dict.fromkeys([*columns, EVENT_WEIGHT]))
     frames = []
     for source in component_sources(data, component, op):
-        frame = data.dataset(source.dataset)
-        if source.component is not None:
-            frame = frame.filter(pl.col("component") == source.component)
-        frames.append(
-            frame.select(*dict.fromkeys([*columns, EVENT_WEIGHT])).with_columns(
-                pl.lit(source.split).alias("split")
+        if source.component is None:
+            frame = data.dataset(source.dataset, wanted)
+        else:
+            frame = (
+                data.dataset(source.dataset, [*wanted, "component"])
+                .filter(pl.col("component") == source.component)
+                .select(wanted)
             )
-        )
+        frames.append(frame.with_columns(pl.lit(source.split, dtype=_SPLIT).alias("split")))
     if not frames:
         raise ValueError(
             f"{data.inputs.datasets.directory}: no dataset holds the {component} events"

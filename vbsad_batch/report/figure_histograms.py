@@ -71,7 +71,7 @@ def weighted_bin_edges(
     samples' 0.5% |w|-weighted quantiles to the highest of their 99.5% ones (log-spaced if
     `log`, over the positive values). A sample whose weight sits in a tail of the others (a
     QUAD term at high energy) stays in range."""
-    lows, highs, kept = [], [], []
+    lows, highs, extremes = [], [], []
     for v, w in samples:
         ok = np.isfinite(v) & np.isfinite(w) & (w != 0)
         if log:
@@ -80,10 +80,10 @@ def weighted_bin_edges(
             low, high = weighted_quantiles(v[ok], w[ok], _QUANTILE_RANGE)
             lows.append(float(low))
             highs.append(float(high))
-            kept.append(v[ok])
-    if not kept:
+            extremes += [float(v[ok].min()), float(v[ok].max())]  # not a pooled copy of them all
+    if not extremes:
         return np.linspace(0.0, 1.0, n + 1)
-    return _edges(min(lows), max(highs), log, n, np.concatenate(kept))
+    return _edges(min(lows), max(highs), log, n, np.asarray(extremes))
 
 
 def unit_area(values: np.ndarray, weights: np.ndarray, edges: np.ndarray) -> np.ndarray:

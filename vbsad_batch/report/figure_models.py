@@ -69,32 +69,41 @@ def _inverse_preprocessing(prep: Preprocessing, x: np.ndarray) -> np.ndarray:
     return physical
 
 
+def _preprocessing(model_dir: Path) -> Preprocessing:
+    """The model's input preprocessing (features, log features, min-max ranges)."""
+    return Preprocessing.from_json((model_dir / PREPROCESSING_FILE_NAME).read_text("utf-8"))
+
+
 def _reconstructions(
-    model_dir: Path, frames: Sequence[pl.DataFrame]
-) -> tuple[Preprocessing, list[tuple[np.ndarray, np.ndarray]]]:
-    """The model's preprocessing and, per frame, (inputs, reconstructions) in physical units of
-    its first `MAX_RECONSTRUCTION_EVENTS` events (inference mode: decoder of z_mean)."""
-    prep = Preprocessing.from_json((model_dir / PREPROCESSING_FILE_NAME).read_text("utf-8"))
+    model_dir: Path, prep: Preprocessing, frames: Sequence[pl.DataFrame]
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per frame, (inputs, reconstructions) in physical units of its events (inference mode:
+    decoder of z_mean)."""
     network = load_network(model_dir)
     pairs = []
     for frame in frames:
-        x = prep.transform(frame.head(MAX_RECONSTRUCTION_EVENTS))
+        x = prep.transform(frame)
         reconstruction = network.reconstruct(x)
         pairs.append(
             (_inverse_preprocessing(prep, x), _inverse_preprocessing(prep, reconstruction))
         )
-    return prep, pairs
+    return pairs
 
 
 def reconstruction_figure(data: FigureData, model: StageOutput, op: str | None) -> Figure:
     """Each feature's input and reconstruction, for SM and QUAD `op` test events."""
     config = data.inputs.config
-    samples: list[tuple[str, pl.DataFrame, str]] = [("SM", data.dataset("sm_test"), SM_COLOR)]
+    prep = _preprocessing(model.directory)
+    names = [("SM", "sm_test", SM_COLOR)]
     if op is not None and data.has_dataset(f"quad_test_{op}"):
-        samples.append((f"QUAD {operator_label(op)}", data.dataset(f"quad_test_{op}"), COLORS[0]))
-    prep, pairs = _reconstructions(model.directory, [frame for _, frame, _ in samples])
+        names.append((f"QUAD {operator_label(op)}", f"quad_test_{op}", COLORS[0]))
+    samples = [
+        (label, data.dataset(name, [*prep.features, "yield"], MAX_RECONSTRUCTION_EVENTS), color)
+        for label, name, color in names
+    ]
+    pairs = _reconstructions(model.directory, prep, [frame for _, frame, _ in samples])
     results = [
-        (label, x, x_hat, values(frame.head(MAX_RECONSTRUCTION_EVENTS), "yield"), color)
+        (label, x, x_hat, values(frame, "yield"), color)
         for (label, frame, color), (x, x_hat) in zip(samples, pairs, strict=True)
     ]
     features = list(prep.features)
@@ -144,7 +153,7 @@ def reconstruction_figure(data: FigureData, model: StageOutput, op: str | None) 
 
 def score_columns(data: FigureData, scores: StageOutput) -> list[str]:
     """The score columns of a model's score files ("mse", "kld", and "score" for a VAE+NN)."""
-    columns = data.scores(scores, "sm_test").columns
+    columns = data.score_columns(scores, "sm_test")
     return [c for c in ("mse", "kld", "score") if c in columns]
 
 
@@ -160,16 +169,17 @@ def scores_figure(data: FigureData, scores: StageOutput) -> Figure:
     columns = score_columns(data, scores)
     ops = operators_with_scores(data, scores)
     styles = operator_styles(analysis_operators(config))
-    sm = data.scores(scores, "sm_test")
+    wanted = [*columns, "yield"]
+    sm = data.scores(scores, "sm_test", wanted)
+    quads = [
+        (f"QUAD {operator_label(op)}", data.scores(scores, f"quad_test_{op}", wanted), styles[op])
+        for op in ops
+    ]
     fig, axes = plt.subplots(
         1, len(columns), figsize=(6.5 * len(columns) + 3, 6), layout="constrained", squeeze=False
     )
     for ax, column in zip(axes[0], columns, strict=True):
-        samples = [("SM", sm, {"color": SM_COLOR})]
-        samples += [
-            (f"QUAD {operator_label(op)}", data.scores(scores, f"quad_test_{op}"), styles[op])
-            for op in ops
-        ]
+        samples = [("SM", sm, {"color": SM_COLOR}), *quads]
         log = column in ("mse", "kld") and bool((values(sm, column) > 0).all())
         edges = weighted_bin_edges(
             [(values(f, column), values(f, "yield")) for _, f, _ in samples], log
@@ -202,10 +212,13 @@ def kinematic_variable(config: AnalysisConfig) -> str:
     return next((f for f in config.features if f in ENERGY_LIKE), config.features[0])
 
 
-def _joined(data: FigureData, scores: StageOutput, name: str, variable: str) -> pl.DataFrame:
-    """The score rows of dataset `name` with the dataset's `variable` (same event order)."""
-    events = data.dataset(name)
-    scored = data.scores(scores, name)
+def _joined(
+    data: FigureData, scores: StageOutput, name: str, column: str, variable: str
+) -> pl.DataFrame:
+    """The event number, `column` and yield of the score rows of dataset `name`, with the
+    dataset's `variable` (same event order)."""
+    events = data.dataset(name, ["event", variable])
+    scored = data.scores(scores, name, ["event", column, "yield"])
     if events.height != scored.height or not (events["event"] == scored["event"]).all():
         raise ValueError(
             f"{scores.directory / (name + '.parquet')}: its events differ from "
@@ -219,13 +232,13 @@ def score_vs_kinematics_figure(
 ) -> Figure:
     """2D histogram of SM test events in (variable, score), and the mean score per bin."""
     config = data.inputs.config
-    sm = _joined(data, scores, "sm_test", variable)
+    sm = _joined(data, scores, "sm_test", column, variable)
     samples = [("SM", sm, "black")]
     if op is not None and scores.has(f"quad_test_{op}.parquet"):
         samples.append(
             (
                 f"QUAD {operator_label(op)}",
-                _joined(data, scores, f"quad_test_{op}", variable),
+                _joined(data, scores, f"quad_test_{op}", column, variable),
                 COLORS[0],
             )
         )
