@@ -47,23 +47,17 @@ class OperatorScan:
 class SMColumn:
     """The SM events of one score column, sorted once, with their sums and Asimov signals."""
 
-    def __init__(
-        self, sm: ScoreSample, *, sorted_events: tuple[IntArray, FloatArray, IntArray] | None = None
-    ) -> None:
-        """`sorted_events`: (the stable argsort of the SM scores, their distinct values, the
-        sorted position of each value's first event) when already known, e.g. sorted by several
-        ranks together (`vbsad_batch.scan.sm_sharing`); they must be exactly those arrays."""
+    def __init__(self, sm: ScoreSample, *, order: IntArray | None = None) -> None:
+        """`order`: the stable argsort of the SM scores when already known, e.g. sorted by
+        several ranks together (`vbsad_batch.scan.sm_sharing`); it must be exactly that."""
         self.sample = sm
-        self._sorted_scores: FloatArray | None = None
-        if sorted_events is None:
-            self._order = np.argsort(sm.score, kind="stable").astype(np.int64, copy=False)
-            self._threshold, self._starts = _distinct_sorted(self._sorted)
-        else:
-            self._order, self._threshold, self._starts = sorted_events
-            if self._order.size != sm.score.size:
-                raise ValueError(
-                    f"a sort order of {self._order.size} events for {sm.score.size} SM events"
-                )
+        if order is None:
+            order = np.argsort(sm.score, kind="stable").astype(np.int64, copy=False)
+        elif order.size != sm.score.size:
+            raise ValueError(f"a sort order of {order.size} events for {sm.score.size} SM events")
+        self._order = order
+        self._sorted_scores: FloatArray | None = None  # made again only if needed
+        self._threshold, self._starts = _distinct_sorted(sm.score[order])
         n = self._order.size
         self._suffix = np.zeros(n + 1)  # SM yield from each sorted position on (events)
         if n:  # summed from the top, written in place (the same sums as cumsum then a copy)
@@ -103,8 +97,8 @@ class SMColumn:
         else:
             threshold = layout.threshold
             sm_yield, mc_events, efficiency = self._sm_side(position)
-        lin_yield = sums_above(lin.yield_[layout.orders[1]], layout.starts[1])
-        quad_yield = sums_above(quad.yield_[layout.orders[2]], layout.starts[2])
+        lin_yield = sums_above(lin.yield_[layout.orders[1]], layout.starts[1], overwrite=True)
+        quad_yield = sums_above(quad.yield_[layout.orders[2]], layout.starts[2], overwrite=True)
         scan = ThresholdScan(
             threshold=threshold,
             sm_yield=sm_yield,

@@ -8,14 +8,15 @@ sort between the ranks of a communicator without changing a bit of the result:
   proportion to `shares` (equal by default; all events of one score value in one range);
 - rank k takes the events of range k in event order and sorts them stably: that is exactly the
   slice of the stable argsort of all events that holds range k (stable: ties in event order);
-- the distinct score values and their first sorted positions are found per range (a range
-  starts a new value by construction);
-- one Allgatherv per array concatenates the ranges, in rank order, on every rank.
+- one Allgatherv concatenates the ranges' orders, in rank order, on every rank.
 
-What follows, the SM yields' suffix sums, is one sequential cumulative sum: every rank computes
-it (split, its rounding would change). `build_shared_columns` runs this for each score column
-that several ranks need (`vbsad_batch.scan.schedule.shared_sorts`), on a communicator of those
-ranks only, in one order on every rank (so no rank waits on another in a different collective).
+What follows is computed by every rank: the distinct scores (their ranges could be found per
+rank too, but sending them cost more than finding them, measured) and the SM yields' suffix
+sums (one sequential cumulative sum: split, its rounding would change).
+
+`build_shared_columns` runs this for each score column that several ranks need
+(`vbsad_batch.scan.schedule.shared_sorts`), on a communicator of those ranks only, in one
+order on every rank (so no rank waits on another in a different collective).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import numpy as np
 
 from vbsad_batch.runtime.mpi import Communicator
 from vbsad_batch.scan.sm_column import SMColumn
-from vbsad_batch.scan.statistics import FloatArray, IntArray, ScoreSample, _distinct_sorted
+from vbsad_batch.scan.statistics import FloatArray, IntArray, ScoreSample
 
 __all__ = ["SharedSort", "build_shared_columns", "range_order", "shared_sm_column", "value_bounds"]
 
@@ -92,16 +93,15 @@ def _waited(request: Any) -> None:
         time.sleep(_POLL_S)
 
 
-def _concatenated(comm: Any, part: np.ndarray, counts: IntArray) -> np.ndarray:
+def _concatenated(comm: Any, part: IntArray, counts: IntArray) -> IntArray:
     """The parts of the ranks of `comm` (`counts` elements each), concatenated in rank order
     on every rank (one Allgatherv)."""
     from mpi4py import MPI  # noqa: PLC0415 - only with several ranks
 
     offsets = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
     out = np.empty(int(counts.sum()), dtype=part.dtype)
-    kind = MPI.INT64_T if part.dtype == np.int64 else MPI.DOUBLE
     request = comm.Iallgatherv(
-        np.ascontiguousarray(part), [out, counts.tolist(), offsets.tolist(), kind]
+        np.ascontiguousarray(part), [out, counts.tolist(), offsets.tolist(), MPI.INT64_T]
     )
     _waited(request)
     return out
@@ -128,23 +128,16 @@ def shared_sm_column(
     from mpi4py import MPI  # noqa: PLC0415 - only with several ranks
 
     score = sm.score
-    bounds = value_bounds(score, shares)
-    part = range_order(score, comm.rank, bounds)
-    threshold_part, starts_part = _distinct_sorted(score[part])
+    part = range_order(score, comm.rank, value_bounds(score, shares))
     mpi = cast(Any, comm)
-    sizes = np.empty((size, 2), dtype=np.int64)
-    mine = np.array([part.size, threshold_part.size], dtype=np.int64)
-    _waited(mpi.Iallgather(mine, [sizes, MPI.INT64_T]))
-    if int(sizes[:, 0].sum()) != score.size:
+    sizes = np.empty(size, dtype=np.int64)
+    _waited(mpi.Iallgather(np.array([part.size], dtype=np.int64), [sizes, MPI.INT64_T]))
+    if int(sizes.sum()) != score.size:
         raise RuntimeError(
-            f"the ranks' value ranges hold {int(sizes[:, 0].sum())} events, not {score.size}: "
+            f"the ranks' value ranges hold {int(sizes.sum())} events, not {score.size}: "
             "the ranks sort different SM events"
         )
-    offset = int(sizes[: comm.rank, 0].sum())
-    order = _concatenated(mpi, part, sizes[:, 0])
-    threshold = _concatenated(mpi, threshold_part, sizes[:, 1])
-    starts = _concatenated(mpi, starts_part + offset, sizes[:, 1])
-    return SMColumn(sm, sorted_events=(order, threshold, starts))
+    return SMColumn(sm, order=_concatenated(mpi, part, sizes))
 
 
 def build_shared_columns(

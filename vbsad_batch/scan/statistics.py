@@ -247,12 +247,21 @@ def _layout(
     return _Layout(threshold, (orders[0], orders[1], orders[2]), starts)
 
 
-def sums_above(sorted_values: FloatArray, starts: IntArray) -> FloatArray:
+def sums_above(
+    sorted_values: FloatArray, starts: IntArray, *, overwrite: bool = False
+) -> FloatArray:
     """Sum of sorted_values[start:] for every start (summed from the top, so small regions at
-    high thresholds are summed with the smallest rounding error)."""
+    high thresholds are summed with the smallest rounding error). `overwrite`: the cumulative
+    sums may be written over `sorted_values` (a temporary of the caller's: no second array
+    of its size; the same sums)."""
     n = sorted_values.size
     if n and starts.size and int(starts[-1]) < n and int(starts[0]) >= 0:  # no empty region
-        out: FloatArray = np.cumsum(sorted_values[::-1])[::-1][starts]
+        if overwrite and sorted_values.flags.writeable:
+            top_down = sorted_values[::-1]
+            np.cumsum(top_down, out=top_down)
+            out: FloatArray = sorted_values[starts]
+        else:
+            out = np.cumsum(sorted_values[::-1])[::-1][starts]
         return out
     suffix = np.zeros(n + 1, dtype=np.float64)
     if n:
@@ -266,7 +275,7 @@ def _scan_with(
     sm_counts: IntArray | None,
 ) -> ThresholdScan:
     sums = [
-        sums_above(y[order], start)
+        sums_above(y[order], start, overwrite=True)
         for y, order, start in zip(yields, layout.orders, layout.starts, strict=True)
     ]
     n_sm = layout.orders[0].size
