@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 __all__ = [
     "N_BINS",
     "bin_edges",
+    "binned_sums",
     "fill",
     "signed_shape",
     "step",
@@ -86,9 +87,24 @@ def weighted_bin_edges(
     return _edges(min(lows), max(highs), log, n, np.asarray(extremes))
 
 
+def binned_sums(values: np.ndarray, weights: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """The sum of `weights` per bin of `edges` (increasing), with `np.histogram`'s bins:
+    [edges[i], edges[i+1]), the last one closed; values outside (or NaN) are left out.
+
+    `np.histogram` with an array of edges sorts the values to find their bins; here each
+    value's bin is a binary search in the few edges and the sums one `bincount`, ~2-3 times
+    faster on the report's columns of millions of events. The sums agree with `np.histogram`'s
+    to rounding (they are added in another order)."""
+    n = edges.size - 1
+    index = np.searchsorted(edges, values, side="right") - 1
+    index[values == edges[-1]] = n - 1  # the last bin includes its upper edge
+    inside = (index >= 0) & (index < n)
+    return np.bincount(index[inside], weights=weights[inside], minlength=n).astype(np.float64)
+
+
 def unit_area(values: np.ndarray, weights: np.ndarray, edges: np.ndarray) -> np.ndarray:
     """Weighted histogram divided by the sum of the weights in range and the bin widths."""
-    counts, _ = np.histogram(values, bins=edges, weights=weights)
+    counts = binned_sums(values, weights, edges)
     total = counts.sum()
     return counts / (total * np.diff(edges)) if total > 0 else counts * 0.0
 
@@ -99,9 +115,9 @@ def signed_shape(
     """A signed (LIN) histogram divided by |sum of weights| and the bin widths, and the label
     of that normalisation. When the weights nearly cancel (|sum| < 5% of sum |w|), it is
     divided by sum |w| instead, as a shape of unit absolute area."""
-    counts, _ = np.histogram(values, bins=edges, weights=weights)
+    counts = binned_sums(values, weights, edges)
     total = float(counts.sum())
-    absolute = float(np.abs(np.histogram(values, bins=edges, weights=np.abs(weights))[0]).sum())
+    absolute = float(binned_sums(values, np.abs(weights), edges).sum())
     if absolute == 0:
         return counts * 0.0, "empty"
     if abs(total) >= 0.05 * absolute:

@@ -24,6 +24,7 @@ from vbsad_batch.models.preprocessing import Preprocessing
 from vbsad_batch.report.figure_data import FigureData, analysis_operators, values
 from vbsad_batch.report.figure_histograms import (
     bin_edges,
+    binned_sums,
     fill,
     step,
     unit_area,
@@ -265,8 +266,8 @@ def score_vs_kinematics_figure(
     for label, frame, color in samples:
         x = values(frame, variable)
         w = values(frame, "yield")
-        wsum, _ = np.histogram(x, bins=x_edges, weights=w)
-        wscore, _ = np.histogram(x, bins=x_edges, weights=w * values(frame, column))
+        wsum = binned_sums(x, w, x_edges)
+        wscore = binned_sums(x, w * values(frame, column), x_edges)
         with np.errstate(invalid="ignore", divide="ignore"):
             mean = np.where(wsum > 0, wscore / wsum, np.nan)
         centres = np.sqrt(x_edges[:-1] * x_edges[1:]) if log else 0.5 * (x_edges[:-1] + x_edges[1:])
