@@ -27,21 +27,30 @@ or equal) on every operator and side.
 
 With --ranks, the "now" scan runs under `mpiexec -n 1` and `mpiexec -n 2` (each rank the
 operators of its block, `vbsad_batch.scan.schedule.blocks`, making only its own operators'
-data): per rank CPU and wall seconds and peak RSS, and the 2-rank efficiency
-T(1 rank) / (2 max T(rank of 2)).
+data; the ranks that scan operators sort the SM events together first, as `vbsad scan` does:
+`schedule.shared_sorts`, `sm_sharing.build_shared_columns`), `--repeat` times each in turn:
+per rank CPU and wall seconds and peak RSS of the least-CPU run of each (the least disturbed
+by other load), the 2-rank efficiency T(1 rank) / (2 max T(rank of 2)) of those and of each
+repetition, and every run's limits compared with one rank's bit for bit.
 
     python benchmarks/scan.py                      # 10 million events
     python benchmarks/scan.py --events 1000000 --no-paper
     python benchmarks/scan.py --ranks --no-paper   # + 1 vs 2 MPI ranks
 
-Measured 2026-12-07 on the shared 2-core machine under load (load average ~6; CPU seconds are
-the robust figure, wall seconds swing 2x). `--ranks` at 10M events: now 7.7 CPU s (10.8
-wall), before 112.9 CPU s (172 wall; the exact scan of before, proxy only, took 35.6 s wall),
-14.6x; paper 73.4 CPU s; limits equal to before to 1e-12. 1 vs 2 ranks, limits only: peak
-RSS 1716 MB vs 1668 / 1698 MB per rank, efficiency 0.69 (CPU): each rank sorts the 10M SM
-events and solves their side again (~2.5 of the 8 CPU s), and 7 operators split 3 / 4. With
-the bootstrap chunks `vbsad scan` also deals (`--events 1000000 --replicas 20`): efficiency
-0.96 (CPU), peak RSS 462 MB vs 455 / 436 MB per rank.
+Measured 2026-12-07 on the shared 2-core machine under load (load average 1.2-2.5 from other
+work; CPU seconds are the robust figure, wall seconds swing 2x). `--no-paper --ranks` at 10M
+events: now 8.1 CPU s (8.4 wall), before 120.2 CPU s, 14.8x; limits equal to before to 1e-12.
+1 vs 2 ranks (least-CPU of 3 runs each): 6.15 CPU s vs 4.39 / 5.08 per rank, efficiency 0.60
+(repetitions 0.64, 0.72, 0.58), peak RSS 1517 MB vs 1475 / 1497 MB per rank, limits equal bit
+for bit. Against the code before the shared sort, runs alternated under the same load (3 each):
+the slower rank of 2 took 4.02-4.69 CPU s, before 5.66-6.39; one rank 5.68-7.25, before
+5.92-8.53; efficiency of the least-CPU runs 0.61, before 0.52 (peak RSS 1518 vs 1668 MB on one
+rank). The target 0.8 is not reached: every rank still finds the 9M distinct thresholds and
+sums the SM yields in sort order (one sequential cumulative sum: split, its rounding would
+change), pays ~1 s of system time for its fresh memory in its first operator scan (as one rank
+does: this VM backs pages when first touched), and 7 operators split 3 / 4 (~0.6 s each).
+With the bootstrap chunks `vbsad scan` also deals (`--events 1000000 --replicas 20`):
+efficiency 1.01 (CPU; repetitions 1.01, 0.96, 0.94), peak RSS 398 MB vs 391 / 395 MB per rank.
 """
 
 from __future__ import annotations
@@ -351,6 +360,7 @@ def worker(events: int, seed: int, replicas: int, chunk: int) -> int:
         op: partial(generate_operator, OPERATORS.index(op), hardness, sm, seed) for op in points
     }
     limits, clock = scan_now(score, sm, makers, column=built.get(key), clock=clock)
+    built.clear()  # as one rank's scan_now, the SM side is not kept for the bootstrap
     boot: dict[str, list[list[float]]] = {}
     for op in operators:
         chunks = [item.replicas for item in mine if item.operator == op and item.replicas]

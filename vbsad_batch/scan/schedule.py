@@ -8,6 +8,10 @@ round-robin gives rank r the r-th of `size` contiguous blocks of the items in th
 order (model, score column, operator, as `work_items` makes them), the blocks cut at equal
 estimated cost; `in_item_order` puts the results back in item order. Which rank computes an
 item never changes its result: the outputs are the same for any number of ranks.
+
+A score column whose point items fall in the blocks of several ranks is needed by each of
+them; `shared_sorts` lists those columns, whose SM events those ranks then sort together
+(`vbsad_batch.scan.sm_sharing`) instead of each sorting all of them.
 """
 
 from __future__ import annotations
