@@ -23,6 +23,7 @@ from vbsad_batch.config import load_config
 from vbsad_batch.runtime.mpi import SingleProcess
 from vbsad_batch.scan.baseline import CUT_MODEL
 from vbsad_batch.scan.schedule import blocks, shared_sorts
+from vbsad_batch.scan.scores import discover_models
 from vbsad_batch.scan.sm_column import SMColumn
 from vbsad_batch.scan.sm_sharing import range_order, shared_sm_column, value_bounds
 from vbsad_batch.scan.statistics import ScoreSample
@@ -207,3 +208,38 @@ def test_one_and_two_ranks_sharing_the_sm_sort_write_identical_outputs(tmp_path:
     assert sorted(two) == sorted(one)
     for name, content in one.items():
         assert two[name] == content, f"{name} differs between 1 and 2 ranks"
+
+
+def test_a_column_built_ahead_is_kept_until_its_items_have_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker keeps an adopted SM column (and its score file) through other groups' items,
+    uses it for its own, and forgets it after them; the limits are those of a fresh worker."""
+    from vbsad_batch.scan import work  # noqa: PLC0415 - patched below
+
+    config = load_config(write_config(tmp_path, SMALL_SCAN))
+    write_synthetic_scores(tmp_path / "out")
+    models = {m.name: m for m in discover_models(config)}
+    reads: list[str] = []
+    load = work.load_columns
+
+    def counting(path: Path, column: str, **kwargs: object) -> work.ScoreColumns:
+        reads.append(f"{path.parent.name}/{path.stem}/{column}")
+        return load(path, column, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(work, "load_columns", counting)
+    worker = work.Worker(models, config.scan, None, lambda event: None, 0)
+    key = ("vae_latent3", "sm_test", "mse")
+    worker.adopt({key: SMColumn(worker.sm_sample(key))})
+    other = WorkItem("vae_nn_latent3_cW", "score", "cW")
+    worker(other)  # another group's item first, as on a rank whose block starts there
+    mine = WorkItem("vae_latent3", "mse", "cHW")
+    result = worker(mine)
+    assert reads.count("vae_latent3/sm_test/mse") == 1  # read once, for the adopted column
+    worker(other)  # the group is over: its data are forgotten
+    worker(mine)
+    assert reads.count("vae_latent3/sm_test/mse") == 2
+
+    fresh = work.Worker(models, config.scan, None, lambda event: None, 0)(mine)
+    assert json.dumps(result.proxy) == json.dumps(fresh.proxy)  # type: ignore[union-attr]
+    assert json.dumps(result.asimov) == json.dumps(fresh.asimov)  # type: ignore[union-attr]
