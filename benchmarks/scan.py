@@ -37,18 +37,22 @@ repetition, and every run's limits compared with one rank's bit for bit.
     python benchmarks/scan.py --events 1000000 --no-paper
     python benchmarks/scan.py --ranks --no-paper   # + 1 vs 2 MPI ranks
 
-Measured 2026-12-07 on the shared 2-core machine under load (load average 1.2-2.5 from other
+Measured 2026-12-07 on the shared 2-core machine under load (load average 0.5-2.5 from other
 work; CPU seconds are the robust figure, wall seconds swing 2x). `--no-paper --ranks` at 10M
 events: now 8.1 CPU s (8.4 wall), before 120.2 CPU s, 14.8x; limits equal to before to 1e-12.
-1 vs 2 ranks (least-CPU of 3 runs each): 6.15 CPU s vs 4.39 / 5.08 per rank, efficiency 0.60
-(repetitions 0.64, 0.72, 0.58), peak RSS 1517 MB vs 1475 / 1497 MB per rank, limits equal bit
-for bit. Against the code before the shared sort, runs alternated under the same load (3 each):
-the slower rank of 2 took 4.02-4.69 CPU s, before 5.66-6.39; one rank 5.68-7.25, before
+1 vs 2 ranks (least-CPU of 3 runs each, load ~1): 5.81 CPU s vs 4.17 / 4.69 per rank,
+efficiency 0.62 (repetitions 0.82, 0.62, 0.62); on user CPU alone 5.47 s vs 2.63 / 3.11,
+efficiency 0.88; peak RSS 1518 MB vs 1473 / 1498 MB per rank; limits equal bit for bit.
+Against the code before the shared sort, runs alternated under the same load (3 each): the
+slower rank of 2 took 4.02-4.69 CPU s, before 5.66-6.39; one rank 5.68-7.25, before
 5.92-8.53; efficiency of the least-CPU runs 0.61, before 0.52 (peak RSS 1518 vs 1668 MB on one
-rank). The target 0.8 is not reached: every rank still finds the 9M distinct thresholds and
-sums the SM yields in sort order (one sequential cumulative sum: split, its rounding would
-change), pays ~1 s of system time for its fresh memory in its first operator scan (as one rank
-does: this VM backs pages when first touched), and 7 operators split 3 / 4 (~0.6 s each).
+rank). The target 0.8 is reached on user CPU, not on CPU: each rank of 2 spends ~1.5 s in the
+kernel (one rank ~0.35 s), mostly page faults growing its memory to about one rank's peak
+(every rank holds the whole SM column: order, thresholds, suffix sums, S, counts and
+efficiency per threshold, ~0.5 GB at 10M events; first touches cost ~0.3 ms per fault in this
+VM); then, in user time, every rank finds the 9M distinct thresholds and sums the SM yields in
+sort order (one sequential cumulative sum: split, its rounding would change), and 7 operators
+split 3 / 4 (~0.6 s each).
 With the bootstrap chunks `vbsad scan` also deals (`--events 1000000 --replicas 20`):
 efficiency 1.01 (CPU; repetitions 1.01, 0.96, 0.94), peak RSS 398 MB vs 391 / 395 MB per rank.
 """
@@ -172,20 +176,24 @@ def _pair(limit: CoefficientLimit) -> tuple[float, float]:
 
 
 class Clock:
-    """CPU seconds of this process and wall seconds, summed over the timed blocks."""
+    """CPU seconds of this process (and their user part: without the kernel's, e.g. page
+    faults) and wall seconds, summed over the timed blocks."""
 
     def __init__(self) -> None:
         self.cpu = 0.0
+        self.user = 0.0
         self.wall = 0.0
-        self._start = (0.0, 0.0)
+        self._start = (0.0, 0.0, 0.0)
 
     def __enter__(self) -> Clock:
-        self._start = (time.process_time(), time.perf_counter())
+        user = resource.getrusage(resource.RUSAGE_SELF).ru_utime
+        self._start = (time.process_time(), user, time.perf_counter())
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.cpu += time.process_time() - self._start[0]
-        self.wall += time.perf_counter() - self._start[1]
+        self.user += resource.getrusage(resource.RUSAGE_SELF).ru_utime - self._start[1]
+        self.wall += time.perf_counter() - self._start[2]
 
 
 def scan_now(
@@ -387,6 +395,7 @@ def worker(events: int, seed: int, replicas: int, chunk: int) -> int:
         "operators": operators,
         "items": len(mine),
         "cpu_s": clock.cpu,
+        "user_s": clock.user,
         "wall_s": clock.wall,
         "peak_rss_mb": peak_mb,
         "limits": limits,
@@ -430,19 +439,19 @@ def ranks(events: int, seed: int, replicas: int, chunk: int, repeat: int) -> boo
     print("2-rank efficiency (CPU) of each repetition:", " ".join(f"{e:.2f}" for e in each))
     runs = {n: min(every[n], key=lambda rs: max(r["cpu_s"] for r in rs)) for n in (1, 2)}
     print(
-        f"{'ranks':>5s} {'rank':>4s} {'operators (items)':34s} {'CPU s':>7s} {'wall s':>7s}"
-        f" {'peak RSS':>10s}"
+        f"{'ranks':>5s} {'rank':>4s} {'operators (items)':34s} {'CPU s':>7s} {'user s':>7s}"
+        f" {'wall s':>7s} {'peak RSS':>10s}"
     )
     for n, records in runs.items():
         for r in records:
             label = ",".join(r["operators"]) + f" ({r['items']})"
             print(
                 f"{n:5d} {r['rank']:4d} {label:34s}"
-                f" {r['cpu_s']:7.2f}"
+                f" {r['cpu_s']:7.2f} {r['user_s']:7.2f}"
                 f" {r['wall_s']:7.2f} {r['peak_rss_mb']:7.0f} MB"
             )
     one, two = runs[1][0], runs[2]
-    for what in ("cpu_s", "wall_s"):
+    for what in ("cpu_s", "user_s", "wall_s"):
         efficiency = one[what] / (2 * max(r[what] for r in two))
         print(f"2-rank efficiency ({what[:-2]}, least-CPU runs): {efficiency:.2f}")
     same = True
