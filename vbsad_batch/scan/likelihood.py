@@ -1,6 +1,9 @@
 """The expected 95% CL interval on a Wilson coefficient from a binned likelihood of the score.
 
-Same conventions as `vbsad_batch.scan.statistics`.
+Same conventions as `vbsad_batch.scan.statistics`. scipy is imported when an interval is
+computed, not with the module: the scan driver imports this module, and the report and
+`vbsad status` import the driver only to check a scan's manifest (~0.6 s of scipy's imports
+per process saved).
 """
 
 from __future__ import annotations
@@ -9,7 +12,6 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-from scipy import optimize, stats
 
 from vbsad_batch.scan.statistics import FloatArray, ScoreSample
 
@@ -90,6 +92,8 @@ def interval_95cl(
     b, lin_b, quad_b = histogram(sm), histogram(lin), histogram(quad)
     if bool(np.any(b < 0)):
         raise ValueError("a bin has a negative SM yield; use other bins")
+    from scipy import stats  # noqa: PLC0415 - see the module docstring
+
     level = float(stats.chi2.ppf(cl, 1))
 
     def statistic(c: FloatArray) -> FloatArray:
@@ -134,6 +138,8 @@ def interval_95cl(
 
         def f(c: float) -> float:
             return float(statistic(np.array(c))) - level
+
+        from scipy import optimize  # noqa: PLC0415 - see the module docstring
 
         return float(optimize.brentq(f, left, right, xtol=1e-14, rtol=4 * _EPS, maxiter=500))
 
