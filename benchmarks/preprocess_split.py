@@ -22,12 +22,21 @@ average 4-6, so neither core was ours alone; best of the repeats by wall time):
 
 So on a machine with no idle core, splitting is slower: it adds ~40% CPU (two more worker
 processes to start, the planning pass over the file before the workers start, ~0.25 CPU s per
-GB, and the parts written and joined), and the second worker gets no core of its own. Where
-cores are idle the wall time is about planning + max(SHA-256 of the input in the parent,
-~0.6 s per GB; conversion / N) + joining (~0.15 s per GB): the input's hash, which the stage
-contract needs and cannot be split, is then the floor. Peak memory stays flat: 149 MB in
-the parent and in each worker on the 2 GB file (146 MB with --jobs 1). To be measured again
-on idle cores.
+GB, and the parts written and joined), and the second worker gets no core of its own. Peak
+memory stays flat: 149 MB in the parent and in each worker on the 2 GB file (146 MB with
+--jobs 1).
+
+Measured again on the idle machine (load average 1.1 from the previous run, nothing else
+running), `--mb 2000 --repeat 2`:
+
+    --jobs 1  2.89 s wall  2.95 s CPU  692 MB/s  1.00x  same shard
+    --jobs 2  2.55 s wall  3.88 s CPU  786 MB/s  1.14x  same shard
+
+What bounds it: the input's SHA-256, which the stage contract needs and which cannot be
+split, runs in the parent (~0.6 s per GB, 1.2 s here) beside the two workers, so after the
+planning pass (~0.5 s) three jobs share the two cores, and the join (~0.3 s) follows. The
+critical path is then planning + (hash + conversion) / cores + joining, ~2.3 s on 2 cores;
+with more cores the conversion's share shrinks and the hash becomes the floor.
 
 Usage: python benchmarks/preprocess_split.py [--mb 600] [--jobs 1 2] [--repeat 2]
 [--scratch DIR]
