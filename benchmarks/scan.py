@@ -53,6 +53,12 @@ efficiency per threshold, ~0.5 GB at 10M events; first touches cost ~0.3 ms per 
 VM); then, in user time, every rank finds the 9M distinct thresholds and sums the SM yields in
 sort order (one sequential cumulative sum: split, its rounding would change), and 7 operators
 split 3 / 4 (~0.6 s each).
+Again on the idle machine (nothing else running; 18:10 UTC), `--no-paper --ranks`: now 7.98
+CPU s, before 117.27, 14.7x; 1 rank 5.76 CPU s (5.45 user) against 3.98 / 4.59 (2.72 / 3.23
+user) per rank of 2: efficiency 0.63 on CPU (repetitions 0.66, 0.62, 0.63), 0.84 on user CPU,
+0.62 on wall; peak RSS 1464 vs 1420 / 1438 MB; limits equal bit for bit. The kernel time is
+this VM's price of fresh memory: a process filling 1 GB of new pages (np.ones) spent 1.15 s,
+then 0.24 s in a second run, in system time; two processes doing it at once, ~1.0 s each.
 With the bootstrap chunks `vbsad scan` also deals (`--events 1000000 --replicas 20`):
 efficiency 1.01 (CPU; repetitions 1.01, 0.96, 0.94), peak RSS 398 MB vs 391 / 395 MB per rank.
 """
