@@ -1,8 +1,9 @@
 """The cut baseline of the sensitivity table: the best single-observable region.
 
 For each operator, every observable the models see (the config's `features`) is used as the
-score in turn, in both directions (region ``x >= t`` or ``x <= t``), with the machinery and the
-rules of the models' limits: every distinct value a threshold, the same admissibility, the same
+score in turn, in both directions (region ``x >= t`` or ``x <= t``, both scanned from one
+sort of each sample: `vbsad_batch.scan.both_directions`), with the machinery and the rules of
+the models' limits: every distinct value a threshold, the same admissibility, the same
 significance, and regions chosen where the models' are (`[scan] region_from`: on the
 validation events and quoted on the test events, or on the test events). Per side (c < 0,
 c > 0), the observable and direction with the smallest |c| where the regions are chosen is the
@@ -23,6 +24,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from vbsad_batch.runtime.file_errors import reading
+from vbsad_batch.scan.both_directions import scan_both_directions
 from vbsad_batch.scan.statistics import (
     Admissibility,
     CoefficientLimit,
@@ -108,8 +110,10 @@ def best_single_cut(
     best: list[tuple[float, str, str, CoefficientLimit] | None] = [None, None]
     for name, samples in quoted.items():
         choice = samples if chosen_on is None else chosen_on[name]
-        for direction, transform in ((">=", _identity), ("<=", _negated)):
-            chosen = solve_proxy(scan_thresholds(*transform(choice)), significance, admissible)
+        sm, lin, quad = choice
+        scans = dict(zip((">=", "<="), scan_both_directions(sm, lin, quad), strict=True))
+        for direction, scan in scans.items():
+            chosen = solve_proxy(scan, significance, admissible)
             for side, point in enumerate((chosen.minus, chosen.plus)):
                 if point is None:
                     continue
