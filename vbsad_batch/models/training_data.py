@@ -199,20 +199,25 @@ def _with_path(path: Path, fn: Callable[[], Any]) -> Any:
         raise ValueError(f"{path}: {exc}") from exc
 
 
-def _features_cache(path: Path, prep: Preprocessing, remake: str, scratch: Path | None) -> RowCache:
-    """The model inputs of a dataset's events, in a row cache."""
-    cache = RowCache(len(prep.features), scratch)
-
-    def fill() -> None:
-        for frame in read_batches(path, prep.features, remake=remake):
-            cache.append(prep.transform(frame))
-
+def _filled(cache: RowCache, path: Path, fill: Callable[[RowCache], None]) -> RowCache:
+    """`cache` after `fill(cache)` (errors naming `path`, see `_with_path`); closed if that
+    fails, so that no cache outlives an error."""
     try:
-        _with_path(path, fill)
+        _with_path(path, lambda: fill(cache))
     except BaseException:
         cache.close()
         raise
     return cache
+
+
+def _features_cache(path: Path, prep: Preprocessing, remake: str, scratch: Path | None) -> RowCache:
+    """The model inputs of a dataset's events, in a row cache."""
+
+    def fill(cache: RowCache) -> None:
+        for frame in read_batches(path, prep.features, remake=remake):
+            cache.append(prep.transform(frame))
+
+    return _filled(RowCache(len(prep.features), scratch), path, fill)
 
 
 def _mixed_cache(path: Path, prep: Preprocessing, remake: str, scratch: Path | None) -> RowCache:
@@ -236,9 +241,8 @@ def _mixed_cache(path: Path, prep: Preprocessing, remake: str, scratch: Path | N
                 f"{path}: mixed set: the yields of label {label} sum to {total} (need > 0)"
             )
     scale = (n / 2) / totals
-    cache = RowCache(len(prep.features) + 2, scratch)
 
-    def fill() -> None:
+    def fill(cache: RowCache) -> None:
         columns = [*prep.features, LABEL_COLUMN, YIELD_COLUMN]
         for frame in read_batches(path, columns, remake=remake):
             labels = frame[LABEL_COLUMN].to_numpy().astype(np.int64)
@@ -253,12 +257,7 @@ def _mixed_cache(path: Path, prep: Preprocessing, remake: str, scratch: Path | N
                 )
             )
 
-    try:
-        _with_path(path, fill)
-    except BaseException:
-        cache.close()
-        raise
-    return cache
+    return _filled(RowCache(len(prep.features) + 2, scratch), path, fill)
 
 
 # --- the data order of an epoch ----------------------------------------------------------------
