@@ -24,7 +24,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from vbsad_batch.runtime.file_errors import reading
-from vbsad_batch.scan.both_directions import scan_both_directions
+from vbsad_batch.scan.both_directions import negated, scan_both_directions
 from vbsad_batch.scan.statistics import (
     Admissibility,
     CoefficientLimit,
@@ -87,7 +87,7 @@ def observable_samples(
 
 
 def _negated(samples: tuple[ScoreSample, ...]) -> tuple[ScoreSample, ...]:
-    return tuple(ScoreSample(score=-s.score, yield_=s.yield_) for s in samples)
+    return tuple(negated(s) for s in samples)
 
 
 def best_single_cut(

@@ -23,7 +23,7 @@ from vbsad_batch.scan.statistics import (
     _scan_with,
 )
 
-__all__ = ["mirrored_order", "scan_both_directions"]
+__all__ = ["mirrored_order", "negated", "scan_both_directions"]
 
 
 def mirrored_order(order: IntArray, sorted_values: np.ndarray) -> IntArray:
@@ -54,8 +54,9 @@ def _plain(samples: tuple[ScoreSample, ScoreSample, ScoreSample]) -> bool:
     return any(bool(np.isnan(s.score).any()) or bool((s.score == 0.0).any()) for s in samples)
 
 
-def _negated(s: ScoreSample) -> ScoreSample:
-    return ScoreSample(score=-s.score, yield_=s.yield_)
+def negated(sample: ScoreSample) -> ScoreSample:
+    """The sample with its scores negated: its region ``-x >= t`` is ``x <= -t``."""
+    return ScoreSample(score=-sample.score, yield_=sample.yield_)
 
 
 def scan_both_directions(
@@ -68,7 +69,7 @@ def scan_both_directions(
     layout = _layout(sm, lin, quad)
     up = _scan_with(layout, yields, None)
     if _plain(samples):
-        down_layout = _layout(_negated(sm), _negated(lin), _negated(quad))
+        down_layout = _layout(negated(sm), negated(lin), negated(quad))
         return up, _scan_with(down_layout, yields, None)
     mirrored: dict[int, IntArray] = {}  # one per distinct order (shared by equal samples)
     orders = []
