@@ -278,7 +278,9 @@ def split_scales(
         by_split = {
             row[SPLIT_COLUMN]: (row["pos"], row["neg"]) for row in sums.iter_rows(named=True)
         }
-        totals = [sum(v[i] for v in by_split.values()) for i in (0, 1)]
+        # exact (fsum), in no order: group_by gives the splits in any order, and a plain sum
+        # in that order changed the last bits of the scales from run to run
+        totals = [math.fsum(v[i] for v in by_split.values()) for i in (0, 1)]
         scales: SplitScales = {}
         for split in SPLITS:
             part = by_split.get(split, (0.0, 0.0))
