@@ -51,6 +51,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import polars as pl
 
 from vbsad_batch.config import AnalysisConfig, selection_expr
@@ -252,7 +253,8 @@ def split_scales(
     config: AnalysisConfig, comps: Sequence[ComponentFrame], warnings: list[str]
 ) -> list[SplitScales]:
     """Per component, the factors that make each split's yields add up, per sign of the weight,
-    to the component's whole selected yield (see the module docstring); one streaming pass.
+    to the component's whole selected yield (see the module docstring); one pass per component
+    over its selected events' split labels and yields (`_split_sums`).
     A split with no events of one sign while the component has some cannot keep that part of
     the total: said in `warnings` (and the log).
 
@@ -260,27 +262,15 @@ def split_scales(
         ValueError: the selection leaves no event of a component (naming the selection, the
             components and their event counts before and after it).
     """
-    y = pl.col(YIELD_COLUMN)
-    queries = [
-        _selected(comp, config)
-        .group_by(SPLIT_COLUMN)
-        .agg(
-            y.filter(y >= 0).sum().alias("pos"),
-            y.filter(y < 0).sum().alias("neg"),
-            pl.len().alias("n"),
-        )
-        for comp in comps
-    ]
-    results = pl.collect_all(queries, engine="streaming")
-    _require_selected_events(config, comps, [int(r["n"].sum()) for r in results])
+    # Each split's sums of each sign are exact (math.fsum of the selected yields): a parallel
+    # sum's rounding depends on how the engine cut the events into chunks, which changed the
+    # last bits of the scales (and of every yield after them) from one run to another.
+    sums_of = [_split_sums(comp, config) for comp in comps]
+    _require_selected_events(config, comps, [sum(n for _, _, n in s.values()) for s in sums_of])
     out: list[SplitScales] = []
-    for comp, sums in zip(comps, results, strict=True):
-        by_split = {
-            row[SPLIT_COLUMN]: (row["pos"], row["neg"]) for row in sums.iter_rows(named=True)
-        }
-        # exact (fsum), in no order: group_by gives the splits in any order, and a plain sum
-        # in that order changed the last bits of the scales from run to run
-        totals = [math.fsum(v[i] for v in by_split.values()) for i in (0, 1)]
+    for comp, sums in zip(comps, sums_of, strict=True):
+        by_split = {split: (pos, neg) for split, (pos, neg, _) in sums.items()}
+        totals = [math.fsum(by_split[s][i] for s in SPLITS if s in by_split) for i in (0, 1)]
         scales: SplitScales = {}
         for split in SPLITS:
             part = by_split.get(split, (0.0, 0.0))
@@ -305,6 +295,23 @@ def split_scales(
             scales[split] = (factors[0], factors[1])
         out.append(scales)
     return out
+
+
+def _split_sums(
+    comp: ComponentFrame, config: AnalysisConfig
+) -> dict[str, tuple[float, float, int]]:
+    """Per split with selected events of `comp`: (exact sum of the positive yields, of the
+    negative ones, number of events). Reads the split label and yield of the selected events
+    only (16 bytes per event, for the time of the sums)."""
+    frame = _selected(comp, config).select(SPLIT_COLUMN, YIELD_COLUMN).collect(engine="streaming")
+    labels = frame[SPLIT_COLUMN].to_numpy()
+    yields = frame[YIELD_COLUMN].to_numpy().astype(np.float64, copy=False)
+    sums: dict[str, tuple[float, float, int]] = {}
+    for split in SPLITS:
+        mine = yields[labels == split]
+        if mine.size:
+            sums[split] = (math.fsum(mine[mine >= 0]), math.fsum(mine[mine < 0]), int(mine.size))
+    return sums
 
 
 def _require_selected_events(
