@@ -314,6 +314,23 @@ def test_render_writes_what_savefig_writes_and_any_process_the_same(
     assert multiprocessing.active_children() == []  # the workers are gone
 
 
+def test_figures_of_one_size_share_a_canvas_and_keep_their_bytes(
+    tasks: dict[str, FigureTask],
+) -> None:
+    """Figures of one size are painted on one canvas (its renderer's text caches serve them
+    all); drawn in the reverse order, every figure's PNG is the same, byte for byte."""
+    ordered = list(tasks.values())
+    observables = [task for task in ordered if task.file_name.startswith("observable_")]
+    canvases = []
+    for task in observables[:2]:
+        with _drawn(task) as fig:
+            canvases.append(fig.canvas)
+    assert canvases[0] is canvases[1]
+    forward = {task.file_name: task.render() for task in ordered}
+    backward = {task.file_name: task.render() for task in reversed(ordered)}
+    assert backward == forward
+
+
 def test_every_figure_is_readable(tasks: dict[str, FigureTask]) -> None:
     """No clipped text, no legend on the data, no overlapping x tick labels, in every figure
     of the plan."""
