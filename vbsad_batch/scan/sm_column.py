@@ -22,6 +22,7 @@ from vbsad_batch.scan.statistics import (
     _distinct_sorted,
     _Layout,
     _layout,
+    stable_order,
     sums_above,
 )
 
@@ -52,7 +53,7 @@ class SMColumn:
         several ranks together (`vbsad_batch.scan.sm_sharing`); it must be exactly that."""
         self.sample = sm
         if order is None:
-            order = np.argsort(sm.score, kind="stable").astype(np.int64, copy=False)
+            order = stable_order(sm.score)
         elif order.size != sm.score.size:
             raise ValueError(f"a sort order of {order.size} events for {sm.score.size} SM events")
         self._order = order

@@ -61,6 +61,7 @@ __all__ = [
     "sigma_curve",
     "solve_asimov",
     "solve_proxy",
+    "stable_order",
     "sums_above",
     "threshold_coefficients",
 ]
@@ -196,6 +197,12 @@ def _distinct_sorted(sorted_values: FloatArray) -> tuple[FloatArray, IntArray]:
     return sorted_values[starts], starts
 
 
+def stable_order(values: FloatArray) -> IntArray:
+    """The stable argsort of `values`: equal values in event order, on any platform."""
+    order: IntArray = np.argsort(values, kind="stable").astype(np.int64, copy=False)
+    return order
+
+
 def _layout(
     sm: ScoreSample,
     lin: ScoreSample,
@@ -222,7 +229,7 @@ def _layout(
             None,
         )
         if reuse is None:  # stable: equal scores in event order, on any platform
-            order = np.argsort(sample.score, kind="stable").astype(np.int64)
+            order = stable_order(sample.score)
             orders.append(order)
             sorted_scores.append(sample.score[order])
         else:  # the same events (e.g. one reweighted sample): sort once
