@@ -60,13 +60,25 @@ def negated(sample: ScoreSample) -> ScoreSample:
 
 
 def scan_both_directions(
-    sm: ScoreSample, lin: ScoreSample, quad: ScoreSample
+    sm: ScoreSample, lin: ScoreSample, quad: ScoreSample, *, sm_order: IntArray | None = None
 ) -> tuple[ThresholdScan, ThresholdScan]:
     """(the scan of ``x >= t``, the scan of ``-x >= t``) of the three samples: equal to
-    `scan_thresholds(sm, lin, quad)` and `scan_thresholds` of the negated samples."""
+    `scan_thresholds(sm, lin, quad)` and `scan_thresholds` of the negated samples.
+
+    `sm_order`: `stable_order(sm.score)` when already known (the SM sample is the same for
+    every operator: the baseline sorts it once per observable); it must be exactly that.
+
+    Raises:
+        ValueError: `sm_order` does not have one entry per SM event.
+    """
     samples = (sm, lin, quad)
     yields = (sm.yield_, lin.yield_, quad.yield_)
-    layout = _layout(sm, lin, quad)
+    if sm_order is None:
+        layout = _layout(sm, lin, quad)
+    elif sm_order.size != sm.score.size:
+        raise ValueError(f"a sort order of {sm_order.size} events for {sm.score.size} SM events")
+    else:
+        layout = _layout(sm, lin, quad, sm_sorted=(sm_order, sm.score[sm_order]))
     up = _scan_with(layout, yields, None)
     if _plain(samples):
         down_layout = _layout(negated(sm), negated(lin), negated(quad))

@@ -17,7 +17,7 @@ import numpy as np
 
 from vbsad_batch.config import ScanConfig
 from vbsad_batch.runtime.progress import ProgressCallback, ProgressEvent
-from vbsad_batch.scan.baseline import CUT_MODEL, best_single_cut, observable_samples
+from vbsad_batch.scan.baseline import CUT_MODEL, best_single_cut, observable_samples, sm_orders
 from vbsad_batch.scan.bootstrap import bootstrap_limits
 from vbsad_batch.scan.contours import PairScan, contour_2d, pair_region, scan_pair, sigma_2d
 from vbsad_batch.scan.likelihood import interval_95cl
@@ -26,6 +26,7 @@ from vbsad_batch.scan.sm_column import SMColumn
 from vbsad_batch.scan.statistics import (
     Admissibility,
     CoefficientLimit,
+    IntArray,
     LimitPoint,
     ScoreSample,
     Statistic,
@@ -162,6 +163,8 @@ class Worker:
         self._n_items = n_items
         self._cache: dict[tuple[str, str, str], ScoreColumns] = {}
         self._sm_columns: dict[tuple[str, str, str], SMColumn] = {}
+        # the baseline's SM sort orders per observable, by SM dataset (shared by the operators)
+        self._cut_orders: dict[Path, dict[str, IntArray]] = {}
         # (model, score column) of SM columns built ahead of their items (`adopt`)
         self._ahead: set[tuple[str, str]] = set()
 
@@ -405,11 +408,19 @@ class Worker:
         assert self._cut_inputs is not None  # no cut items without them
         inputs, settings = self._cut_inputs, self._settings
         quoted = observable_samples(inputs.paths("test", op), inputs.features)
-        chosen_on = None
+        chosen_on, split = None, "test"
         if settings.region_from == "validation":
-            chosen_on = observable_samples(inputs.paths("validation", op), inputs.features)
+            split = "validation"
+            chosen_on = observable_samples(inputs.paths(split, op), inputs.features)
+        sm_path = inputs.paths(split, op)[0]  # the same SM dataset for every operator
+        if sm_path not in self._cut_orders:
+            self._cut_orders[sm_path] = sm_orders(quoted if chosen_on is None else chosen_on)
         minus, plus = best_single_cut(
-            quoted, chosen_on, significance=settings.significance, admissible=self._admissible
+            quoted,
+            chosen_on,
+            significance=settings.significance,
+            admissible=self._admissible,
+            orders=self._cut_orders[sm_path],
         )
         sides = {}
         for name, choice in (("minus", minus), ("plus", plus)):
