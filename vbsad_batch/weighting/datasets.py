@@ -51,7 +51,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 import polars as pl
 
 from vbsad_batch.config import AnalysisConfig, selection_expr
@@ -301,14 +300,20 @@ def _split_sums(
     comp: ComponentFrame, config: AnalysisConfig
 ) -> dict[str, tuple[float, float, int]]:
     """Per split with selected events of `comp`: (exact sum of the positive yields, of the
-    negative ones, number of events). Reads the split label and yield of the selected events
-    only (16 bytes per event, for the time of the sums)."""
-    frame = _selected(comp, config).select(SPLIT_COLUMN, YIELD_COLUMN).collect(engine="streaming")
+    negative ones, number of events). Reads the split (as its index in `SPLITS`, one byte) and
+    the yield of the selected events only: 9 bytes per event, for the time of the sums (the
+    labels as Python strings took ~90)."""
+    code = pl.col(SPLIT_COLUMN).cast(pl.Enum(SPLITS)).to_physical().cast(pl.UInt8)
+    frame = (
+        _selected(comp, config)
+        .select(code.alias(SPLIT_COLUMN), pl.col(YIELD_COLUMN).cast(pl.Float64))
+        .collect(engine="streaming")
+    )
     labels = frame[SPLIT_COLUMN].to_numpy()
-    yields = frame[YIELD_COLUMN].to_numpy().astype(np.float64, copy=False)
+    yields = frame[YIELD_COLUMN].to_numpy()
     sums: dict[str, tuple[float, float, int]] = {}
-    for split in SPLITS:
-        mine = yields[labels == split]
+    for k, split in enumerate(SPLITS):
+        mine = yields[labels == k]
         if mine.size:
             sums[split] = (math.fsum(mine[mine >= 0]), math.fsum(mine[mine < 0]), int(mine.size))
     return sums
