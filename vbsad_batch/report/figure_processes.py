@@ -10,7 +10,7 @@ shared whatever the speed of each. The PNG bytes do not depend on the process th
 Workers are started with "spawn" (a fresh interpreter: safe with the threads of the parent,
 polars' and the progress display's) and cost ~1.5 s of imports each, so they are used only
 when there are enough figures (`FIGURES_PER_WORKER` per extra process) and idle cores
-(`default_processes`).
+(`default_processes`, measured over `IDLE_SAMPLE_S`).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import multiprocessing
 import os
 import time
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vbsad_batch.config import AnalysisConfig
@@ -28,8 +29,17 @@ from vbsad_batch.config import AnalysisConfig
 if TYPE_CHECKING:
     from vbsad_batch.report.figures import FigureTask
 
-__all__ = ["FIGURES_PER_WORKER", "MAX_WORKERS", "default_processes", "rendered_figures"]
+__all__ = [
+    "FIGURES_PER_WORKER",
+    "IDLE_SAMPLE_S",
+    "MAX_WORKERS",
+    "default_processes",
+    "idle_cores",
+    "rendered_figures",
+]
 
+IDLE_SAMPLE_S = 0.2
+"""Seconds over which `default_processes` measures the idle cores."""
 FIGURES_PER_WORKER = 6
 """Figures an extra process must have to draw for its start-up (~1.5 s) to pay off."""
 MAX_WORKERS = 7
@@ -40,21 +50,69 @@ _TASKS: dict[str, FigureTask] = {}
 
 
 def default_processes() -> int:
-    """The processes that may draw figures: this one, and one more per core that is idle.
+    """The processes that may draw figures: this one, and one more per further core that
+    other work leaves idle.
 
     The cores are those this process may run on (`os.sched_getaffinity`: the CPU set of a
-    Slurm allocation); idle is what the 1-minute load average leaves of them. On a busy machine
-    a worker only adds its start-up and competes with this process: measured on 2 busy cores
-    (load ~3), two processes took 17% longer than one."""
+    Slurm allocation). Their idle time is measured over `IDLE_SAMPLE_S` while this process
+    sleeps (`idle_cores`), so this process's own earlier work does not count: the 1-minute
+    load average that it replaces still held the stages `vbsad run` had just run, and on 2
+    idle cores it left the demo's report to one process (measured in `vbsad run`: the report
+    stage 13.0-13.2 s with it, 8.0-8.3 s with `idle_cores`). Without
+    /proc/stat, the load average decides. On a busy machine a worker only adds its start-up
+    and competes with this process: measured on 2 busy cores (load ~3), two processes took 17%
+    longer than one."""
     if hasattr(os, "sched_getaffinity"):
-        cores = max(1, len(os.sched_getaffinity(0)))
+        cpus = sorted(os.sched_getaffinity(0))
     else:
-        cores = max(1, os.cpu_count() or 1)
+        cpus = list(range(os.cpu_count() or 1))
+    cores = max(1, len(cpus))
+    idle = idle_cores(cpus, IDLE_SAMPLE_S)
+    if idle is None:
+        try:
+            idle = cores - os.getloadavg()[0]
+        except OSError:  # not available: assume the cores are ours
+            idle = float(cores)
+        return max(1, min(cores, math.floor(idle) + 1))
+    return max(1, min(cores, math.floor(idle + 0.25)))
+
+
+def _cpu_jiffies(cpus: Sequence[int]) -> dict[int, tuple[int, int]] | None:
+    """(idle, total) clock ticks of each of `cpus` so far, from /proc/stat (None: not
+    readable, or a CPU not listed)."""
     try:
-        load = os.getloadavg()[0]
-    except OSError:  # not available: assume the cores are ours
-        load = 0.0
-    return max(1, min(cores, math.floor(cores - load) + 1))
+        lines = Path("/proc/stat").read_text(encoding="ascii").splitlines()
+    except OSError:
+        return None
+    wanted = set(cpus)
+    out: dict[int, tuple[int, int]] = {}
+    for line in lines:
+        name, _, rest = line.partition(" ")
+        if not (name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in wanted):
+            continue
+        ticks = [int(field) for field in rest.split()[:8]]  # user .. steal (guest is in user)
+        if len(ticks) < 4:
+            return None
+        idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)  # idle + iowait
+        out[int(name[3:])] = (idle, sum(ticks))
+    return out if len(out) == len(wanted) else None
+
+
+def idle_cores(cpus: Sequence[int], seconds: float) -> float | None:
+    """How many of `cpus` were idle, summed over them (0 to len(cpus)), measured over
+    `seconds` while this thread sleeps; None where /proc/stat cannot tell (not Linux)."""
+    before = _cpu_jiffies(cpus)
+    if before is None:
+        return None
+    time.sleep(seconds)
+    after = _cpu_jiffies(cpus)
+    if after is None:
+        return None
+    idle = 0.0
+    for cpu in cpus:
+        elapsed = after[cpu][1] - before[cpu][1]
+        idle += (after[cpu][0] - before[cpu][0]) / elapsed if elapsed > 0 else 1.0
+    return idle
 
 
 def _start_worker(config: AnalysisConfig) -> None:
