@@ -137,7 +137,7 @@ def _painting_canvas(fig: Figure) -> Any:
 
     Its renderer, and with it matplotlib's caches of text extents and parsed math text (kept
     per renderer), then serve every figure of that size: the report's figures repeat the same
-    labels, legends and tick labels, and re-measuring them was a fifth of the drawing time.
+    labels, legends and tick labels (measured on the demo's 29 figures: 1.10x faster).
     The pixels are the same as on the figure's own canvas (the renderer is cleared before
     each draw; the caches hold only measurements of text at the same dpi)."""
     size = (float(fig.get_figwidth()), float(fig.get_figheight()))
