@@ -21,6 +21,7 @@ from vbsad_batch.scan.statistics import (
     _Layout,
     _layout,
     _scan_with,
+    check_sm_order,
 )
 
 __all__ = ["mirrored_order", "negated", "scan_both_directions"]
@@ -75,9 +76,8 @@ def scan_both_directions(
     yields = (sm.yield_, lin.yield_, quad.yield_)
     if sm_order is None:
         layout = _layout(sm, lin, quad)
-    elif sm_order.size != sm.score.size:
-        raise ValueError(f"a sort order of {sm_order.size} events for {sm.score.size} SM events")
     else:
+        check_sm_order(sm_order, sm)
         layout = _layout(sm, lin, quad, sm_sorted=(sm_order, sm.score[sm_order]))
     up = _scan_with(layout, yields, None)
     if _plain(samples):

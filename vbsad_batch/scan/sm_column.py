@@ -22,6 +22,7 @@ from vbsad_batch.scan.statistics import (
     _distinct_sorted,
     _Layout,
     _layout,
+    check_sm_order,
     stable_order,
     sums_above,
 )
@@ -54,8 +55,8 @@ class SMColumn:
         self.sample = sm
         if order is None:
             order = stable_order(sm.score)
-        elif order.size != sm.score.size:
-            raise ValueError(f"a sort order of {order.size} events for {sm.score.size} SM events")
+        else:
+            check_sm_order(order, sm)
         self._order = order
         self._sorted_scores: FloatArray | None = None  # made again only if needed
         self._threshold, self._starts = _distinct_sorted(sm.score[order])

@@ -55,6 +55,7 @@ __all__ = [
     "ThresholdScan",
     "asimov_z",
     "check_significance",
+    "check_sm_order",
     "first_crossings",
     "quote_limit",
     "scan_thresholds",
@@ -201,6 +202,13 @@ def stable_order(values: FloatArray) -> IntArray:
     """The stable argsort of `values`: equal values in event order, on any platform."""
     order: IntArray = np.argsort(values, kind="stable").astype(np.int64, copy=False)
     return order
+
+
+def check_sm_order(order: IntArray, sm: ScoreSample) -> None:
+    """A sort order of the SM events given from elsewhere holds one entry per SM event (else:
+    ValueError)."""
+    if order.size != sm.score.size:
+        raise ValueError(f"a sort order of {order.size} events for {sm.score.size} SM events")
 
 
 def _layout(
