@@ -9,7 +9,6 @@ if TYPE_CHECKING:
     from rich.console import Console
 
 import glob
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from vbsad_batch.cli.options import (
 from vbsad_batch.cli.output import logger
 from vbsad_batch.errors import LheParseError
 from vbsad_batch.ingest.lhe import DEFAULT_BATCH_SIZE
+from vbsad_batch.runtime.cpus import usable_cpus
 from vbsad_batch.runtime.progress import make_progress_reporter
 
 __all__ = ["add_parser", "run"]
@@ -196,9 +196,7 @@ def task_share(n_inputs: int, task: int, per_task: int) -> range:
 
 
 def _available_cpus() -> int:
-    if hasattr(os, "sched_getaffinity"):  # respects the CPU set of a Slurm allocation
-        return max(1, len(os.sched_getaffinity(0)))
-    return max(1, os.cpu_count() or 1)
+    return len(usable_cpus())
 
 
 def run(args: argparse.Namespace, console: Console | None) -> int:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vbsad_batch.config import AnalysisConfig
+from vbsad_batch.runtime.cpus import usable_cpus
 
 if TYPE_CHECKING:
     from vbsad_batch.report.figures import FigureTask
@@ -62,11 +63,8 @@ def default_processes() -> int:
     /proc/stat, the load average decides. On a busy machine a worker only adds its start-up
     and competes with this process: measured on 2 busy cores (load ~3), two processes took 17%
     longer than one."""
-    if hasattr(os, "sched_getaffinity"):
-        cpus = sorted(os.sched_getaffinity(0))
-    else:
-        cpus = list(range(os.cpu_count() or 1))
-    cores = max(1, len(cpus))
+    cpus = usable_cpus()
+    cores = len(cpus)
     idle = idle_cores(cpus, IDLE_SAMPLE_S)
     if idle is None:
         try:

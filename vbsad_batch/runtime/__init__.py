@@ -7,5 +7,6 @@ Modules:
 - `provenance`: checksums, tool version, manifests;
 - `atomic_write`: outputs that appear complete or not at all;
 - `progress`: progress as data (`ProgressEvent`) and its reporters (terminal bar, log lines);
-- `mpi`: work split over MPI ranks (mpi4py), with a one-process fallback.
+- `mpi`: work split over MPI ranks (mpi4py), with a one-process fallback;
+- `cpus`: the CPUs this process may run on.
 """
