@@ -23,7 +23,7 @@ from vbsad_batch.cli.options import (
 from vbsad_batch.cli.output import logger
 from vbsad_batch.errors import LheParseError
 from vbsad_batch.ingest.lhe import DEFAULT_BATCH_SIZE
-from vbsad_batch.runtime.cpus import usable_cpus
+from vbsad_batch.runtime.cpus import usable_cores
 from vbsad_batch.runtime.progress import make_progress_reporter
 
 __all__ = ["add_parser", "run"]
@@ -101,7 +101,8 @@ def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
         type=non_negative_int,
         default=1,
         metavar="N",
-        help="worker processes, one input file each; 0 = one per available CPU core "
+        help="worker processes, one input file each; 0 = one per available CPU core (the "
+        "CPU set, at most the cgroup CPU quota) "
         "(default: %(default)s). A plain (uncompressed) .lhe file of at least 128 MiB and more "
         "than all inputs' bytes / N is cut at events into byte ranges of at least 64 MiB, "
         "converted by the N workers at once "
@@ -196,7 +197,7 @@ def task_share(n_inputs: int, task: int, per_task: int) -> range:
 
 
 def _available_cpus() -> int:
-    return len(usable_cpus())
+    return usable_cores()  # the CPU set, at most the cgroup CPU quota
 
 
 def run(args: argparse.Namespace, console: Console | None) -> int:

@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from vbsad_batch.config import AnalysisConfig, ModelSpec
 from vbsad_batch.models.scoring import score_models  # re-exported: scoring needs no TensorFlow
 from vbsad_batch.models.training import TrainingResult, train
-from vbsad_batch.runtime.cpus import usable_cpus
+from vbsad_batch.runtime.cpus import usable_cores
 from vbsad_batch.runtime.mpi import Communicator, map_work, ranks_on_node, world
 from vbsad_batch.runtime.progress import ProgressCallback
 
@@ -72,7 +72,7 @@ def configure_threads(comm: Communicator | None = None) -> int | None:
         return None
     import tensorflow as tf  # noqa: PLC0415 - only when the model stages run
 
-    cpus = len(usable_cpus())
+    cpus = usable_cores()  # the CPU set, at most the cgroup CPU quota
     threads = threads_per_rank(ranks, cpus)
     try:
         tf.config.threading.set_intra_op_parallelism_threads(threads)

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vbsad_batch.config import AnalysisConfig
-from vbsad_batch.runtime.cpus import usable_cpus
+from vbsad_batch.runtime.cpus import usable_cores, usable_cpus
 
 if TYPE_CHECKING:
     from vbsad_batch.report.figures import FigureTask
@@ -54,17 +54,17 @@ def default_processes() -> int:
     """The processes that may draw figures: this one, and one more per further core that
     other work leaves idle.
 
-    The cores are those this process may run on (`os.sched_getaffinity`: the CPU set of a
-    Slurm allocation). Their idle time is measured over `IDLE_SAMPLE_S` while this process
-    sleeps (`idle_cores`), so this process's own earlier work does not count: the 1-minute
-    load average that it replaces still held the stages `vbsad run` had just run, and on 2
-    idle cores it left the demo's report to one process (measured in `vbsad run`: the report
-    stage 13.0-13.2 s with it, 8.0-8.3 s with `idle_cores`). Without
-    /proc/stat, the load average decides. On a busy machine a worker only adds its start-up
-    and competes with this process: measured on 2 busy cores (load ~3), two processes took 17%
-    longer than one."""
+    The cores are those this process may run on (`os.sched_getaffinity`: the CPU set of a Slurm
+    allocation), at most its cgroup's CPU quota (`vbsad_batch.runtime.cpus`). Their idle time is
+    measured over `IDLE_SAMPLE_S` while this process sleeps (`idle_cores`), so this process's
+    own earlier work does not count: the 1-minute load average that it replaces still held the
+    stages `vbsad run` had just run, and on 2 idle cores it left the demo's report to one
+    process (measured in `vbsad run`: the report stage 13.0-13.2 s with it, 8.0-8.3 s with
+    `idle_cores`). Without /proc/stat, the load average decides. On a busy machine a worker only
+    adds its start-up and competes with this process: measured on 2 busy cores (load ~3), two
+    processes took 17% longer than one."""
     cpus = usable_cpus()
-    cores = len(cpus)
+    cores = usable_cores()  # at most the cgroup's CPU quota
     idle = idle_cores(cpus, IDLE_SAMPLE_S)
     if idle is None:
         try:

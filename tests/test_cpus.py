@@ -1,0 +1,145 @@
+"""The cores a process may use: its CPU set, at most its cgroup's CPU quota.
+
+The quota is tested in a real cgroup (v1, the hierarchy of this machine kind: a child process
+moves itself into a cgroup made here with a quota of half a core) and, for the v2 file format
+and the path rules, on directory trees written in the kernel's formats."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from vbsad_batch.runtime.cpus import cpu_quota, usable_cores, usable_cpus
+
+V1_CPU = Path("/sys/fs/cgroup/cpu")
+
+_PROBE = """
+import json, os, sys
+with open(sys.argv[1], "w") as procs:
+    procs.write(str(os.getpid()))
+from vbsad_batch.cli.preprocess import _available_cpus
+from vbsad_batch.report.figure_processes import default_processes
+from vbsad_batch.runtime.cpus import cpu_quota, usable_cores, usable_cpus
+print(json.dumps({"quota": cpu_quota(), "cores": usable_cores(), "cpus": usable_cpus(),
+                  "jobs": _available_cpus(), "figure_processes": default_processes()}))
+"""
+
+
+def _probe_in(cgroup: Path) -> dict[str, object]:
+    """What a fresh process sees once it has moved itself into `cgroup`."""
+    done = subprocess.run(
+        [sys.executable, "-c", _PROBE, str(cgroup / "cgroup.procs")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+@pytest.fixture
+def v1_cgroup() -> Iterator[Path]:
+    """A fresh cgroup under the v1 cpu controller (removed afterwards)."""
+    if not (V1_CPU / "cpu.cfs_quota_us").is_file() or not os.access(V1_CPU, os.W_OK):
+        pytest.skip("needs a writable cgroup v1 cpu hierarchy (root)")
+    path = V1_CPU / f"vbsad-test-{uuid.uuid4().hex[:8]}"
+    path.mkdir()
+    try:
+        yield path
+    finally:
+        for child in sorted(path.glob("*/"), reverse=True):
+            if (child / "cgroup.procs").is_file():
+                child.rmdir()
+        path.rmdir()
+
+
+def test_without_a_quota_every_cpu_of_the_set_counts() -> None:
+    assert usable_cores() <= len(usable_cpus())
+    if cpu_quota() is None:
+        assert usable_cores() == len(usable_cpus())
+
+
+def test_a_quota_of_half_a_core_on_a_parent_cgroup_leaves_one_core(v1_cgroup: Path) -> None:
+    if len(usable_cpus()) < 2:
+        pytest.skip("needs 2 CPUs to see the quota cap them")
+    (v1_cgroup / "cpu.cfs_period_us").write_text("100000")
+    (v1_cgroup / "cpu.cfs_quota_us").write_text("50000")
+    child = v1_cgroup / "step"  # the quota is on the parent, as Slurm or systemd nest them
+    child.mkdir()
+    seen = _probe_in(child)
+    assert seen["quota"] == pytest.approx(0.5)
+    assert seen["cpus"] == usable_cpus()  # the CPU set still lists every core
+    assert seen["cores"] == 1
+    assert seen["jobs"] == 1  # preprocess --jobs 0
+    assert seen["figure_processes"] == 1  # the report draws in one process
+
+
+def test_a_cgroup_without_a_quota_leaves_the_cpu_set(v1_cgroup: Path) -> None:
+    seen = _probe_in(v1_cgroup)
+    assert seen["quota"] is None
+    assert seen["cores"] == len(usable_cpus())
+
+
+def _tree(root: Path, files: dict[str, str]) -> None:
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+
+def test_cgroup_v2_the_smallest_quota_of_the_cgroup_and_its_parents(tmp_path: Path) -> None:
+    root = tmp_path / "cgroup"
+    _tree(
+        root,
+        {
+            "cgroup.controllers": "cpuset cpu io memory pids\n",
+            "cpu.max": "max 100000\n",
+            "job/cpu.max": "250000 100000\n",
+            "job/step/cpu.max": "max 100000\n",
+            "job/step/task/cpu.max": "300000 100000\n",
+        },
+    )
+    proc = tmp_path / "proc_cgroup"
+    proc.write_text("0::/job/step/task\n")
+    assert cpu_quota(proc_cgroup=proc, root=root) == pytest.approx(2.5)
+    proc.write_text("0::/job/step\n")
+    assert cpu_quota(proc_cgroup=proc, root=root) == pytest.approx(2.5)
+    proc.write_text("0::/\n")
+    assert cpu_quota(proc_cgroup=proc, root=root) is None  # "max": no quota
+
+
+def test_a_container_sees_its_own_cgroup_at_the_mount_root(tmp_path: Path) -> None:
+    """Without a cgroup namespace the listed path names the host's cgroup, which the
+    container's mount does not hold: the mount's root (the container's cgroup) is read."""
+    root = tmp_path / "cgroup"
+    _tree(root, {"cgroup.controllers": "cpu\n", "cpu.max": "150000 100000\n"})
+    proc = tmp_path / "proc_cgroup"
+    proc.write_text("0::/system.slice/docker-0123abcd.scope\n")
+    assert cpu_quota(proc_cgroup=proc, root=root) == pytest.approx(1.5)
+
+
+def test_cgroup_v1_names_and_unset_quotas(tmp_path: Path) -> None:
+    root = tmp_path / "cgroup"
+    _tree(
+        root,
+        {
+            "cpu,cpuacct/cpu.cfs_quota_us": "-1\n",
+            "cpu,cpuacct/cpu.cfs_period_us": "100000\n",
+            "cpu,cpuacct/slurm/cpu.cfs_quota_us": "400000\n",
+            "cpu,cpuacct/slurm/cpu.cfs_period_us": "100000\n",
+            "memory/slurm/memory.limit_in_bytes": "4294967296\n",
+        },
+    )
+    proc = tmp_path / "proc_cgroup"
+    proc.write_text("5:memory:/slurm\n4:cpu,cpuacct:/slurm\n0::/slurm\n")  # hybrid: v2 empty
+    assert cpu_quota(proc_cgroup=proc, root=root) == pytest.approx(4.0)
+    proc.write_text("4:cpu,cpuacct:/\n")
+    assert cpu_quota(proc_cgroup=proc, root=root) is None  # -1: no quota
+    assert cpu_quota(proc_cgroup=tmp_path / "missing", root=root) is None
