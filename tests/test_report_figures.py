@@ -24,6 +24,7 @@ import numpy as np
 import polars as pl
 import pytest
 from matplotlib.axes import Axes
+from matplotlib.axis import Axis
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle, StepPatch
@@ -39,6 +40,7 @@ from vbsad_batch.report.figure_data import FigureData, component_events
 from vbsad_batch.report.figure_histograms import unit_area, weighted_quantiles
 from vbsad_batch.report.figure_processes import rendered_figures
 from vbsad_batch.report.figure_style import DPI, STYLE, log_x, operator_label
+from vbsad_batch.report.figure_tick_updates import ticks_updated_once
 from vbsad_batch.report.figures import FigureTask, figure_tasks, lay_out_and_paint
 from vbsad_batch.report.inputs import ReportInputs, find_report_inputs
 from vbsad_batch.runtime.mpi import SingleProcess
@@ -329,6 +331,27 @@ def test_figures_of_one_size_share_a_canvas_and_keep_their_bytes(
     forward = {task.file_name: task.render() for task in ordered}
     backward = {task.file_name: task.render() for task in reversed(ordered)}
     assert backward == forward
+
+
+def test_each_axis_state_has_its_ticks_worked_out_once(tasks: dict[str, FigureTask]) -> None:
+    """While figures are laid out and painted, matplotlib is asked for an axis's ticks again
+    and again in the same state; `ticks_updated_once` answers the repeats (and the PNGs stay
+    savefig's, see above). Outside it matplotlib's own method is back."""
+    original = Axis.__dict__["_update_ticks"]
+    reconstruction = next(t for name, t in tasks.items() if name.startswith("reconstruction_"))
+    with ticks_updated_once() as counts:
+        with ticks_updated_once() as nested:  # lay_out_and_paint's own: changes nothing
+            assert Axis.__dict__["_update_ticks"] is not original
+        png = reconstruction.render()
+    assert nested.worked_out == nested.repeated == 0
+    assert Axis.__dict__["_update_ticks"] is original
+    with plt.style.context(STYLE):
+        fig = reconstruction.draw()
+        axes = len(fig.axes)
+        plt.close(fig)
+    assert 2 * axes <= counts.worked_out <= 8 * axes  # x and y, a few layout states each
+    assert counts.repeated > 2 * counts.worked_out
+    assert png == reconstruction.render()
 
 
 def test_every_figure_is_readable(tasks: dict[str, FigureTask]) -> None:

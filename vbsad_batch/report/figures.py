@@ -61,6 +61,7 @@ from vbsad_batch.report.figure_style import (
     operator_label,
     plain_label,
 )
+from vbsad_batch.report.figure_tick_updates import ticks_updated_once
 from vbsad_batch.report.figure_training import training_figure, training_settings
 from vbsad_batch.report.inputs import ReportInputs, StageOutput
 
@@ -153,14 +154,16 @@ def _painting_canvas(fig: Figure) -> Any:
 def lay_out_and_paint(fig: Figure) -> Any:
     """Lay `fig` out at `DPI` with its layout engine (as `savefig` does), then paint it once;
     returns its canvas (a `FigureCanvasAgg`, untyped) holding the pixels. Call it inside the
-    report's style context."""
+    report's style context. Meanwhile each axis's ticks are worked out once per state
+    (`figure_tick_updates`)."""
     canvas: Any = _painting_canvas(fig)
     fig.set_dpi(DPI)
-    engine = fig.get_layout_engine()
-    if engine is not None:
-        engine.execute(fig)  # e.g. the constrained layout, as `savefig` runs it
-        fig.set_layout_engine("none")  # laid out: the draw keeps the positions
-    canvas.draw()
+    with ticks_updated_once():  # the same pixels, each axis's ticks worked out once per state
+        engine = fig.get_layout_engine()
+        if engine is not None:
+            engine.execute(fig)  # e.g. the constrained layout, as `savefig` runs it
+            fig.set_layout_engine("none")  # laid out: the draw keeps the positions
+        canvas.draw()
     return canvas
 
 
