@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import gzip
 import math
+import multiprocessing
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -349,3 +351,38 @@ def test_generate_demo(tmp_path: Path) -> None:
     assert paths == [out / "ssww_demo.lhe.gz"]
     _, events = _read(paths[0])
     assert len(events) == 120
+
+
+def test_generate_demo_in_worker_processes_writes_the_same_bytes(tmp_path: Path) -> None:
+    """Two worker processes write the files of the demo set: each file's bytes are those one
+    process writes, and progress comes in the order of the list."""
+
+    def demo_set(
+        out: Path, processes: int, progress: Callable[[Path, int], None] | None = None
+    ) -> list[Path]:
+        return generate_demo(
+            out,
+            n_events=3000,
+            eft_events=500,
+            seed=4,
+            operators=("cW", "cHW"),
+            processes=processes,
+            progress=progress,
+        )
+
+    alone = demo_set(tmp_path / "one", 1)
+    seen: list[tuple[str, int, int]] = []
+
+    def progress(path: Path, events: int) -> None:
+        seen.append((path.name, events, len(multiprocessing.active_children())))
+
+    shared = demo_set(tmp_path / "two", 2, progress)
+    assert [path.name for path in shared] == [path.name for path in alone]
+    assert len(shared) == 5  # SM, and LIN and QUAD of each operator
+    assert [(name, events) for name, events, _ in seen] == [
+        (path.name, 3000 if i == 0 else 500) for i, path in enumerate(shared)
+    ]
+    assert seen[0][2] == 2  # written while both workers ran
+    assert multiprocessing.active_children() == []  # and they are gone
+    for mine, theirs in zip(alone, shared, strict=True):
+        assert mine.read_bytes() == theirs.read_bytes(), mine.name

@@ -11,8 +11,11 @@ weight equals the sample cross section). The events are the toys of
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import gzip as _gzip
+import multiprocessing
 from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 from pathlib import Path
 from typing import BinaryIO
 
@@ -61,10 +64,12 @@ from vbsad_batch.demo.toy_events import (
     scale_variations,
 )
 from vbsad_batch.runtime.atomic_write import atomic_path
+from vbsad_batch.runtime.cpus import usable_cores
 
 __all__ = [
     "DEFAULT_OPERATORS",
     "DEMO_LHE_NAME",
+    "DEMO_PARALLEL_EVENTS",
     "DEMO_SCALE_WEIGHTS",
     "TOY_EFT_RESPONSE",
     "demo_weight_ids",
@@ -376,6 +381,11 @@ def _write_all(out: BinaryIO | _gzip.GzipFile, spec: SampleSpec) -> None:
 DEMO_SCALE_WEIGHTS = 8
 
 
+DEMO_PARALLEL_EVENTS = 20_000
+"""Events of the demo set from which `generate_demo` writes its files in parallel: below, a
+worker's start-up (~0.3 s) would cost more than it saves."""
+
+
 def generate_demo(
     output_dir: Path,
     *,
@@ -385,6 +395,7 @@ def generate_demo(
     operators: Sequence[str] = DEFAULT_OPERATORS,
     eft_samples: bool = True,
     progress: Callable[[Path, int], None] | None = None,
+    processes: int | None = None,
 ) -> list[Path]:
     """Write the embedded demo data set into ``output_dir``; return the files written.
 
@@ -397,7 +408,10 @@ def generate_demo(
       interference and of the squared term at c = 1, as separately generated samples.
 
     Every file also has :data:`DEMO_SCALE_WEIGHTS` scale-variation weights. ``progress`` is
-    called with each file and its number of events once the file is written.
+    called with each file and its number of events once the file is written, in the order of
+    the list returned. The files are written by up to ``processes`` worker processes at once
+    (None: one per usable core, `vbsad_batch.runtime.cpus.usable_cores`; one process below
+    `DEMO_PARALLEL_EVENTS` events in all); each file's bytes do not depend on it.
     """
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -406,11 +420,10 @@ def generate_demo(
     jobs: list[tuple[Component, str | None, int]] = [("sm", None, n_events)]
     if eft_samples:
         jobs += [(comp, op, n_eft) for op in ops for comp in ("lin", "quad")]
-    written = []
-    for component, operator, n in jobs:
-        path = output_dir / f"{sample_name(component, operator)}.lhe.gz"
-        write_demo_lhe(
-            path,
+    writes = [
+        partial(
+            write_demo_lhe,
+            output_dir / f"{sample_name(component, operator)}.lhe.gz",
             n_events=n,
             seed=seed,
             operators=ops,
@@ -418,7 +431,33 @@ def generate_demo(
             component=component,
             operator=operator,
         )
+        for component, operator, n in jobs
+    ]
+    if processes is None:
+        big = sum(n for _, _, n in jobs) >= DEMO_PARALLEL_EVENTS
+        processes = usable_cores() if big else 1
+    written = []
+    for path, (_, _, n) in zip(_written_files(writes, processes), jobs, strict=True):
         written.append(path)
         if progress is not None:
             progress(path, n)
     return written
+
+
+def _written_files(writes: Sequence[Callable[[], Path]], processes: int) -> Iterator[Path]:
+    """Run `writes` (the first is the largest: it starts first) by up to `processes` worker
+    processes, yielding each path written in the order of `writes`."""
+    workers = min(processes, len(writes))
+    if workers <= 1:
+        for write in writes:
+            yield write()
+        return
+    pool = cf.ProcessPoolExecutor(
+        max_workers=workers, mp_context=multiprocessing.get_context("spawn")
+    )  # spawn: a fresh interpreter, safe with the threads of the caller (polars, progress)
+    try:
+        futures = [pool.submit(write) for write in writes]
+        for future in futures:
+            yield future.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
