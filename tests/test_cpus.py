@@ -32,10 +32,26 @@ print(json.dumps({"quota": cpu_quota(), "cores": usable_cores(), "cpus": usable_
 """
 
 
-def _probe_in(cgroup: Path) -> dict[str, object]:
+_TENSORFLOW_PROBE = """
+import json, os, sys
+with open(sys.argv[1], "w") as procs:
+    procs.write(str(os.getpid()))
+from vbsad_batch.models.tensorflow_import import import_tensorflow_quietly
+import_tensorflow_quietly()
+import tensorflow as tf
+from vbsad_batch.models.parallel import configure_threads
+from vbsad_batch.runtime.mpi import SingleProcess
+print(json.dumps({"set": configure_threads(SingleProcess()),
+                  "intra": tf.config.threading.get_intra_op_parallelism_threads(),
+                  "inter": tf.config.threading.get_inter_op_parallelism_threads()}))
+"""
+
+
+def _probe_in(cgroup: Path, probe: str = _PROBE) -> dict[str, object]:
     """What a fresh process sees once it has moved itself into `cgroup`."""
     done = subprocess.run(
-        [sys.executable, "-c", _PROBE, str(cgroup / "cgroup.procs")],
+        [sys.executable, "-c", probe, str(cgroup / "cgroup.procs")],
+        env={k: v for k, v in os.environ.items() if not k.startswith("TF_NUM_")},  # TF's pools
         capture_output=True,
         text=True,
         timeout=120,
@@ -85,6 +101,25 @@ def test_a_cgroup_without_a_quota_leaves_the_cpu_set(v1_cgroup: Path) -> None:
     seen = _probe_in(v1_cgroup)
     assert seen["quota"] is None
     assert seen["cores"] == len(usable_cpus())
+
+
+@pytest.mark.parametrize("quota_us", [50_000, None])
+def test_one_process_under_a_quota_sizes_tensorflow_to_it(
+    v1_cgroup: Path, quota_us: int | None
+) -> None:
+    """TensorFlow sizes its thread pools to the CPU set; under a quota of half a core one
+    process (`vbsad train`, `vbsad run`) sets them to 1 thread each. Without a quota it leaves
+    TensorFlow's default (0: every core of the set)."""
+    if len(usable_cpus()) < 2:
+        pytest.skip("needs 2 CPUs to see the quota cap them")
+    if quota_us is not None:
+        (v1_cgroup / "cpu.cfs_period_us").write_text("100000")
+        (v1_cgroup / "cpu.cfs_quota_us").write_text(str(quota_us))
+    seen = _probe_in(v1_cgroup, _TENSORFLOW_PROBE)
+    if quota_us is None:
+        assert seen == {"set": None, "intra": 0, "inter": 0}
+    else:
+        assert seen == {"set": 1, "intra": 1, "inter": 1}
 
 
 def _tree(root: Path, files: dict[str, str]) -> None:

@@ -113,11 +113,15 @@ def _run_stages(
     finished("datasets", build_datasets(cfg, progress=progress, force=force))
 
     from vbsad_batch.models.checkpoints import CheckpointMismatchError  # noqa: PLC0415
+    from vbsad_batch.models.parallel import configure_threads  # noqa: PLC0415
     from vbsad_batch.models.scoring import score_datasets  # noqa: PLC0415
     from vbsad_batch.models.training import (  # noqa: PLC0415 - TensorFlow from here on
         TrainingResult,
         train,
     )
+    from vbsad_batch.runtime.mpi import SingleProcess  # noqa: PLC0415
+
+    configure_threads(SingleProcess())  # within a cgroup CPU quota; before TensorFlow runs
 
     specs = cfg.models(models)
     model_dirs: list[Path] = []

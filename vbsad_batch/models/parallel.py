@@ -17,9 +17,11 @@ after the other, each on all ranks (`vbsad_batch.models.data_parallel`).
 Threads: TensorFlow sizes its intra-op and inter-op pools to every core of the machine in every
 process, so k ranks on a node would run k times as many threads as cores, time-slicing each
 other's matrix products. `configure_threads` gives each rank floor(cores / k) threads of each
-kind (at least 1): with 2 ranks on 2 cores, 1 each. The thread count does not change the
-numbers here (the small Dense layers compute the same bits with 1 or 2 threads: checked on the
-tests' models), so a model trained on a rank with 1 thread equals one trained alone with 2.
+kind (at least 1): with 2 ranks on 2 cores, 1 each. The cores are those of the CPU set, at most
+the cgroup's CPU quota (`vbsad_batch.runtime.cpus`), which also sizes one rank's pools. The
+thread count does not change the numbers here (the small Dense layers compute the same bits with
+1 or 2 threads: checked on the tests' models), so a model trained on a rank with 1 thread equals
+one trained alone with 2.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from collections.abc import Sequence
 from vbsad_batch.config import AnalysisConfig, ModelSpec
 from vbsad_batch.models.scoring import score_models  # re-exported: scoring needs no TensorFlow
 from vbsad_batch.models.training import TrainingResult, train
-from vbsad_batch.runtime.cpus import usable_cores
+from vbsad_batch.runtime.cpus import usable_cores, usable_cpus
 from vbsad_batch.runtime.mpi import Communicator, map_work, ranks_on_node, world
 from vbsad_batch.runtime.progress import ProgressCallback
 
@@ -60,19 +62,23 @@ def configure_threads(comm: Communicator | None = None) -> int | None:
     """Size TensorFlow's intra-op and inter-op thread pools for the ranks of `comm` on this
     node (collective call: every rank calls it, before TensorFlow runs anything).
 
-    Returns the threads per pool set, or None when nothing was set: one rank (TensorFlow's
-    default, every core, is right), `THREAD_ENV_VARS` set (the user's choice), or TensorFlow
-    already started (its pools are then fixed; a warning says so).
+    Returns the threads per pool set, or None when nothing was set: one rank that may use
+    every core of its CPU set (TensorFlow's default, every core of the set, is right),
+    `THREAD_ENV_VARS` set (the user's choice), or TensorFlow already started (its pools are
+    then fixed; a warning says so). One rank under a cgroup CPU quota smaller than its CPU set
+    (`docker --cpus`, Kubernetes limits) gets as many threads as the quota's cores: TensorFlow
+    counts the CPU set and would run more threads than the quota lets run at once.
     """
     comm = world() if comm is None else comm
-    if comm.size == 1:
+    cpus = usable_cores()  # the CPU set, at most the cgroup CPU quota
+    if comm.size == 1 and cpus == len(usable_cpus()):
         return None
-    ranks = ranks_on_node(comm)  # collective: before any early return that differs by rank
+    # collective: before any early return that differs by rank
+    ranks = ranks_on_node(comm) if comm.size > 1 else 1
     if any(os.environ.get(name) for name in THREAD_ENV_VARS):
         return None
     import tensorflow as tf  # noqa: PLC0415 - only when the model stages run
 
-    cpus = usable_cores()  # the CPU set, at most the cgroup CPU quota
     threads = threads_per_rank(ranks, cpus)
     try:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
