@@ -26,34 +26,18 @@ for every figure. (Both sides slow down from pass to pass in one process, by abo
 from __future__ import annotations
 
 import argparse
-import io
 import time
 from pathlib import Path
 
-import matplotlib.pyplot as plt
-
 from vbsad_batch.config import load_config
-from vbsad_batch.report.figure_style import DPI, STYLE
 from vbsad_batch.report.figures import FigureTask, figure_tasks
 from vbsad_batch.report.inputs import find_report_inputs
-
-
-def savefig_png(task: FigureTask) -> bytes:
-    """The figure as matplotlib's `savefig` writes it."""
-    buffer = io.BytesIO()
-    with plt.style.context(STYLE):
-        fig = task.draw()
-        try:
-            fig.savefig(buffer, format="png", dpi=DPI)
-        finally:
-            plt.close(fig)
-    return buffer.getvalue()
 
 
 def timed_pass(tasks: list[FigureTask], plain: bool) -> tuple[float, dict[str, bytes]]:
     """CPU seconds of drawing every task one way, and the PNGs."""
     start = time.process_time()
-    pngs = {task.file_name: savefig_png(task) if plain else task.render() for task in tasks}
+    pngs = {task.file_name: task.savefig_png() if plain else task.render() for task in tasks}
     return time.process_time() - start, pngs
 
 

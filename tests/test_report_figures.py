@@ -11,7 +11,6 @@ the figure, no overlapping tick labels.
 from __future__ import annotations
 
 import csv
-import io
 import itertools
 import json
 import multiprocessing
@@ -39,7 +38,7 @@ from vbsad_batch.models.training import train
 from vbsad_batch.report.figure_data import FigureData, component_events
 from vbsad_batch.report.figure_histograms import unit_area, weighted_quantiles
 from vbsad_batch.report.figure_processes import rendered_figures
-from vbsad_batch.report.figure_style import DPI, STYLE, log_x, operator_label
+from vbsad_batch.report.figure_style import STYLE, log_x, operator_label
 from vbsad_batch.report.figure_tick_updates import ticks_updated_once
 from vbsad_batch.report.figures import FigureTask, figure_tasks, lay_out_and_paint
 from vbsad_batch.report.inputs import ReportInputs, find_report_inputs
@@ -283,18 +282,6 @@ def test_observable_figure_draws_every_operator_from_every_event(
         _assert_readable(fig, task.file_name)
 
 
-def _savefig_png(task: FigureTask) -> bytes:
-    """The figure as matplotlib's `savefig` writes it (its layout engine run in its draw)."""
-    buffer = io.BytesIO()
-    with plt.style.context(STYLE):
-        fig = task.draw()
-        try:
-            fig.savefig(buffer, format="png", dpi=DPI)
-        finally:
-            plt.close(fig)
-    return buffer.getvalue()
-
-
 def test_render_writes_what_savefig_writes_and_any_process_the_same(
     inputs: ReportInputs, tasks: dict[str, FigureTask]
 ) -> None:
@@ -304,7 +291,7 @@ def test_render_writes_what_savefig_writes_and_any_process_the_same(
     ordered = list(tasks.values())
     mine = {task.file_name: task.render() for task in ordered}
     for task in ordered:
-        assert mine[task.file_name] == _savefig_png(task), task.file_name
+        assert mine[task.file_name] == task.savefig_png(), task.file_name
     names, workers_seen = [], 0
     for task, png, seconds in rendered_figures(inputs.config, ordered, processes=3):
         workers_seen = max(workers_seen, len(multiprocessing.active_children()))
