@@ -63,8 +63,10 @@ def default_processes() -> int:
     `idle_cores`). Without /proc/stat, the load average decides. On a busy machine a worker only
     adds its start-up and competes with this process: measured on 2 busy cores (load ~3), two
     processes took 17% longer than one."""
-    cpus = usable_cpus()
     cores = usable_cores()  # at most the cgroup's CPU quota
+    if cores == 1:
+        return 1  # nothing to measure
+    cpus = usable_cpus()
     idle = idle_cores(cpus, IDLE_SAMPLE_S)
     if idle is None:
         try:
