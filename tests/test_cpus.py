@@ -6,6 +6,7 @@ and the path rules, on directory trees written in the kernel's formats."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -60,20 +61,30 @@ def _probe_in(cgroup: Path, probe: str = _PROBE) -> dict[str, object]:
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
+def _remove_cgroup(path: Path) -> None:
+    """Remove a test cgroup and its children (each once empty), whatever fails."""
+    for child in [*sorted(path.glob("*/"), reverse=True), path]:
+        if (child / "cgroup.procs").is_file():
+            with contextlib.suppress(OSError):
+                child.rmdir()
+
+
 @pytest.fixture
 def v1_cgroup() -> Iterator[Path]:
-    """A fresh cgroup under the v1 cpu controller (removed afterwards)."""
+    """A fresh cgroup under the v1 cpu controller (removed afterwards, with any left by a
+    killed earlier run)."""
     if not (V1_CPU / "cpu.cfs_quota_us").is_file() or not os.access(V1_CPU, os.W_OK):
         pytest.skip("needs a writable cgroup v1 cpu hierarchy (root)")
+    if cpu_quota() is not None:
+        pytest.skip("this process runs under a CPU quota already")
+    for stale in V1_CPU.glob("vbsad-test-*"):
+        _remove_cgroup(stale)
     path = V1_CPU / f"vbsad-test-{uuid.uuid4().hex[:8]}"
     path.mkdir()
     try:
         yield path
     finally:
-        for child in sorted(path.glob("*/"), reverse=True):
-            if (child / "cgroup.procs").is_file():
-                child.rmdir()
-        path.rmdir()
+        _remove_cgroup(path)
 
 
 def test_without_a_quota_every_cpu_of_the_set_counts() -> None:
@@ -129,52 +140,88 @@ def _tree(root: Path, files: dict[str, str]) -> None:
         path.write_text(text)
 
 
+def _mountinfo(path: Path, *mounts: tuple[str, Path, str, str]) -> Path:
+    """A mountinfo file (proc(5)) of (cgroup at the mount's root, mount point, type, super
+    options) mounts, after an unrelated one."""
+    lines = ["22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/vda1 rw"]
+    for i, (root, point, kind, options) in enumerate(mounts):
+        escaped = str(point).replace(" ", "\\040")
+        lines.append(f"{30 + i} 22 0:{40 + i} {root} {escaped} rw,nosuid - {kind} {kind} {options}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
 def test_cgroup_v2_the_smallest_quota_of_the_cgroup_and_its_parents(tmp_path: Path) -> None:
-    root = tmp_path / "cgroup"
+    point = tmp_path / "cgroup v2"  # a space, written \040 in mountinfo
     _tree(
-        root,
+        point,
         {
-            "cgroup.controllers": "cpuset cpu io memory pids\n",
             "cpu.max": "max 100000\n",
             "job/cpu.max": "250000 100000\n",
             "job/step/cpu.max": "max 100000\n",
             "job/step/task/cpu.max": "300000 100000\n",
         },
     )
+    mounts = _mountinfo(tmp_path / "mountinfo", ("/", point, "cgroup2", "rw,nsdelegate"))
     proc = tmp_path / "proc_cgroup"
-    proc.write_text("0::/job/step/task\n")
-    assert cpu_quota(proc_cgroup=proc, root=root) == pytest.approx(2.5)
-    proc.write_text("0::/job/step\n")
-    assert cpu_quota(proc_cgroup=proc, root=root) == pytest.approx(2.5)
-    proc.write_text("0::/\n")
-    assert cpu_quota(proc_cgroup=proc, root=root) is None  # "max": no quota
+    for path, quota in (("/job/step/task", 2.5), ("/job/step", 2.5), ("/", None)):
+        proc.write_text(f"0::{path}\n")
+        assert cpu_quota(proc_cgroup=proc, mountinfo=mounts) == (
+            None if quota is None else pytest.approx(quota)
+        ), path  # "max": no quota
 
 
 def test_a_container_sees_its_own_cgroup_at_the_mount_root(tmp_path: Path) -> None:
-    """Without a cgroup namespace the listed path names the host's cgroup, which the
-    container's mount does not hold: the mount's root (the container's cgroup) is read."""
-    root = tmp_path / "cgroup"
-    _tree(root, {"cgroup.controllers": "cpu\n", "cpu.max": "150000 100000\n"})
-    proc = tmp_path / "proc_cgroup"
-    proc.write_text("0::/system.slice/docker-0123abcd.scope\n")
-    assert cpu_quota(proc_cgroup=proc, root=root) == pytest.approx(1.5)
-
-
-def test_cgroup_v1_names_and_unset_quotas(tmp_path: Path) -> None:
-    root = tmp_path / "cgroup"
+    """A container without a cgroup namespace lists the host's path of its cgroup; its mount
+    shows that cgroup at the mount's root (mountinfo's root field): the path is read from
+    there, and a path outside the mount's root reads the mount's root only."""
+    point = tmp_path / "cpu"
     _tree(
-        root,
+        point,
+        {
+            "cpu.cfs_quota_us": "150000\n",  # the container: 1.5 cores
+            "cpu.cfs_period_us": "100000\n",
+            "slurm/cpu.cfs_quota_us": "50000\n",  # a job inside it: half a core
+            "slurm/cpu.cfs_period_us": "100000\n",
+        },
+    )
+    mounts = _mountinfo(
+        tmp_path / "mountinfo", ("/docker/0123abcd", point, "cgroup", "rw,cpu,cpuacct")
+    )
+    proc = tmp_path / "proc_cgroup"
+    proc.write_text("4:cpu,cpuacct:/docker/0123abcd/slurm\n")
+    assert cpu_quota(proc_cgroup=proc, mountinfo=mounts) == pytest.approx(0.5)
+    proc.write_text("4:cpu,cpuacct:/system.slice/other\n")  # not under the mount's root
+    assert cpu_quota(proc_cgroup=proc, mountinfo=mounts) == pytest.approx(1.5)
+    proc.write_text("4:cpu,cpuacct:/\n")  # in a cgroup namespace: its own root
+    assert cpu_quota(proc_cgroup=proc, mountinfo=mounts) == pytest.approx(1.5)
+
+
+def test_cgroup_v1_controllers_and_unset_quotas(tmp_path: Path) -> None:
+    cpu, memory, unified = tmp_path / "cpu,cpuacct", tmp_path / "memory", tmp_path / "unified"
+    _tree(
+        tmp_path,
         {
             "cpu,cpuacct/cpu.cfs_quota_us": "-1\n",
             "cpu,cpuacct/cpu.cfs_period_us": "100000\n",
             "cpu,cpuacct/slurm/cpu.cfs_quota_us": "400000\n",
             "cpu,cpuacct/slurm/cpu.cfs_period_us": "100000\n",
-            "memory/slurm/memory.limit_in_bytes": "4294967296\n",
+            "memory/slurm/cpu.cfs_quota_us": "100000\n",  # not the cpu controller's mount
+            "memory/slurm/cpu.cfs_period_us": "100000\n",
+            "unified/cgroup.procs": "",  # hybrid: a v2 mount without controllers
         },
     )
+    mounts = _mountinfo(
+        tmp_path / "mountinfo",
+        ("/", memory, "cgroup", "rw,memory"),
+        ("/", cpu, "cgroup", "rw,cpu,cpuacct"),
+        ("/", unified, "cgroup2", "rw,nsdelegate"),
+    )
     proc = tmp_path / "proc_cgroup"
-    proc.write_text("5:memory:/slurm\n4:cpu,cpuacct:/slurm\n0::/slurm\n")  # hybrid: v2 empty
-    assert cpu_quota(proc_cgroup=proc, root=root) == pytest.approx(4.0)
+    proc.write_text("5:memory:/slurm\n4:cpu,cpuacct:/slurm\n0::/slurm\n")
+    assert cpu_quota(proc_cgroup=proc, mountinfo=mounts) == pytest.approx(4.0)
     proc.write_text("4:cpu,cpuacct:/\n")
-    assert cpu_quota(proc_cgroup=proc, root=root) is None  # -1: no quota
-    assert cpu_quota(proc_cgroup=tmp_path / "missing", root=root) is None
+    assert cpu_quota(proc_cgroup=proc, mountinfo=mounts) is None  # -1: no quota
+    assert cpu_quota(proc_cgroup=tmp_path / "missing", mountinfo=mounts) is None
+    proc.write_bytes(b"4:cpu,cpuacct:/\xff\n")  # not UTF-8: no quota, no error
+    assert cpu_quota(proc_cgroup=proc, mountinfo=mounts) is None

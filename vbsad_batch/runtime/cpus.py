@@ -12,22 +12,25 @@ Two limits apply, and a batch job can meet either:
 `usable_cores` takes the smaller: the CPU set's size, capped at the quota rounded up. The quota
 is read from the process's own cgroup and every parent (the smallest wins, as the kernel
 enforces it), in the cgroup v2 format (`cpu.max`) or v1 (`cpu.cfs_quota_us` over
-`cpu.cfs_period_us`). Without a readable cgroup (not Linux, or no cpu controller) there is no
-quota.
+`cpu.cfs_period_us`). The cgroup's directory is found from /proc/self/cgroup (its path in the
+hierarchy) and /proc/self/mountinfo (where the hierarchy is mounted, and which of its cgroups
+is the mount's root: a container without a cgroup namespace mounts its own cgroup there).
+Whatever cannot be read (not Linux, no cpu controller, no permission) means no quota.
 """
 
 from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
-__all__ = ["CGROUP_ROOT", "PROC_CGROUP", "cpu_quota", "usable_cores", "usable_cpus"]
+__all__ = ["MOUNTINFO", "PROC_CGROUP", "cpu_quota", "usable_cores", "usable_cpus"]
 
-CGROUP_ROOT = Path("/sys/fs/cgroup")
-"""Where the cgroup file systems are mounted."""
 PROC_CGROUP = Path("/proc/self/cgroup")
 """This process's cgroups, one line per hierarchy: ``id:controllers:path``."""
+MOUNTINFO = Path("/proc/self/mountinfo")
+"""This process's mounts (proc(5)): the cgroup file systems among them."""
 
 
 def usable_cpus() -> list[int]:
@@ -67,50 +70,74 @@ def _quota_file(directory: Path, version: int) -> float | None:
     return quota / period
 
 
-def _cpu_hierarchy(line: str, root: Path) -> tuple[Path, PurePosixPath, int] | None:
-    """(mount, path in it, cgroup version) of the cpu controller's line of /proc/self/cgroup;
-    None for another controller's line."""
-    parts = line.split(":", 2)
-    if len(parts) != 3:
-        return None
-    hierarchy, controllers, path = parts
-    if hierarchy == "0" and controllers == "":
-        return root, PurePosixPath(path), 2
-    names = controllers.split(",")
-    if "cpu" not in names:
-        return None
-    for mount in (root / "cpu", root / controllers):  # "cpu", or "cpu,cpuacct" unlinked
-        if mount.is_dir():
-            return mount, PurePosixPath(path), 1
-    return None
+def _unescaped(field: str) -> str:
+    """A mountinfo path field: spaces, tabs, newlines and backslashes are written in octal."""
+    for code, char in (("\\040", " "), ("\\011", "\t"), ("\\012", "\n"), ("\\134", "\\")):
+        field = field.replace(code, char)
+    return field
 
 
-def cpu_quota(*, proc_cgroup: Path = PROC_CGROUP, root: Path = CGROUP_ROOT) -> float | None:
+def _cpu_mounts(mountinfo: str) -> Iterator[tuple[int, PurePosixPath, Path]]:
+    """(cgroup version, the hierarchy's cgroup at the mount's root, mount point) of each
+    cgroup v2 mount and each v1 mount of the cpu controller."""
+    for line in mountinfo.splitlines():
+        fields = line.split()
+        if "-" not in fields[6:]:
+            continue
+        tail = fields[fields.index("-", 6) + 1 :]
+        if len(fields) < 5 or len(tail) < 3:
+            continue
+        root, point = PurePosixPath(_unescaped(fields[3])), Path(_unescaped(fields[4]))
+        if tail[0] == "cgroup2":
+            yield 2, root, point
+        elif tail[0] == "cgroup" and "cpu" in tail[2].split(","):
+            yield 1, root, point
+
+
+def _directories(path: PurePosixPath, root: PurePosixPath, point: Path) -> Iterator[Path]:
+    """The directories under `point` (which shows the cgroup `root`) of the cgroup `path` and
+    its parents, down to `point`; only `point` when `path` is not under `root` (a cgroup
+    namespace or a container shows its own cgroup at the mount's root)."""
+    try:
+        relative = path.relative_to(root)
+    except ValueError:
+        yield point
+        return
+    for directory in (relative, *relative.parents):
+        yield point / directory
+
+
+def cpu_quota(*, proc_cgroup: Path = PROC_CGROUP, mountinfo: Path = MOUNTINFO) -> float | None:
     """The CPU quota of this process's cgroup, in cores (e.g. 1.5): the smallest set on its
-    cgroup or any parent, in the cgroup v1 or v2 hierarchy; None: no quota (or no readable
-    cgroup).
+    cgroup or any parent, in the cgroup v1 or v2 hierarchy; None: no quota, or nothing
+    readable.
 
     Args:
-        proc_cgroup: the process's cgroup list (the file's format: ``id:controllers:path``).
-        root: where the cgroup file systems are mounted.
+        proc_cgroup: the process's cgroups (the format of /proc/self/cgroup).
+        mountinfo: the process's mounts (the format of /proc/self/mountinfo).
     """
     try:
         lines = proc_cgroup.read_text(encoding="utf-8").splitlines()
-    except OSError:
+        mounts = list(_cpu_mounts(mountinfo.read_text(encoding="utf-8")))
+    except (OSError, ValueError):  # not Linux, no permission, not UTF-8
         return None
     quotas: list[float] = []
     for line in lines:
-        found = _cpu_hierarchy(line, root)
-        if found is None:
+        parts = line.split(":", 2)
+        if len(parts) != 3:
             continue
-        mount, path, version = found
-        if version == 2 and not (mount / "cgroup.controllers").is_file():
-            continue  # a v1 system's empty unified line: no cgroup v2 mounted here
-        # The path may name a cgroup outside this mount (a container sees its own cgroup at
-        # the mount's root): parents that are not there are skipped; the root is always read.
-        for directory in (path, *path.parents):
-            relative = str(directory).lstrip("/")
-            quota = _quota_file(mount / relative if relative else mount, version)
-            if quota is not None:
-                quotas.append(quota)
+        hierarchy, controllers, path = parts
+        if hierarchy == "0" and controllers == "":
+            version = 2
+        elif "cpu" in controllers.split(","):
+            version = 1
+        else:
+            continue
+        for mounted, root, point in mounts:
+            if mounted != version:
+                continue
+            for directory in _directories(PurePosixPath(path), root, point):
+                quota = _quota_file(directory, version)
+                if quota is not None:
+                    quotas.append(quota)
     return min(quotas) if quotas else None
