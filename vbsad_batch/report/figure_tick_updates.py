@@ -10,7 +10,8 @@ CPU time of drawing them.
 Inside `ticks_updated_once()`, an update of an axis whose state is the one of its last update
 returns the ticks that update placed. The state is all that the ticks depend on while a
 figure is drawn: the view interval, the axes' box in pixels (its position, the figure's size
-and dpi), the scale, and the locators and formatters. The pixels are the same; the report's
+and dpi), the scale, and the locators and formatters with the view interval and box of the
+axis they work for (a shared axis's may be another axes'). The pixels are the same; the report's
 tests compare every figure with `savefig`'s, byte for byte.
 
 `Axis._update_ticks` is matplotlib's own (private) method: it is replaced only inside the
@@ -45,16 +46,27 @@ class TickUpdates:
     repeated: int = 0
 
 
+def _ticker(ticker: Any) -> tuple[Any, ...]:
+    """A locator or formatter, and the state of the axis it works for: axes that share an axis
+    (`sharex`, `sharey`) share its locators and formatters, which then work out the ticks
+    from the axis they were last set on, whose size need not be this axis's. The object
+    itself, not its id(): it stays alive, so another object cannot take its place."""
+    owner = getattr(ticker, "axis", None)
+    if owner is None or not hasattr(owner, "axes"):
+        return (ticker,)
+    return (ticker, tuple(owner.get_view_interval()), tuple(owner.axes.bbox.bounds))
+
+
 def _state(axis: Any) -> tuple[Any, ...]:
     """What an axis's ticks depend on while its figure is drawn."""
     return (
         tuple(axis.get_view_interval()),
         tuple(axis.axes.bbox.bounds),
         axis.get_scale(),
-        id(axis.major.locator),
-        id(axis.minor.locator),
-        id(axis.major.formatter),
-        id(axis.minor.formatter),
+        _ticker(axis.major.locator),
+        _ticker(axis.minor.locator),
+        _ticker(axis.major.formatter),
+        _ticker(axis.minor.formatter),
     )
 
 
