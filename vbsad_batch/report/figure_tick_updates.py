@@ -46,14 +46,14 @@ class TickUpdates:
     repeated: int = 0
 
 
-def _ticker(ticker: Any) -> tuple[Any, ...]:
+def _ticker(ticker: Any, axis: Any) -> tuple[Any, ...]:
     """A locator or formatter, and the state of the axis it works for: axes that share an axis
     (`sharex`, `sharey`) share its locators and formatters, which then work out the ticks
     from the axis they were last set on, whose size need not be this axis's. The object
     itself, not its id(): it stays alive, so another object cannot take its place."""
     owner = getattr(ticker, "axis", None)
-    if owner is None or not hasattr(owner, "axes"):
-        return (ticker,)
+    if owner is None or owner is axis or not hasattr(owner, "axes"):
+        return (ticker,)  # its own axis: already in the state
     return (ticker, tuple(owner.get_view_interval()), tuple(owner.axes.bbox.bounds))
 
 
@@ -63,10 +63,10 @@ def _state(axis: Any) -> tuple[Any, ...]:
         tuple(axis.get_view_interval()),
         tuple(axis.axes.bbox.bounds),
         axis.get_scale(),
-        _ticker(axis.major.locator),
-        _ticker(axis.minor.locator),
-        _ticker(axis.major.formatter),
-        _ticker(axis.minor.formatter),
+        _ticker(axis.major.locator, axis),
+        _ticker(axis.minor.locator, axis),
+        _ticker(axis.major.formatter, axis),
+        _ticker(axis.minor.formatter, axis),
     )
 
 
