@@ -114,6 +114,42 @@ def test_a_cgroup_without_a_quota_leaves_the_cpu_set(v1_cgroup: Path) -> None:
     assert seen["cores"] == len(usable_cpus())
 
 
+_STARTED_TENSORFLOW_PROBE = """
+import json, logging, os, sys
+with open(sys.argv[1], "w") as procs:
+    procs.write(str(os.getpid()))
+logging.basicConfig(level=logging.WARNING)
+from vbsad_batch.models.tensorflow_import import import_tensorflow_quietly
+import_tensorflow_quietly()
+import tensorflow as tf
+tf.constant(1.0) + 1.0  # TensorFlow has started: its pools are fixed
+from vbsad_batch.models.parallel import configure_threads
+from vbsad_batch.runtime.mpi import SingleProcess
+print(json.dumps({"set": configure_threads(SingleProcess())}))
+"""
+
+
+def test_one_process_whose_tensorflow_has_started_keeps_its_pools_quietly(
+    v1_cgroup: Path,
+) -> None:
+    """Under a quota, TensorFlow already started in this process (a second analysis in a
+    notebook): its pools stay as they are, without a warning on every run."""
+    if len(usable_cpus()) < 2:
+        pytest.skip("needs 2 CPUs to see the quota cap them")
+    (v1_cgroup / "cpu.cfs_period_us").write_text("100000")
+    (v1_cgroup / "cpu.cfs_quota_us").write_text("50000")
+    done = subprocess.run(
+        [sys.executable, "-c", _STARTED_TENSORFLOW_PROBE, str(v1_cgroup / "cgroup.procs")],
+        env={k: v for k, v in os.environ.items() if not k.startswith("TF_NUM_")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {"set": None}
+    assert "cannot size TensorFlow's thread pools" not in done.stderr
+
+
 @pytest.mark.parametrize("quota_us", [50_000, None])
 def test_one_process_under_a_quota_sizes_tensorflow_to_it(
     v1_cgroup: Path, quota_us: int | None

@@ -84,7 +84,10 @@ def configure_threads(comm: Communicator | None = None) -> int | None:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(threads)
     except RuntimeError as exc:  # TensorFlow has started: its pools are fixed
-        logger.warning("cannot size TensorFlow's thread pools for %d rank(s): %s", ranks, exc)
+        # Under MPI the ranks may time-slice each other: say so. One process (e.g. a second
+        # `run_analysis` in a notebook under a quota) only keeps TensorFlow's own sizes.
+        level = logging.WARNING if comm.size > 1 else logging.DEBUG
+        logger.log(level, "cannot size TensorFlow's thread pools for %d rank(s): %s", ranks, exc)
         return None
     logger.debug("%d rank(s) on this node, %d core(s): %d thread(s) each", ranks, cpus, threads)
     return threads
