@@ -6,6 +6,8 @@ import gzip
 import math
 import multiprocessing
 import re
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -351,6 +353,54 @@ def test_generate_demo(tmp_path: Path) -> None:
     assert paths == [out / "ssww_demo.lhe.gz"]
     _, events = _read(paths[0])
     assert len(events) == 120
+
+
+_SCRIPT_WITHOUT_MAIN_GUARD = """
+import sys
+from pathlib import Path
+from vbsad_batch.demo.lhe_writer import generate_demo
+paths = generate_demo(Path(sys.argv[1]), n_events=400, eft_events=100, seed=4,
+                      operators=("cW",), processes=2)
+print("written", len(paths))
+"""
+
+
+def test_a_script_without_a_main_guard_still_gets_its_demo(tmp_path: Path) -> None:
+    """Spawned workers run the calling script again and stop; the files are then written in
+    the script's process, with a warning that says why, and they are the same files."""
+    script = tmp_path / "make_demo.py"
+    script.write_text(_SCRIPT_WITHOUT_MAIN_GUARD)
+    done = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "guardless")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "written 3" in done.stdout
+    assert "writing its files in this process" in done.stderr
+    alone = generate_demo(
+        tmp_path / "alone", n_events=400, eft_events=100, seed=4, operators=("cW",), processes=1
+    )
+    for path in alone:
+        assert (tmp_path / "guardless" / path.name).read_bytes() == path.read_bytes()
+
+
+def _demo_in_daemon(out: str) -> None:
+    generate_demo(Path(out), n_events=400, eft_events=100, seed=4, operators=("cW",), processes=2)
+
+
+def test_a_daemonic_process_writes_the_demo_itself(tmp_path: Path) -> None:
+    """A daemonic process (a multiprocessing.Pool worker) may not start processes."""
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(1) as pool:
+        pool.apply(_demo_in_daemon, (str(tmp_path / "daemon"),))
+    assert sorted(p.name for p in (tmp_path / "daemon").iterdir()) == [
+        "ssww_demo.lhe.gz",
+        "ssww_demo_cW_LIN.lhe.gz",
+        "ssww_demo_cW_QUAD.lhe.gz",
+    ]
 
 
 def test_generate_demo_in_worker_processes_writes_the_same_bytes(tmp_path: Path) -> None:

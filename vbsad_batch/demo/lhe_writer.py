@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import gzip as _gzip
+import logging
 import multiprocessing
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures.process import BrokenProcessPool
 from functools import partial
 from pathlib import Path
 from typing import BinaryIO
@@ -80,6 +82,8 @@ __all__ = [
     "toy_eft_ratio",
     "write_demo_lhe",
 ]
+
+logger = logging.getLogger(__name__)
 
 #: File name written by :func:`generate_demo`.
 DEMO_LHE_NAME = "ssww_demo.lhe.gz"
@@ -446,18 +450,41 @@ def generate_demo(
 
 def _written_files(writes: Sequence[Callable[[], Path]], processes: int) -> Iterator[Path]:
     """Run `writes` (the first is the largest: it starts first) by up to `processes` worker
-    processes, yielding each path written in the order of `writes`."""
+    processes, yielding each path written in the order of `writes`.
+
+    In a daemonic process (which may not start processes), or when the workers cannot start
+    (a script that calls this at module level without an ``if __name__ == "__main__":`` guard:
+    each spawned worker runs the script again and stops), the files are written here."""
     workers = min(processes, len(writes))
-    if workers <= 1:
+    if workers <= 1 or multiprocessing.current_process().daemon:
         for write in writes:
             yield write()
         return
     pool = cf.ProcessPoolExecutor(
         max_workers=workers, mp_context=multiprocessing.get_context("spawn")
     )  # spawn: a fresh interpreter, safe with the threads of the caller (polars, progress)
+    broken = False
     try:
-        futures = [pool.submit(write) for write in writes]
-        for future in futures:
-            yield future.result()
+        futures: list[cf.Future[Path] | None] = []
+        for write in writes:
+            try:
+                futures.append(pool.submit(write))
+            except BrokenProcessPool:  # broken already: the rest are written here
+                futures.append(None)
+        for write, future in zip(writes, futures, strict=True):
+            try:
+                if future is None:
+                    raise BrokenProcessPool("the pool broke before this file was handed over")
+                path = future.result()
+            except BrokenProcessPool as exc:
+                if not broken:
+                    logger.warning(
+                        "the demo's worker processes stopped (%s); writing its files in this "
+                        "process (a script needs `if __name__ == '__main__':` for them)",
+                        exc,
+                    )
+                broken = True
+                path = write()
+            yield path
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
