@@ -408,7 +408,7 @@ def test_generate_demo_in_worker_processes_writes_the_same_bytes(tmp_path: Path)
     process writes, and progress comes in the order of the list."""
 
     def demo_set(
-        out: Path, processes: int, progress: Callable[[Path, int], None] | None = None
+        out: Path, processes: int, progress: Callable[[Path, int, float], None] | None = None
     ) -> list[Path]:
         return generate_demo(
             out,
@@ -423,7 +423,8 @@ def test_generate_demo_in_worker_processes_writes_the_same_bytes(tmp_path: Path)
     alone = demo_set(tmp_path / "one", 1)
     seen: list[tuple[str, int, int]] = []
 
-    def progress(path: Path, events: int) -> None:
+    def progress(path: Path, events: int, seconds: float) -> None:
+        assert seconds > 0
         seen.append((path.name, events, len(multiprocessing.active_children())))
 
     shared = demo_set(tmp_path / "two", 2, progress)

@@ -196,7 +196,7 @@ def test_generate_demo_writes_madgraph_like_samples(tmp_path: Path) -> None:
         eft_events=20,
         seed=2,
         operators=("cW", "cqq3"),
-        progress=lambda path, events: written.append((path, events)),
+        progress=lambda path, events, _seconds: written.append((path, events)),
     )
     assert written == [(p, 40 if i == 0 else 20) for i, p in enumerate(paths)]
     assert [p.name for p in paths] == [

@@ -15,6 +15,7 @@ import concurrent.futures as cf
 import gzip as _gzip
 import logging
 import multiprocessing
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures.process import BrokenProcessPool
 from functools import partial
@@ -398,7 +399,7 @@ def generate_demo(
     seed: int = 1,
     operators: Sequence[str] = DEFAULT_OPERATORS,
     eft_samples: bool = True,
-    progress: Callable[[Path, int], None] | None = None,
+    progress: Callable[[Path, int, float], None] | None = None,
     processes: int | None = None,
 ) -> list[Path]:
     """Write the embedded demo data set into ``output_dir``; return the files written.
@@ -412,10 +413,11 @@ def generate_demo(
       interference and of the squared term at c = 1, as separately generated samples.
 
     Every file also has :data:`DEMO_SCALE_WEIGHTS` scale-variation weights. ``progress`` is
-    called with each file and its number of events once the file is written, in the order of
-    the list returned. The files are written by up to ``processes`` worker processes at once
-    (None: one per usable core, `vbsad_batch.runtime.cpus.usable_cores`; one process below
-    `DEMO_PARALLEL_EVENTS` events in all); each file's bytes do not depend on it.
+    called with each file, its number of events and the seconds its writing took, once the
+    file is written, in the order of the list returned. The files are written by up to
+    ``processes`` worker processes at once (None: one per usable core,
+    `vbsad_batch.runtime.cpus.usable_cores`; one process below `DEMO_PARALLEL_EVENTS` events
+    in all); each file's bytes do not depend on it.
     """
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -441,16 +443,25 @@ def generate_demo(
         big = sum(n for _, _, n in jobs) >= DEMO_PARALLEL_EVENTS
         processes = usable_cores() if big else 1
     written = []
-    for path, (_, _, n) in zip(_written_files(writes, processes), jobs, strict=True):
+    timed = [partial(_timed, write) for write in writes]
+    for (path, seconds), (_, _, n) in zip(_written_files(timed, processes), jobs, strict=True):
         written.append(path)
         if progress is not None:
-            progress(path, n)
+            progress(path, n, seconds)
     return written
 
 
-def _written_files(writes: Sequence[Callable[[], Path]], processes: int) -> Iterator[Path]:
+def _timed(write: Callable[[], Path]) -> tuple[Path, float]:
+    """`write()` and the seconds it took (wall clock, where it ran)."""
+    start = time.monotonic()
+    return write(), time.monotonic() - start
+
+
+def _written_files(
+    writes: Sequence[Callable[[], tuple[Path, float]]], processes: int
+) -> Iterator[tuple[Path, float]]:
     """Run `writes` (the first is the largest: it starts first) by up to `processes` worker
-    processes, yielding each path written in the order of `writes`.
+    processes, yielding each result (path written, seconds) in the order of `writes`.
 
     In a daemonic process (which may not start processes), or when the workers cannot start
     (a script that calls this at module level without an ``if __name__ == "__main__":`` guard:
@@ -465,7 +476,7 @@ def _written_files(writes: Sequence[Callable[[], Path]], processes: int) -> Iter
     )  # spawn: a fresh interpreter, safe with the threads of the caller (polars, progress)
     broken = False
     try:
-        futures: list[cf.Future[Path] | None] = []
+        futures: list[cf.Future[tuple[Path, float]] | None] = []
         for write in writes:
             try:
                 futures.append(pool.submit(write))
@@ -475,7 +486,7 @@ def _written_files(writes: Sequence[Callable[[], Path]], processes: int) -> Iter
             try:
                 if future is None:
                     raise BrokenProcessPool("the pool broke before this file was handed over")
-                path = future.result()
+                result = future.result()
             except BrokenProcessPool as exc:
                 if not broken:
                     logger.warning(
@@ -484,7 +495,7 @@ def _written_files(writes: Sequence[Callable[[], Path]], processes: int) -> Iter
                         exc,
                     )
                 broken = True
-                path = write()
-            yield path
+                result = write()
+            yield result
     finally:
         pool.shutdown(wait=True, cancel_futures=True)

@@ -7,7 +7,6 @@ there for the same settings. A toy for demonstration and testing, not physics.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -66,10 +65,8 @@ def prepare_demo(
 
     def write(out: StageOutputs, reason: str) -> None:
         out.emit(ProgressEvent(_STAGE, "run_started", total_items=n_files, message=reason))
-        last = [time.monotonic()]
 
-        def file_written(path: Path, events: int) -> None:
-            now = time.monotonic()
+        def file_written(path: Path, events: int, seconds: float) -> None:
             out.add(path.name)
             out.emit(
                 ProgressEvent(
@@ -78,10 +75,9 @@ def prepare_demo(
                     item=str(path),
                     total_items=n_files,
                     events=events,
-                    seconds=now - last[0],
+                    seconds=seconds,
                 )
             )
-            last[0] = now
 
         generate_demo(
             unit.directory,
