@@ -88,10 +88,10 @@ def ticks_updated_once() -> Iterator[TickUpdates]:
         if kept is not None and kept[0] == state:
             counts.repeated += 1
             return list(kept[1])
-        ticks = list(work_out(axis))
-        last[axis] = (state, ticks)
+        ticks = work_out(axis)  # a new list, the caller's
+        last[axis] = (state, list(ticks))
         counts.worked_out += 1
-        return list(ticks)
+        return ticks
 
     setattr(Axis, "_update_ticks", update_ticks)  # noqa: B010 - private: not in the stubs
     try:
